@@ -1,0 +1,198 @@
+"""A trajectory of checkpoints (Orbax) with metadata, integrity checks and exact resume.
+
+Layout under ``directory``::
+
+    ckpt/<step>/state, ckpt/<step>/meta   Orbax checkpoint (state pytree + JSON metadata)
+    manifests/<step>.json                 SHA-256 of every file of that checkpoint
+
+Orbax writes each checkpoint to a temporary folder and renames it when complete,
+so a crash mid-save leaves no folder that looks finished. jaxdyn adds a manifest,
+written only after Orbax has finished: a checkpoint without a manifest is
+*incomplete*, one whose files no longer match is *corrupt*. Neither is ever
+restored: :meth:`Trajectory.restore` raises :class:`CheckpointError` naming the
+step and the problem, and the older checkpoints stay usable. All checkpoints are
+kept (training-dynamics work needs the whole trajectory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or corrupt."""
+
+
+def _digest_dir(path: Path) -> dict[str, str]:
+    out = {}
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out[str(f.relative_to(path))] = h.hexdigest()
+    return out
+
+
+class Trajectory:
+    """All checkpoints of one training run.
+
+    Args:
+      directory: run folder; checkpoints go to ``directory/ckpt``.
+      read_only: open without creating anything (for analysis of finished runs).
+    """
+
+    def __init__(self, directory: str | Path, *, read_only: bool = False):
+        self.directory = Path(directory).absolute()
+        self._manifests = self.directory / "manifests"
+        if not read_only:
+            self._manifests.mkdir(parents=True, exist_ok=True)
+        elif not (self.directory / "ckpt").is_dir():
+            raise CheckpointError(f"no checkpoints under {self.directory}")
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=None, create=not read_only, enable_async_checkpointing=False
+        )
+        self._mngr = ocp.CheckpointManager(self.directory / "ckpt", options=options)
+
+    def close(self) -> None:
+        """Release Orbax resources."""
+        self._mngr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- writing -------------------------------------------------------------
+    def save(self, state: Any, meta: dict[str, Any]) -> int:
+        """Save ``state`` (any pytree with an int ``step`` field) and JSON ``meta``.
+
+        Returns the step. Saving a step that already exists is a no-op.
+        """
+        step = int(jax.device_get(state.step))
+        if step in self._mngr.all_steps():
+            return step
+        meta = {**meta, "step": step}
+        self._mngr.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        )
+        self._mngr.wait_until_finished()
+        files = _digest_dir(self._step_dir(step))
+        tmp = self._manifests / f"{step}.json.tmp"
+        tmp.write_text(json.dumps({"step": step, "files": files}, indent=1))
+        tmp.replace(self._manifests / f"{step}.json")
+        return step
+
+    # -- reading -------------------------------------------------------------
+    def _step_dir(self, step: int) -> Path:
+        return Path(self._mngr.directory) / str(step)
+
+    def all_steps(self) -> list[int]:
+        """Steps Orbax considers finalised (verified or not), ascending."""
+        self._mngr.reload()
+        return sorted(self._mngr.all_steps())
+
+    def check(self, step: int) -> str | None:
+        """None if checkpoint ``step`` is complete and intact, else what is wrong."""
+        if step not in self.all_steps():
+            return "missing (not a finished Orbax checkpoint)"
+        mf = self._manifests / f"{step}.json"
+        if not mf.exists():
+            return "incomplete (no manifest: the save did not finish)"
+        try:
+            expected = json.loads(mf.read_text())["files"]
+        except (OSError, ValueError, KeyError) as e:
+            return f"corrupt manifest {mf}: {e}"
+        actual = _digest_dir(self._step_dir(step))
+        if actual != expected:
+            bad = sorted(k for k in set(expected) | set(actual) if expected.get(k) != actual.get(k))
+            return f"corrupt: files differ from the manifest: {bad[:5]}"
+        return None
+
+    def valid_steps(self) -> list[int]:
+        """Steps whose checkpoint is complete and intact, ascending."""
+        return [s for s in self.all_steps() if self.check(s) is None]
+
+    def latest_step(self) -> int | None:
+        """The newest finished step (verified or not), or None."""
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def _verify(self, step: int) -> None:
+        problem = self.check(step)
+        if problem is not None:
+            older = [s for s in self.valid_steps() if s < step]
+            hint = f"; newest intact older checkpoint: step {older[-1]}" if older else ""
+            raise CheckpointError(f"checkpoint step {step} in {self.directory}: {problem}{hint}")
+
+    def restore_meta(self, step: int) -> dict[str, Any]:
+        """The JSON metadata of a verified checkpoint."""
+        self._verify(step)
+        out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(out["meta"])
+
+    def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
+        """Restore ``(state, meta)`` of a verified checkpoint.
+
+        Args:
+          step: which checkpoint.
+          target: a pytree with the state's structure, shapes and dtypes (e.g. a
+            freshly initialised state); the restored state has the same type.
+
+        Raises:
+          CheckpointError: missing, incomplete or corrupt checkpoint.
+        """
+        self._verify(step)
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
+        try:
+            out = self._mngr.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+                ),
+            )
+        except Exception as e:  # Orbax raises many types; give one clear error
+            raise CheckpointError(f"checkpoint step {step} in {self.directory} failed to load: {e}") from e
+        state = jax.tree_util.tree_unflatten(
+            jax.tree_util.tree_structure(target), jax.tree_util.tree_leaves(out["state"])
+        )
+        return state, dict(out["meta"])
+
+    def restore_params(self, step: int, target_params: Any) -> Any:
+        """Only the parameters of a checkpoint (for analysis of a trajectory)."""
+        self._verify(step)
+        return _restore_subtree(self, step, target_params)
+
+
+def _restore_subtree(traj: Trajectory, step: int, target_params: Any) -> Any:
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target_params)
+    out = traj._mngr.restore(
+        step,
+        args=ocp.args.Composite(state=ocp.args.PyTreeRestore(item={"params": abstract}, partial_restore=True)),
+    )
+    params = out["state"]["params"]
+    return jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(target_params), jax.tree_util.tree_leaves(params)
+    )
+
+
+def to_jsonable(x: Any) -> Any:
+    """Convert NumPy scalars/arrays inside metadata to plain Python for JSON."""
+    if isinstance(x, dict):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return x
