@@ -106,13 +106,14 @@ def test_invalid_construction():
 
 
 def test_dict_and_file_round_trip(tmp_path):
-    v = Vocab.build(TOY + [["ünïcode", "tab\tinside"]], max_size=8)
+    v = Vocab.build([*TOY, ["ünïcode", "tab\tinside"]])
     d = v.to_dict()
     assert Vocab.from_dict(json.loads(json.dumps(d))) == v
     path = tmp_path / "vocab.json"
     v.save(path)
     w = Vocab.load(path)
     assert w == v and w.itos == v.itos and w.counts == v.counts
+    assert "ünïcode" in w and "tab\tinside" in w
     assert w.index("the") == v.index("the") and w.unk_id == v.unk_id
     assert hash(w) == hash(v)
 
@@ -144,6 +145,12 @@ def test_load_malformed_file_names_it(tmp_path, content, match):
 
 
 def test_load_missing_file(tmp_path):
-    with pytest.raises(CorpusNotFoundError, match="nothere.json") as e:
+    with pytest.raises(CorpusNotFoundError, match=r"nothere\.json") as e:
         Vocab.load(tmp_path / "nothere.json")
     assert isinstance(e.value, FileNotFoundError)
+
+
+def test_repr_is_short():
+    v = Vocab.build([[f"w{i}" for i in range(1000)]])
+    r = repr(v)
+    assert r.startswith("Vocab(size=1002,") and len(r) < 200

@@ -130,7 +130,7 @@ def basis_gram(z, keep: float | None = None) -> Basis:
     precision for the kept directions. Cost O(N D^2) GEMMs + O(D^3), instead of an
     N x D SVD. The eigenvalue tolerance ``lam_i > lam_0 * D * eps`` means that in
     float32 directions below ~``sqrt(D eps)`` of the top singular value are dropped
-    (use float64 under ``jax.experimental.enable_x64`` or ``basis_svd`` to keep them).
+    (use float64 under ``jax.enable_x64(True)`` or ``basis_svd`` to keep them).
 
     References: Fukaya et al. 2014, CholeskyQR2, Alg. 2; Raghu et al. 2017, Sec. 2.
     """

@@ -329,7 +329,7 @@ def cca_accumulate_finalize(
 
     Covariance route: eigendecompose each (max-abs rescaled) covariance, whiten the
     kept directions (scale-free tolerance ``D * eps``; use float64 accumulators under
-    ``enable_x64`` for ill-conditioned views), SVD of the whitened cross-covariance.
+    ``jax.enable_x64(True)`` for ill-conditioned views), SVD of the whitened cross-covariance.
 
     Args:
       state: accumulated CCAState.

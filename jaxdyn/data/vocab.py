@@ -130,6 +130,11 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.itos)
 
+    def __repr__(self) -> str:
+        head = ", ".join(repr(t) for t in self.itos[:5])
+        more = ", ..." if len(self.itos) > 5 else ""
+        return f"Vocab(size={len(self)}, unk={self.unk!r}, eos={self.eos!r}, itos=({head}{more}))"
+
     def __contains__(self, token: object) -> bool:
         return token in self._stoi
 

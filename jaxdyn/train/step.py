@@ -112,7 +112,7 @@ def make_train_step(model, tx: optax.GradientTransformation, spec: CaptureSpec |
         params = optax.apply_updates(state.params, updates)
         metrics = {
             "loss": loss,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "lr": opt_state.hyperparams["learning_rate"],
             "tokens": count,
         }

@@ -1,0 +1,270 @@
+"""Benchmark: per-word-type TE aggregation of one evaluation pass of the thesis LM.
+
+Contenders, timed on the SAME activation / output-gradient tensors (produced once
+per chunk with PyTorch forward hooks + tensor gradient hooks on an equivalent torch
+Embedding / 2 x LSTM / Linear model):
+
+  (a) jaxdyn: per-token TE on device (``token_statistics``) + ``aggregate_update``
+      for every module, direction and both keyings (input / target word), one
+      jitted step per chunk, ``aggregate_finalize`` at the end of the pass;
+  (b) thesis way: a Python loop over tokens computing each token's TE with numpy
+      and appending it to ``defaultdict(list)`` keyed by word, means at the end.
+
+Repeats alternate the contenders' order; medians over repeats; compile time is
+reported separately. Per-type means are checked to agree.
+
+Usage:
+    python benchmarks/sparsity.py            # 50 chunks x 20 x 35 = 35,000 tokens
+    python benchmarks/sparsity.py --quick    # 8 chunks
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import time
+from collections import defaultdict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from torch import nn
+
+from jaxdyn.analysis.per_type import aggregate_finalize, aggregate_init, aggregate_update
+from jaxdyn.analysis.sparsity import token_statistics
+
+MODULES = ("embedding", "lstm_0", "lstm_1", "decoder")
+DIRECTIONS = ("act", "act_grad")
+
+
+class TorchLM(nn.Module):
+    """Thesis-shaped word LM: embedding -> LSTM -> LSTM -> linear decoder."""
+
+    def __init__(self, vocab: int, hidden: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, hidden)
+        self.lstm_0 = nn.LSTM(hidden, hidden)
+        self.lstm_1 = nn.LSTM(hidden, hidden)
+        self.decoder = nn.Linear(hidden, vocab)
+
+    def forward(self, x, state):
+        e = self.embedding(x)
+        h0, s0 = self.lstm_0(e, state[0])
+        h1, s1 = self.lstm_1(h0, state[1])
+        return self.decoder(h1), (s0, s1)
+
+
+def attach_hooks(model: TorchLM, store: dict) -> list:
+    """Forward hooks saving each module's output and, via a tensor hook, its gradient."""
+
+    def make(name):
+        def hook(_mod, _inp, out):
+            out = out[0] if isinstance(out, tuple) else out
+            store[(name, "act")] = out.detach()
+
+            def grad_hook(g):
+                store[(name, "act_grad")] = g.detach()
+
+            out.register_hook(grad_hook)
+
+        return hook
+
+    return [getattr(model, m).register_forward_hook(make(m)) for m in MODULES]
+
+
+def make_data(n_chunks, batch, bptt, vocab, seed=0):
+    rng = np.random.default_rng(seed)
+    stream = (rng.zipf(1.3, batch * (n_chunks * bptt + 1)) - 1) % vocab  # Zipfian words
+    data = stream.reshape(batch, -1).T.astype(np.int64)  # (steps, B), thesis batchify
+    return [
+        (data[i * bptt : (i + 1) * bptt], data[i * bptt + 1 : (i + 1) * bptt + 1])
+        for i in range(n_chunks)
+    ]
+
+
+def produce(model, store, inputs, targets, state):
+    """One hooked forward/backward; returns numpy (T, B, D) tensors and the new state."""
+    model.zero_grad(set_to_none=True)
+    logits, state = model(torch.from_numpy(inputs), state)
+    loss = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), torch.from_numpy(targets).reshape(-1)
+    )
+    loss.backward()
+    tensors = {k: v.numpy() for k, v in store.items()}
+    state = tuple(tuple(s.detach() for s in layer) for layer in state)
+    return tensors, state
+
+
+# ---------------------------------------------------------------- contender (a)
+
+
+@jax.jit
+def jaxdyn_step(state, tensors, inputs, targets):
+    stats = {
+        m: {d: token_statistics(x, ("te",)) for d, x in dirs.items()} for m, dirs in tensors.items()
+    }
+    return aggregate_update(state, stats, inputs, targets)
+
+
+def to_jax(tensors, inputs, targets):
+    tree = {m: {d: jnp.asarray(tensors[(m, d)]) for d in DIRECTIONS} for m in MODULES}
+    out = (tree, jnp.asarray(inputs, jnp.int32), jnp.asarray(targets, jnp.int32))
+    return jax.block_until_ready(out)
+
+
+def jaxdyn_init(vocab):
+    leaf = jax.ShapeDtypeStruct((), jnp.float32)  # only the tree structure matters
+    example = {m: {d: {"te": leaf} for d in DIRECTIONS} for m in MODULES}
+    return aggregate_init(vocab, example)
+
+
+# ---------------------------------------------------------------- contender (b)
+
+
+def thesis_update(acc, tensors, inputs, targets):
+    inp, tgt = inputs.tolist(), targets.tolist()
+    T, B = inputs.shape
+    for (m, d), arr in tensors.items():
+        by_in, by_tgt = acc[(m, d, "input")], acc[(m, d, "target")]
+        for t in range(T):
+            for b in range(B):
+                v = arr[t, b]
+                l2 = np.linalg.norm(v)
+                te = float(np.abs(v).sum() / l2) if l2 > 0 else 0.0
+                by_in[inp[t][b]].append(te)
+                by_tgt[tgt[t][b]].append(te)
+
+
+def thesis_finalize(acc):
+    return {k: {w: (len(v), float(np.mean(v))) for w, v in d.items()} for k, d in acc.items()}
+
+
+def thesis_init():
+    return defaultdict(lambda: defaultdict(list))
+
+
+# ---------------------------------------------------------------- driver
+
+
+def machine_info():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    return (
+        f"nproc={nproc}, CPU: {cpu}, python {platform.python_version()}, jax {jax.__version__} "
+        f"({jax.devices()[0].platform}), torch {torch.__version__}, numpy {np.__version__}"
+    )
+
+
+def check_same(jax_res, thesis_res, vocab):
+    n_checked = 0
+    for m in MODULES:
+        for d in DIRECTIONS:
+            for kg in ("input", "target"):
+                r = jax.device_get(jax_res[kg][m][d]["te"])
+                ref = thesis_res[(m, d, kg)]
+                words = np.array(sorted(ref))
+                cnt = np.zeros(vocab, np.int64)
+                cnt[words] = [ref[w][0] for w in words]
+                np.testing.assert_array_equal(r["count"], cnt)
+                want = np.array([ref[w][1] for w in words])
+                np.testing.assert_allclose(r["mean"][words], want, rtol=2e-5, atol=1e-6)
+                n_checked += len(words)
+    return n_checked
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--chunks", type=int, default=50)
+    p.add_argument("--batch", type=int, default=20)
+    p.add_argument("--bptt", type=int, default=35)
+    p.add_argument("--vocab", type=int, default=10_000)
+    p.add_argument("--hidden", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true", help="8 chunks (5,600 tokens)")
+    a = p.parse_args()
+    if a.quick:
+        a.chunks = 8
+    torch.manual_seed(0)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model = TorchLM(a.vocab, a.hidden).eval()
+    store: dict = {}
+    attach_hooks(model, store)
+    chunks = make_data(a.chunks, a.batch, a.bptt, a.vocab)
+    zeros = torch.zeros(1, a.batch, a.hidden)
+    state = ((zeros, zeros), (zeros, zeros))
+    R = a.repeats
+    jstates = [jaxdyn_init(a.vocab) for _ in range(R)]
+    taccs = [thesis_init() for _ in range(R)]
+    t_jax, t_thesis, t_hooks = [0.0] * R, [0.0] * R, 0.0
+    compile_s = steady_first = None
+    for c, (inp, tgt) in enumerate(chunks):
+        t0 = time.perf_counter()
+        tensors, state = produce(model, store, inp, tgt, state)
+        t_hooks += time.perf_counter() - t0
+        jt, ji, jtg = to_jax(tensors, inp, tgt)
+        if c == 0:  # compile (first call) vs steady state, on a throwaway state
+            t0 = time.perf_counter()
+            jax.block_until_ready(jaxdyn_step(jaxdyn_init(a.vocab), jt, ji, jtg))
+            compile_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            jax.block_until_ready(jaxdyn_step(jaxdyn_init(a.vocab), jt, ji, jtg))
+            steady_first = time.perf_counter() - t0
+            jax.block_until_ready(aggregate_finalize(jstates[0]))  # compile finalize
+        for r in range(R):
+            order = ("jax", "thesis") if (c + r) % 2 == 0 else ("thesis", "jax")
+            for who in order:
+                t0 = time.perf_counter()
+                if who == "jax":
+                    jstates[r] = jax.block_until_ready(jaxdyn_step(jstates[r], jt, ji, jtg))
+                    t_jax[r] += time.perf_counter() - t0
+                else:
+                    thesis_update(taccs[r], tensors, inp, tgt)
+                    t_thesis[r] += time.perf_counter() - t0
+    jres, tres = [], []
+    for r in range(R):
+        t0 = time.perf_counter()
+        jres.append(jax.block_until_ready(aggregate_finalize(jstates[r])))
+        t_jax[r] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        tres.append(thesis_finalize(taccs[r]))
+        t_thesis[r] += time.perf_counter() - t0
+    n_checked = check_same(jres[0], tres[0], a.vocab)
+    med_j, med_t = statistics.median(t_jax), statistics.median(t_thesis)
+    n_tok = a.chunks * a.batch * a.bptt
+    print(f"\n{machine_info()}")
+    print(
+        f"model: vocab {a.vocab}, hidden {a.hidden}, 2-layer LSTM; {a.chunks} chunks x batch "
+        f"{a.batch} x bptt {a.bptt} = {n_tok} tokens; 4 modules x (act, act_grad) x "
+        f"(input, target) keyings; repeats {R}"
+    )
+    print(f"per-type means agree (rtol 2e-5) on {n_checked} (leaf, keying, word) entries\n")
+    print(
+        "| contender | compile (s) | steady pass, median (s) | min..max (s) | tokens/s | speedup |"
+    )
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| thesis: hooks' tensors -> per-token numpy TE -> defaultdict | - | {med_t:.3f} | "
+        f"{min(t_thesis):.3f}..{max(t_thesis):.3f} | {n_tok / med_t:,.0f} | 1.0x |"
+    )
+    print(
+        f"| jaxdyn: token_statistics + aggregate_update (jit) | "
+        f"{compile_s - steady_first:.2f} | {med_j:.3f} | {min(t_jax):.3f}..{max(t_jax):.3f} | "
+        f"{n_tok / med_j:,.0f} | {med_t / med_j:.1f}x |"
+    )
+    print(
+        f"\nend-to-end incl. torch hooked forward/backward ({t_hooks:.3f} s per pass, once): "
+        f"thesis {t_hooks + med_t:.3f} s, torch hooks + jaxdyn aggregation {t_hooks + med_j:.3f} s "
+        f"({(t_hooks + med_t) / (t_hooks + med_j):.1f}x; torch->jax copy not counted)"
+    )
+
+
+if __name__ == "__main__":
+    main()

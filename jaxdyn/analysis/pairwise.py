@@ -1,0 +1,224 @@
+"""All-pairs similarity over stacks of activation matrices in one compiled call.
+
+Algorithm (factor once, pair cheaply): each activation matrix ``(N, D)`` is factored
+once (for CCA-family metrics an orthonormal basis of its centred, kept subspace
+via a ``D x D`` Gram eigendecomposition + CholeskyQR2, O(N D^2 + D^3); for linear
+CKA its centred, HSIC-normalised features). A pair then costs one ``D x D`` cross
+product (O(N D^2), a batched GEMM) plus an O(D^3) singular-value step, instead of
+re-centring and re-decomposing both matrices per pair. Pairs are enumerated
+statically (one triangle with diagonal for symmetric metrics, all ordered pairs
+for PWCCA), processed ``chunk_size`` at a time with ``lax.map`` (memory bounded by
+``chunk_size`` pairs), so cost is linear in the number of pairs. With
+``shard=True`` the matrices and pairs are split across all local devices
+(``shard_map`` over one mesh axis; factors are all-gathered once).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxdyn.analysis import cka as _cka
+from jaxdyn.analysis import similarity as _sim
+from jaxdyn.analysis._linalg import float_dtype, sample_weights
+
+
+class _Spec(NamedTuple):
+    factor: Callable  # (x (N, D), weights (N,) | None) -> pytree
+    pair: Callable  # (fx, fy) -> array
+    symmetric: bool
+
+
+def _cca_like(pair_fn, symmetric, keep, method):
+    def factor(x, weights):
+        return _sim.cca_factor(x, sample_weights(x.shape[0], weights, float_dtype(x)), keep, method)
+
+    return _Spec(factor, pair_fn, symmetric)
+
+
+def _spec(metric, options: dict, method: str) -> _Spec:
+    opts = dict(options)
+
+    def take(name, default):
+        return opts.pop(name, default)
+
+    if callable(metric):
+        spec = _Spec(lambda x, w: x, metric, bool(take("symmetric", False)))
+    elif metric == "cca":
+        spec = _cca_like(_sim.cca_pair, True, None, method)
+    elif metric == "svcca":
+        spec = _cca_like(_sim.svcca_pair, True, take("keep", 0.99), method)
+    elif metric == "pwcca":
+        spec = _cca_like(_sim.pwcca_pair, False, take("keep", None), method)
+    elif metric == "google":
+        eps, thr = take("epsilon", 0.0), take("threshold", 0.98)
+
+        def gfactor(x, weights):
+            w = sample_weights(x.shape[0], weights, float_dtype(x))
+            return _sim.google_factor(x, w, eps)
+
+        spec = _Spec(gfactor, functools.partial(_sim.google_pair, threshold=thr), True)
+    elif metric == "linear_cka":
+        deb = bool(take("debiased", False))
+        spec = _Spec(
+            functools.partial(_cka.linear_cka_factor, debiased=deb),
+            functools.partial(_cka.linear_cka_pair, debiased=deb),
+            True,
+        )
+    elif metric == "rbf_cka":
+        sigma, deb = take("sigma", 0.8), bool(take("debiased", False))
+        pair = functools.partial(_rbf_pair, sigma=sigma, debiased=deb)
+        spec = _Spec(lambda x, w: (x, w), pair, True)
+    else:
+        raise ValueError(
+            "metric must be a callable or one of 'cca', 'svcca', 'pwcca', 'google', "
+            f"'linear_cka', 'rbf_cka'; got {metric!r}"
+        )
+    if opts:
+        raise ValueError(f"unknown options for metric {metric!r}: {sorted(opts)}")
+    return spec
+
+
+def _rbf_pair(fx, fy, sigma, debiased):
+    return _cka.rbf_cka(fx[0], fy[0], sigma, debiased, weights=fx[1])
+
+
+def _pair_indices(cx: int, cy: int, triangle: bool):
+    if triangle:
+        i, j = np.triu_indices(cx)
+    else:
+        i, j = np.meshgrid(np.arange(cx), np.arange(cy), indexing="ij")
+    return i.ravel(), j.ravel()
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(metric, opts: tuple, method: str, xshape, yshape, chunk: int, shard: bool):
+    spec = _spec(metric, dict(opts), method)
+    lead, (cx, n, _) = xshape[:-3], xshape[-3:]
+    cy = cx if yshape is None else yshape[-3]
+    n_layers = int(np.prod(lead, dtype=int))
+    triangle = spec.symmetric and yshape is None
+    pi, pj = _pair_indices(cx, cy, triangle)
+    # flatten (layers, pairs) into one static pair list over the flattened stacks
+    li = np.repeat(np.arange(n_layers), pi.size)
+    gi = li * cx + np.tile(pi, n_layers)
+    gj = li * cy + np.tile(pj, n_layers)
+    n_pairs = gi.size
+    devices = np.array(jax.devices()) if shard else None
+    ndev = devices.size if shard else 1
+    block = chunk * ndev
+    pad = (-n_pairs) % block
+    gi_p = np.concatenate([gi, np.zeros(pad, int)]).astype(np.int32)
+    gj_p = np.concatenate([gj, np.zeros(pad, int)]).astype(np.int32)
+    mpad_x = (-(n_layers * cx)) % ndev
+    mpad_y = (-(n_layers * cy)) % ndev
+
+    def body(xs_l, ys_l, ii, jj, weights):
+        fx = jax.lax.map(lambda x: spec.factor(x, weights), xs_l)
+        fy = fx if ys_l is None else jax.lax.map(lambda y: spec.factor(y, weights), ys_l)
+        if shard:
+            gather = functools.partial(jax.lax.all_gather, axis_name="p", tiled=True)
+            fx = jax.tree.map(gather, fx)
+            fy = fx if ys_l is None else jax.tree.map(gather, fy)
+
+        def one_chunk(idx):
+            a = jax.tree.map(lambda t: t[idx[0]], fx)
+            b = jax.tree.map(lambda t: t[idx[1]], fy)
+            return jax.vmap(spec.pair)(a, b)
+
+        out = jax.lax.map(one_chunk, (ii.reshape(-1, chunk), jj.reshape(-1, chunk)))
+        return out.reshape((-1, *out.shape[2:]))
+
+    def run(xs, ys, weights):
+        xf = xs.reshape((-1, *xs.shape[-2:]))
+        yf = None if ys is None else ys.reshape((-1, *ys.shape[-2:]))
+        if mpad_x:
+            xf = jnp.concatenate([xf, jnp.zeros((mpad_x, *xf.shape[1:]), xf.dtype)])
+        if yf is not None and mpad_y:
+            yf = jnp.concatenate([yf, jnp.zeros((mpad_y, *yf.shape[1:]), yf.dtype)])
+        ii, jj = jnp.asarray(gi_p), jnp.asarray(gj_p)
+        if shard:
+            mesh = Mesh(devices, ("p",))
+            p, r = PartitionSpec("p"), PartitionSpec()
+            f = jax.shard_map(
+                body,
+                mesh=mesh,
+                in_specs=(p, None if yf is None else p, p, p, r),
+                out_specs=p,
+                check_vma=False,
+            )
+            vals = f(xf, yf, ii, jj, weights)
+            vals = jax.lax.with_sharding_constraint(vals, NamedSharding(mesh, r))
+        else:
+            vals = body(xf, yf, ii, jj, weights)
+        vals = vals[:n_pairs]
+        out = jnp.zeros((n_layers, cx, cy, *vals.shape[1:]), vals.dtype)
+        li_, pi_, pj_ = li, np.tile(pi, n_layers), np.tile(pj, n_layers)
+        out = out.at[li_, pi_, pj_].set(vals)
+        if triangle:
+            out = out.at[li_, pj_, pi_].set(vals)
+        return out.reshape((*lead, cx, cy, *vals.shape[1:]))
+
+    return jax.jit(run)
+
+
+def pairwise(
+    metric: str | Callable,
+    xs,
+    ys=None,
+    *,
+    weights=None,
+    chunk_size: int = 16,
+    method: str = "gram",
+    shard: bool = False,
+    **options,
+):
+    """Similarity of all pairs of activation matrices, in one compiled call.
+
+    Args:
+      metric: "cca" (vector of correlations per pair), "svcca" (option ``keep``),
+        "pwcca" (``keep``; asymmetric, weights on the ``xs`` side), "google"
+        (``epsilon``, ``threshold``; google/svcca's summary), "linear_cka"
+        (``debiased``), "rbf_cka" (``sigma``, ``debiased``; no factoring, N x N
+        Grams per pair), or a kernel ``f(x, y) -> array`` (option ``symmetric``).
+      xs: (..., C, N, D) stack, e.g. (checkpoints, N, D) or (layers, checkpoints, N, D).
+      ys: None (pairs within ``xs``: one triangle for symmetric metrics, mirrored)
+        or (..., C', N, D') with the same leading dims (all C x C' pairs).
+      weights: optional (N,) per-sample weights / 0-1 mask shared by all matrices.
+      chunk_size: pairs processed together (peak memory ~ chunk_size * 2 * N * D).
+      method: factorisation for CCA metrics, "gram" (D x D, for N >> D) or "svd".
+      shard: split matrices and pairs across all local devices (``jax.devices()``).
+
+    Returns:
+      (..., C, C', *out) with out = () for scalar metrics, (min(D, D'),) for "cca".
+
+    References: Raghu et al. 2017 (SVCCA); Morcos et al. 2018 (PWCCA); Kornblith et
+    al. 2019 (CKA); Bjoerck & Golub 1973 (CCA via orthonormal bases).
+    """
+    xs = jnp.asarray(xs)
+    if xs.ndim < 3:
+        raise ValueError(f"pairwise: xs must be (..., C, N, D), got {xs.shape}")
+    if ys is not None:
+        ys = jnp.asarray(ys)
+        if ys.shape[:-3] != xs.shape[:-3] or ys.shape[-2] != xs.shape[-2]:
+            raise ValueError(f"pairwise: ys {ys.shape} incompatible with xs {xs.shape}")
+    if chunk_size < 1:
+        raise ValueError(f"pairwise: chunk_size must be >= 1, got {chunk_size}")
+    if weights is not None and jnp.shape(weights) != (xs.shape[-2],):
+        raise ValueError(f"pairwise: weights must be ({xs.shape[-2]},), got {jnp.shape(weights)}")
+    fn = _compiled(
+        metric,
+        tuple(sorted(options.items())),
+        method,
+        xs.shape,
+        None if ys is None else ys.shape,
+        int(chunk_size),
+        bool(shard),
+    )
+    return fn(xs, ys, weights)

@@ -1,0 +1,157 @@
+"""Command line: ``jaxdyn run | train | config``.
+
+This module is the only place that maps flags to configurations (and, through
+``jaxdyn.data.paths.resolve_data_dir``, reads ``$JAXDYN_DATA_DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from jaxdyn.config import PRESETS, RunConfig, describe, override, preset
+
+_EPILOG = """\
+examples:
+  jaxdyn run                                  # default study on the embedded Penn Treebank (~10 min, 2 cores)
+  jaxdyn run --preset smoke --workdir /tmp/s  # CI-sized (a couple of minutes)
+  jaxdyn train --preset thesis --workdir runs/thesis          # Saphra (2021) setup, 40 epochs
+  jaxdyn train --preset smoke --set optim.lr=5 --set epochs=2 # override any config key
+  jaxdyn train --corpus ewt --data-dir ../shared/data         # UD English-EWT instead of PTB
+  jaxdyn config --preset thesis                               # print a preset's full config
+
+Every config key can be set with --set SECTION.KEY=VALUE; `jaxdyn config` lists them.
+Rerunning a command on the same --workdir resumes from its newest checkpoint.
+Real corpora (EWT, Brown) are read from --data-dir or $JAXDYN_DATA_DIR.
+"""
+
+
+def _common(p: argparse.ArgumentParser, default_preset: str) -> None:
+    p.add_argument(
+        "--preset",
+        default=default_preset,
+        choices=sorted(PRESETS),
+        help=f"starting configuration (default: {default_preset}); smoke = CI-sized, "
+        "default = ~10 minutes on a laptop, thesis = 2x200 LSTM on full PTB for 40 epochs",
+    )
+    p.add_argument(
+        "--set",
+        "-s",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. optim.lr=5, model.hidden=100, epochs=3 (repeatable)",
+    )
+    p.add_argument("--epochs", type=int, help="shortcut for --set epochs=N")
+    p.add_argument("--corpus", help="ptb (default, embedded), ewt, brown, or a folder with train/valid/test.txt")
+    p.add_argument("--data-dir", help="folder with the real corpora (default: $JAXDYN_DATA_DIR)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _config(args) -> RunConfig:
+    cfg = override(preset(args.preset), args.overrides)
+    if getattr(args, "epochs", None) is not None:
+        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    if getattr(args, "corpus", None):
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=args.corpus))
+    data_dir = None
+    if cfg.data.corpus in ("ewt", "brown") or getattr(args, "data_dir", None):
+        from jaxdyn.data.paths import resolve_data_dir
+
+        data_dir = resolve_data_dir(args.data_dir or cfg.data.data_dir)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
+    return cfg
+
+
+def _cmd_train(args) -> int:
+    from jaxdyn.train import load_task, train
+
+    cfg = _config(args)
+    workdir = Path(args.workdir or f"jaxdyn-runs/train-{args.preset}")
+    data = load_task(cfg.data)
+    res = train(cfg, workdir, data, progress=not args.no_progress, max_steps=args.max_steps)
+    last = res.history[-1]
+    print(
+        f"{'finished' if res.finished else 'stopped'} at epoch {last['epoch']}, step {last['step']}: "
+        f"valid ppl {last['valid_ppl']:.2f}; metrics in {workdir / 'metrics'}"
+    )
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from jaxdyn.study import STAGES, run_study
+
+    cfg = _config(args)
+    workdir = Path(args.workdir or f"jaxdyn-runs/{args.study}")
+    stages = args.stages.split(",") if args.stages else None
+    if stages:
+        bad = [s for s in stages if s not in STAGES]
+        if bad:
+            raise SystemExit(f"unknown stages {bad}; choose from {list(STAGES)}")
+    data_dir = Path(cfg.data.data_dir) if cfg.data.data_dir else None
+    report = run_study(cfg, workdir, stages=stages, progress=not args.no_progress, data_dir=data_dir)
+    print(f"report: {report}")
+    return 0
+
+
+def _cmd_config(args) -> int:
+    print(describe(_config(args)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxdyn`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="jaxdyn",
+        description="Training dynamics of neural language models: train LSTM LMs with "
+        "per-epoch checkpoints and traces, then analyse sparsity, similarity and interactions.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser(
+        "run",
+        help="the main job: train, analyse every checkpoint, write a report (resumable)",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(p, "default")
+    p.add_argument("--workdir", help="run folder (default: ./jaxdyn-runs/<study>)")
+    p.add_argument("--study", default="default", help="name of the study folder (default: default)")
+    p.add_argument("--stages", help="comma-separated subset of stages to run (training always runs first)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "train",
+        help="train one language model with per-epoch checkpoints (resumable)",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(p, "smoke")
+    p.add_argument("--workdir", help="run folder (default: ./jaxdyn-runs/train-<preset>)")
+    p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after N steps in this call")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("config", help="print the full configuration a preset and overrides give")
+    _common(p, "default")
+    p.set_defaults(func=_cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``jaxdyn`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"jaxdyn: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The main job: train a language model with per-epoch checkpoints, analyse, report.
+
+``run_study`` runs named stages in order over one run folder; each stage reads
+what earlier stages left (checkpoints, metrics) and writes its own report
+section, so a rerun resumes training and recomputes only the report. Analyses
+register themselves in :data:`STAGES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from jaxdyn.config import RunConfig, describe
+from jaxdyn.report import assemble, table, training_curves, write_section
+from jaxdyn.train.loop import TrainResult, train
+from jaxdyn.train.tasks import TaskData, load_task
+
+
+@dataclasses.dataclass
+class StudyContext:
+    """What stages share.
+
+    Attributes:
+      cfg: the run configuration.
+      workdir: the run folder.
+      data: the language-model task (built once).
+      result: the training result (after the ``train`` stage).
+      progress: show progress bars.
+      data_dir: the real-corpora folder, if one was given.
+    """
+
+    cfg: RunConfig
+    workdir: Path
+    data: TaskData
+    result: TrainResult | None = None
+    progress: bool = True
+    data_dir: Path | None = None
+
+
+def _train_stage(ctx: StudyContext) -> None:
+    ctx.result = train(ctx.cfg, ctx.workdir, ctx.data, progress=ctx.progress)
+    hist = ctx.result.history
+    fig = training_curves(ctx.workdir / "report" / "training_curves.png", hist)
+    rows = [
+        (r["epoch"], r["step"], r["train_ppl"], r["valid_ppl"], r["lr"], r["seconds"]) for r in hist
+    ]
+    best = min(hist, key=lambda r: r["valid_loss"])
+    text = f"""## Training
+
+Language model on `{ctx.cfg.data.corpus}`: {len(ctx.data.vocab):,} types,
+{ctx.data.train.num_tokens:,} training tokens, {ctx.cfg.model.num_layers} x {ctx.cfg.model.hidden}
+LSTM, {ctx.cfg.optim.name} (lr {ctx.cfg.optim.lr}, clip {ctx.cfg.optim.clip}), {ctx.cfg.epochs} epochs.
+Best validation perplexity {best['valid_ppl']:.2f} at epoch {best['epoch']}.
+Checkpoints: `{ctx.workdir / 'ckpt'}` (epoch 0 is the initialisation).
+
+![training curves]({fig.name})
+
+{table(["epoch", "step", "train ppl", "valid ppl", "lr", "seconds"], rows)}
+"""
+    write_section(ctx.workdir, 10, "training", text)
+
+
+#: Stage name -> function, in the order ``jaxdyn run`` runs them.
+STAGES: dict[str, Callable[[StudyContext], None]] = {"train": _train_stage}
+
+
+def run_study(
+    cfg: RunConfig,
+    workdir: str | Path,
+    *,
+    stages: Sequence[str] | None = None,
+    progress: bool = True,
+    data_dir: Path | None = None,
+    data: TaskData | None = None,
+) -> Path:
+    """Run the study's stages and assemble the report; returns the report path."""
+    workdir = Path(workdir)
+    names = list(STAGES) if stages is None else list(stages)
+    unknown = [s for s in names if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stages {unknown}; choose from {list(STAGES)}")
+    if "train" not in names:
+        names.insert(0, "train")  # later stages need the trained run (a finished run resumes instantly)
+    t0 = time.perf_counter()
+    ctx = StudyContext(cfg, workdir, data if data is not None else load_task(cfg.data), progress=progress, data_dir=data_dir)
+    for name in names:
+        if progress:
+            print(f"[jaxdyn] stage {name}", file=sys.stderr)
+        STAGES[name](ctx)
+    preamble = (
+        f"Run folder `{workdir}`; stages {', '.join(names)}; "
+        f"{time.perf_counter() - t0:.0f} s in this invocation.\n\n"
+        f"<details><summary>configuration</summary>\n\n```json\n{describe(cfg)}\n```\n</details>\n"
+    )
+    return assemble(workdir, "jaxdyn report", preamble)

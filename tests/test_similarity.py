@@ -1,0 +1,267 @@
+"""Tests for CCA, SVCCA, PWCCA, google/svcca-compatible summary and streaming CCA."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdyn.analysis.similarity import (
+    cca,
+    cca_accumulate_finalize,
+    cca_accumulate_init,
+    cca_accumulate_update,
+    google_cca_summary,
+    pwcca,
+    svcca,
+)
+from tests.reference import similarity_ref as ref
+
+
+def enable_x64():
+    return jax.enable_x64(True)
+
+
+def _pair(n=300, dx=12, dy=9, seed=0, noise=0.7):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dx)) @ rng.normal(size=(dx, dx)) + 3.0
+    y = x[:, :dy] @ rng.normal(size=(dy, dy)) + noise * rng.normal(size=(n, dy)) - 1.0
+    return x, y
+
+
+def _ortho(d, seed):
+    return np.linalg.qr(np.random.default_rng(seed).normal(size=(d, d)))[0]
+
+
+def _f64(fn, *args, **kw):
+    with enable_x64():
+        out = fn(*[jnp.asarray(a, jnp.float64) for a in args], **kw)
+        assert jnp.asarray(out).dtype == jnp.float64
+        return np.asarray(out)
+
+
+# ----------------------------------------------------------------- against references
+
+
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_cca_matches_reference_f64(method):
+    x, y = _pair()
+    np.testing.assert_allclose(_f64(cca, x, y, method=method), ref.cca(x, y), atol=1e-9)
+
+
+def test_cca_float32_close_and_sorted():
+    x, y = _pair()
+    r = np.asarray(cca(x.astype(np.float32), y.astype(np.float32)))
+    assert r.dtype == np.float32 and r.shape == (9,)
+    assert np.all(np.diff(r) <= 0)
+    np.testing.assert_allclose(r, ref.cca(x, y), atol=2e-4)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.99])
+@pytest.mark.parametrize("method", ["svd", "gram"])
+def test_svcca_matches_reference(keep, method):
+    x, y = _pair()
+    expect = ref.svcca(x, y, keep)
+    np.testing.assert_allclose(_f64(svcca, x, y, keep, method=method), expect, atol=1e-9)
+    np.testing.assert_allclose(svcca(x, y, keep, method=method), expect, atol=2e-4)
+
+
+@pytest.mark.parametrize("order", ["xy", "yx"])
+def test_pwcca_matches_reference_both_orders(order):
+    x, y = _pair()
+    a, b = (x, y) if order == "xy" else (y, x)
+    np.testing.assert_allclose(_f64(pwcca, a, b), ref.pwcca(a, b), atol=1e-9)
+    np.testing.assert_allclose(pwcca(a, b), ref.pwcca(a, b), atol=2e-4)
+
+
+def test_pwcca_is_asymmetric():
+    x, y = _pair(dx=15, dy=6)
+    assert abs(float(pwcca(x, y)) - float(pwcca(y, x))) > 1e-3
+
+
+@pytest.mark.parametrize(("epsilon", "threshold"), [(0.0, 0.98), (1e-6, 0.98), (1e-3, 0.5)])
+def test_google_summary_matches_reimplementation(epsilon, threshold):
+    x, y = _pair()
+    expect = ref.google_summary(x, y, epsilon, threshold)
+    got = _f64(google_cca_summary, x, y, epsilon=epsilon, threshold=threshold)
+    np.testing.assert_allclose(got, expect, atol=1e-9)
+    got32 = google_cca_summary(x, y, epsilon=epsilon, threshold=threshold)
+    np.testing.assert_allclose(got32, expect, atol=2e-4)
+
+
+def test_google_summary_differs_from_svcca_mean():
+    x, y = _pair(noise=3.0)
+    assert abs(float(google_cca_summary(x, y)) - float(np.mean(ref.cca(x, y)))) > 1e-3
+
+
+# ----------------------------------------------------------------- identities, invariances
+
+
+@pytest.mark.parametrize("fn", [svcca, pwcca, google_cca_summary])
+def test_self_similarity_is_one(fn):
+    x, _ = _pair()
+    np.testing.assert_allclose(fn(x, x), 1.0, atol=1e-5)
+    np.testing.assert_allclose(cca(x, x), 1.0, atol=1e-5)
+
+
+def test_invariance_invertible_and_orthogonal():
+    x, y = _pair()
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(12, 12)) + 3 * np.eye(12)
+    q = _ortho(12, 6)
+    base = ref.cca(x, y)
+    for xt in (x @ a + 7.0, x @ q):
+        np.testing.assert_allclose(cca(xt, y), base, atol=3e-4)
+        np.testing.assert_allclose(svcca(xt, y, 1.0), np.mean(base), atol=3e-4)
+    # with a variance threshold, SVCCA is invariant to orthogonal maps and scaling
+    np.testing.assert_allclose(svcca(2.5 * x @ q, y), svcca(x, y), atol=3e-5)
+
+
+def test_svcca_symmetric():
+    x, y = _pair()
+    np.testing.assert_allclose(svcca(x, y), svcca(y, x), atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+@pytest.mark.parametrize("fn", [svcca, pwcca, google_cca_summary])
+def test_scale_free(fn, scale):
+    x, y = _pair()
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    got = fn((x * scale).astype(np.float32), y32)
+    assert np.isfinite(got)
+    np.testing.assert_allclose(got, fn(x32, y32), atol=1e-5)
+    np.testing.assert_allclose(cca(x32 * scale, y32 * scale), cca(x32, y32), atol=1e-5)
+
+
+# ----------------------------------------------------------------- pathological inputs
+
+
+@pytest.mark.parametrize("fn", [cca, svcca, pwcca, google_cca_summary])
+def test_n_le_d_is_finite(fn):
+    x, y = _pair(n=8, dx=20, dy=15)
+    out = np.asarray(fn(x, y))
+    assert np.all(np.isfinite(out)) and np.all(out >= 0) and np.all(out <= 1 + 1e-6)
+
+
+def test_dead_constant_duplicated_units_equal_cropping():
+    x, y = _pair()
+    x_bad = np.concatenate([x, np.zeros((300, 2)), np.full((300, 1), 4.0), x[:, :2]], axis=1)
+    with enable_x64():
+        for fn in (svcca, google_cca_summary):
+            np.testing.assert_allclose(fn(x_bad, y), fn(x, y), atol=1e-9)
+        np.testing.assert_allclose(cca(x_bad, y), cca(x, y), atol=1e-9)
+
+
+def test_pwcca_dead_units_in_second_input():
+    x, y = _pair()
+    y_bad = np.concatenate([np.zeros((300, 3)), y], axis=1)
+    with enable_x64():
+        np.testing.assert_allclose(pwcca(x, y_bad), ref.pwcca(x, y), atol=1e-9)
+        np.testing.assert_allclose(pwcca(y_bad, x), ref.pwcca(y, x), atol=1e-9)
+
+
+@pytest.mark.parametrize("fn", [svcca, pwcca, google_cca_summary])
+def test_constant_view_gives_zero(fn):
+    x, _ = _pair()
+    out = fn(x, np.ones((300, 4)))
+    assert float(out) == 0.0
+
+
+def test_mask_equals_cropping():
+    x, y = _pair()
+    mask = np.zeros(300)
+    mask[:200] = 1
+    xp, yp = x.copy(), y.copy()
+    xp[200:] = 1e3  # garbage in padded rows must not matter
+    with enable_x64():
+        np.testing.assert_allclose(cca(xp, yp, weights=mask), ref.cca(x[:200], y[:200]), atol=1e-9)
+        np.testing.assert_allclose(
+            svcca(xp, yp, weights=mask), ref.svcca(x[:200], y[:200]), atol=1e-9
+        )
+        np.testing.assert_allclose(
+            google_cca_summary(xp, yp, weights=mask), ref.google_summary(x[:200], y[:200]), atol=1e-9
+        )
+
+
+def test_bad_input_raises():
+    x, y = _pair()
+    with pytest.raises(ValueError, match="same samples"):
+        svcca(x, y[:10])
+    with pytest.raises(ValueError, match="keep"):
+        svcca(x, y, 1.5)
+    with pytest.raises(ValueError, match="method"):
+        cca(x, y, method="qr")
+    with pytest.raises(ValueError, match="weights"):
+        cca(x, y, weights=np.ones(5))
+
+
+# ----------------------------------------------------------------- transforms
+
+
+def test_jit_equals_eager():
+    x, y = _pair(n=100)
+    jitted = [svcca(x, y), pwcca(x, y), google_cca_summary(x, y)]
+    with jax.disable_jit():
+        eager = [svcca(x, y), pwcca(x, y), google_cca_summary(x, y)]
+    np.testing.assert_allclose(jitted, eager, atol=1e-5)
+
+
+def test_vmap_equals_loop():
+    rng = np.random.default_rng(3)
+    xs = rng.normal(size=(4, 80, 6)).astype(np.float32)
+    ys = (xs[..., :5] + rng.normal(size=(4, 80, 5))).astype(np.float32)
+    for fn in (svcca, pwcca, google_cca_summary):
+        batched = jax.vmap(fn)(xs, ys)
+        np.testing.assert_allclose(batched, [fn(a, b) for a, b in zip(xs, ys)], atol=1e-5)
+
+
+def test_no_retrace_on_second_call():
+    x, y = _pair(n=50, dx=5, dy=4, seed=9)
+    x2 = x + 1.0
+    for fn in (cca, svcca, pwcca, google_cca_summary):
+        fn(x, y)
+        size = fn._cache_size()
+        fn(x2, y)
+        assert fn._cache_size() == size
+
+
+# ----------------------------------------------------------------- streaming
+
+
+def _stream(x, y, batch, weights=None):
+    dt = jnp.asarray(x).dtype
+    state = cca_accumulate_init(x.shape[1], y.shape[1], dt)
+    for s in range(0, x.shape[0], batch):
+        w = None if weights is None else weights[s : s + batch]
+        state = cca_accumulate_update(state, x[s : s + batch], y[s : s + batch], w)
+    return state
+
+
+def test_streaming_cca_matches_full():
+    x, y = _pair()
+    with enable_x64():
+        state = _stream(jnp.asarray(x), jnp.asarray(y), 64)
+        rho, valid = cca_accumulate_finalize(state)
+        np.testing.assert_allclose(rho, ref.cca(x, y), atol=1e-9)
+        assert bool(np.all(valid))
+        np.testing.assert_allclose(
+            cca_accumulate_finalize(state, keep=0.9, summary="mean"), ref.svcca(x, y, 0.9), atol=1e-9
+        )
+        np.testing.assert_allclose(
+            cca_accumulate_finalize(state, summary="google"), ref.google_summary(x, y), atol=1e-9
+        )
+    rho32, _ = cca_accumulate_finalize(_stream(x.astype(np.float32), y.astype(np.float32), 50))
+    np.testing.assert_allclose(rho32, ref.cca(x, y), atol=1e-3)
+
+
+def test_streaming_mask_and_dead_units():
+    x, y = _pair()
+    mask = (np.arange(300) % 3 != 0).astype(float)
+    x_bad = np.concatenate([x, np.zeros((300, 2))], axis=1)
+    with enable_x64():
+        state = _stream(jnp.asarray(x_bad), jnp.asarray(y), 70, jnp.asarray(mask))
+        rho, valid = cca_accumulate_finalize(state)
+        keep = mask > 0
+        np.testing.assert_allclose(rho, ref.cca(x[keep], y[keep]), atol=1e-9)
+        assert int(np.sum(valid)) == 9
