@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def float_dtype(*arrays) -> jnp.dtype:
     """Floating dtype for the computation: float32 unless an input is float64 (x64 on)."""
-    return jnp.result_type(jnp.float32, *[a.dtype for a in arrays])
+    dt = np.result_type(np.float32, *[np.dtype(a.dtype) for a in arrays])
+    return jax.dtypes.canonicalize_dtype(dt)
 
 
 def check_pair(x, y, name: str, min_n: int = 2) -> None:
@@ -53,6 +56,24 @@ def _safe_div(a, b):
     return a / jnp.where(b > 0, b, 1)
 
 
+def zero_constant_columns(x, valid) -> jnp.ndarray:
+    """Set exactly-constant columns (over rows where ``valid``) to 0.
+
+    Centring a constant column leaves rounding noise that a scale-free method would
+    amplify; detecting ``max == min`` makes dead/constant units exactly zero.
+
+    Args:
+      x: (N, D); valid: (N,) bool.
+
+    Returns:
+      (N, D).
+    """
+    v = valid[:, None]
+    hi = jnp.max(jnp.where(v, x, -jnp.inf), axis=0)
+    lo = jnp.min(jnp.where(v, x, jnp.inf), axis=0)
+    return jnp.where(hi > lo, x, 0)
+
+
 def prepare(x, w) -> jnp.ndarray:
     """Weighted-centred, row-weighted and max-abs-rescaled view ``z: (N, D)``.
 
@@ -69,7 +90,7 @@ def prepare(x, w) -> jnp.ndarray:
 
     References: Hotelling 1936 (sample covariance of centred data).
     """
-    x = x.astype(w.dtype)
+    x = zero_constant_columns(x.astype(w.dtype), w > 0)
     x = _safe_div(x, jnp.max(jnp.abs(x)))
     z = (x - w @ x) * jnp.sqrt(w)[:, None]
     return _safe_div(z, jnp.max(jnp.abs(z)))

@@ -19,7 +19,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxdyn.analysis._linalg import check_pair, float_dtype, prepare, sample_weights
+from jaxdyn.analysis._linalg import (
+    check_pair,
+    float_dtype,
+    prepare,
+    sample_weights,
+    zero_constant_columns,
+)
 
 
 def _ratio(hxy, hxx, hyy):
@@ -170,6 +176,7 @@ def rbf_gram(x, mask, sigma: float):
     References: Kornblith et al. 2019, Sec. 3 (RBF kernel, bandwidth = fraction of
     the median distance).
     """
+    x = zero_constant_columns(x, mask)
     x = x / jnp.where(jnp.max(jnp.abs(x)) > 0, jnp.max(jnp.abs(x)), 1)
     mf = mask.astype(x.dtype)
     x = (x - (mf @ x) / jnp.maximum(jnp.sum(mf), 1)) * mf[:, None]
@@ -244,7 +251,7 @@ def minibatch_cka_init(dtype=jnp.float32) -> MinibatchCKAState:
 
 
 def _batch_factor(x, scale, mask):
-    x = x / jnp.where(scale > 0, scale, 1)
+    x = zero_constant_columns(x, mask) / jnp.where(scale > 0, scale, 1)
     mf = mask.astype(x.dtype)
     z = (x - (mf @ x) / jnp.maximum(jnp.sum(mf), 1)) * mf[:, None]
     kd, k1 = _feat_stats(z)

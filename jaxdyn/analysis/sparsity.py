@@ -50,28 +50,70 @@ def _check_threshold(threshold) -> None:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
 
 
-def _last_axis_stats(x: Array, names: Sequence[str], threshold=0.0, relative=False):
-    """All requested statistics over the last axis of ``x`` (shared |x|, max, sort)."""
-    d = x.shape[-1]
-    a = jnp.abs(x)
-    m = jnp.max(a, axis=-1, keepdims=True, initial=0.0)
-    # The statistics are positively homogeneous in x (degree 1 for the norms, 0 for
-    # the ratios), so treating the scale m as a constant gives the exact gradient.
-    m = jax.lax.stop_gradient(m)
-    nz = m[..., 0] != 0  # True for NaN too, so NaN propagates
-    s = a / jnp.where(m != 0, m, 1.0)  # in [0, 1]
+def _abs(x: Array) -> Array:
+    """``|x|`` whose gradient at 0 is 0 (the minimal-norm subgradient; ``jnp.abs`` gives 1)."""
+    return x * jnp.sign(x)
+
+
+def _max_scaled(x: Array):
+    """``(|x| / m, m)`` with ``m = max|x|`` per row (1 where the row is zero).
+
+    The statistics are positively homogeneous in x (degree 1 for the norms, 0 for
+    the ratios), so treating the scale m as a constant gives the exact gradient.
+    """
+    a = _abs(x)
+    m = jax.lax.stop_gradient(jnp.max(a, axis=-1, keepdims=True, initial=0.0))
+    return a / jnp.where(m != 0, m, 1.0), m[..., 0]
+
+
+def _norms_scaled(x: Array):
+    s, m = _max_scaled(x)
+    nz = m != 0  # True for NaN too, so NaN propagates
     s1 = jnp.sum(s, axis=-1)
     s2 = jnp.sum(s * s, axis=-1)  # >= 1 where nz (the max entry scales to 1)
-    s2_safe = jnp.where(nz, s2, 1.0)
-    root = jnp.sqrt(s2_safe)
+    root = jnp.sqrt(jnp.where(nz, s2, 1.0))
+    zero = jnp.zeros_like(s1)
+    return (
+        jnp.where(nz, m * s1, zero),
+        jnp.where(nz, m * root, zero),
+        jnp.where(nz, s1 / root, zero),
+    )
+
+
+def _norms_direct(x: Array):
+    l1 = jnp.sum(_abs(x), axis=-1)
+    ss = jnp.sum(x * x, axis=-1)
+    nz = ss != 0
+    l2 = jnp.where(nz, jnp.sqrt(jnp.where(nz, ss, 1.0)), 0.0)
+    return l1, l2, jnp.where(nz, l1 / jnp.where(nz, l2, 1.0), 0.0)
+
+
+def _norms(x: Array):
+    """``(l1, l2, l1 / l2)`` over the last axis, 0 for zero rows.
+
+    One pass over x when no row's sum of squares under/overflows (the common case);
+    otherwise every row is recomputed from ``|x| / max|x|`` (exact for 1e-30 or 1e30).
+    """
+    l1 = jnp.sum(jnp.abs(x), axis=-1)
+    ss = jnp.sum(x * x, axis=-1)
+    lo = math.sqrt(float(jnp.finfo(x.dtype).tiny))  # flushed squares are < d * tiny / lo
+    ok = (l1 == 0) | ((ss >= lo) & jnp.isfinite(ss) & jnp.isfinite(l1))
+    return jax.lax.cond(jnp.all(ok), _norms_direct, _norms_scaled, x)
+
+
+def _last_axis_stats(x: Array, names: Sequence[str], threshold=0.0, relative=False):
+    """All requested statistics over the last axis of ``x`` (shared passes and sort)."""
+    d = x.shape[-1]
     sqrt_d = math.sqrt(d)
-    te = jnp.where(nz, jnp.clip(s1 / root, 1.0, max(sqrt_d, 1.0)), 0.0)
+    l1, l2, te = _norms(x)
+    nz = l2 != 0
+    te = jnp.where(nz, jnp.clip(te, 1.0, max(sqrt_d, 1.0)), 0.0)
     out = {}
     for name in names:
         if name == "l1":
-            out[name] = jnp.where(nz, m[..., 0] * s1, 0.0)
+            out[name] = l1
         elif name == "l2":
-            out[name] = jnp.where(nz, m[..., 0] * root, 0.0)
+            out[name] = l2
         elif name == "te":
             out[name] = te
         elif name == "hoyer":
@@ -81,14 +123,16 @@ def _last_axis_stats(x: Array, names: Sequence[str], threshold=0.0, relative=Fal
                 h = (sqrt_d - te) / (sqrt_d - 1.0)  # d = 0: nz is False anyway
                 out[name] = jnp.where(nz, jnp.clip(h, 0.0, 1.0), 0.0)
         elif name == "gini":
+            s, _ = _max_scaled(x)
             srt = jnp.sort(s, axis=-1)  # ascending: |x|_(1) <= ... <= |x|_(d)
             k = jnp.arange(1, d + 1, dtype=x.dtype)
             w = (d - k + 0.5) / max(d, 1)
-            s1_safe = jnp.where(nz, s1, 1.0)
-            g = 1.0 - 2.0 * jnp.sum(srt * w, axis=-1) / s1_safe
+            s1 = jnp.sum(s, axis=-1)
+            g = 1.0 - 2.0 * jnp.sum(srt * w, axis=-1) / jnp.where(nz, s1, 1.0)
             out[name] = jnp.where(nz, jnp.clip(g, 0.0, 1.0), 0.0)
         elif name == "zero_frac":
-            thr = threshold * m[..., 0] if relative else threshold
+            a = jnp.abs(x)
+            thr = threshold * jnp.max(a, axis=-1, initial=0.0) if relative else threshold
             small = (a <= jnp.asarray(thr, x.dtype)[..., None]).astype(x.dtype)
             out[name] = jnp.sum(small, axis=-1) / max(d, 1)
         else:

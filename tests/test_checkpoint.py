@@ -1,0 +1,111 @@
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxdyn.checkpoint import CheckpointError, Trajectory
+from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, RunConfig
+from jaxdyn.train import lm_task, load_run, train
+from jaxdyn.train.loop import build_model
+from jaxdyn.train.optim import make_optimizer
+from jaxdyn.train.state import init_train_state
+
+SENTS = [f"w{i % 13} w{(i * 7) % 11} w{i % 5} the end".split() for i in range(400)]
+SPLITS = {"train": SENTS, "valid": SENTS[:60], "test": SENTS[60:120]}
+CFG = RunConfig(
+    model=ModelConfig(emb_dim=8, hidden=8, num_layers=2, dropout=0.2),
+    data=DataConfig(batch_size=4, eval_batch_size=2, bptt=7),
+    capture=CaptureConfig(every=5, reductions=("l2", "te")),
+    epochs=2,
+    checkpoint_every_steps=0,
+    log_every=5,
+)
+
+
+def _leaves_equal(a, b):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_exact_resume_mid_epoch(tmp_path):
+    data = lm_task(SPLITS, CFG.data)
+    n = data.train.num_chunks(CFG.data.bptt)
+    full = train(CFG, tmp_path / "full", data, progress=False)
+    assert full.finished
+    # stop mid-epoch 1, then again mid-epoch 2, resuming each time
+    part = train(CFG, tmp_path / "part", data, progress=False, max_steps=n // 2)
+    assert not part.finished
+    part = train(CFG, tmp_path / "part", data, progress=False, max_steps=n)
+    assert not part.finished
+    part = train(CFG, tmp_path / "part", data, progress=False)
+    assert part.finished
+    _leaves_equal(full.state.params, part.state.params)
+    _leaves_equal(full.state.opt_state, part.state.opt_state)
+    assert [r["valid_loss"] for r in full.history] == [r["valid_loss"] for r in part.history]
+    # the trajectory has init + per-epoch checkpoints (+ the interruptions)
+    cfg, steps = load_run(tmp_path / "full")
+    assert cfg == CFG and steps == [0, n, 2 * n]
+
+
+def test_resume_refuses_other_config(tmp_path):
+    data = lm_task(SPLITS, CFG.data)
+    train(CFG, tmp_path, data, progress=False, max_steps=2)
+    other = dataclasses.replace(CFG, seed=5)
+    with pytest.raises(ValueError, match="different config"):
+        train(other, tmp_path, data, progress=False)
+
+
+def _state(seed=0):
+    data = lm_task(SPLITS, CFG.data)
+    model = build_model(CFG, data)
+    tx = make_optimizer()
+    return init_train_state(model, tx, seed, 4)
+
+
+def test_corrupt_and_incomplete_checkpoints_are_never_loaded(tmp_path):
+    s0 = _state(0)
+    with Trajectory(tmp_path) as traj:
+        traj.save(s0, {"epoch": 0})
+        s1 = s0._replace(step=s0.step + 1, params=jax.tree_util.tree_map(lambda x: x + 1, s0.params))
+        traj.save(s1, {"epoch": 1})
+        s2 = s1._replace(step=s1.step + 1)
+        traj.save(s2, {"epoch": 2})
+        assert traj.valid_steps() == [0, 1, 2]
+        restored, meta = traj.restore(1, s0)
+        assert meta["epoch"] == 1 and meta["step"] == 1
+        _leaves_equal(restored.params, s1.params)
+    # corrupt step 2: flip bytes in its largest file
+    files = sorted((tmp_path / "ckpt" / "2").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    target = files[-1]
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    target.write_bytes(bytes(raw))
+    # remove the manifest of step 1 (an interrupted save)
+    (tmp_path / "manifests" / "1.json").unlink()
+    with Trajectory(tmp_path) as traj:
+        with pytest.raises(CheckpointError, match=r"step 2 .*corrupt.*step 0"):
+            traj.restore(2, s0)
+        with pytest.raises(CheckpointError, match=r"step 1 .*incomplete"):
+            traj.restore(1, s0)
+        with pytest.raises(CheckpointError, match="missing"):
+            traj.restore(7, s0)
+        assert traj.valid_steps() == [0]
+        restored, _ = traj.restore(0, s0)
+        _leaves_equal(restored.params, s0.params)
+
+
+def test_training_refuses_corrupt_latest(tmp_path):
+    data = lm_task(SPLITS, CFG.data)
+    train(CFG, tmp_path, data, progress=False, max_steps=3)
+    latest = max(int(p.stem) for p in (tmp_path / "manifests").glob("*.json"))
+    mf = tmp_path / "manifests" / f"{latest}.json"
+    d = json.loads(mf.read_text())
+    d["files"] = {k: "0" * 64 for k in d["files"]}
+    mf.write_text(json.dumps(d))
+    with pytest.raises(CheckpointError, match=f"step {latest}"):
+        train(CFG, tmp_path, data, progress=False)
+    # the older checkpoint is still usable, explicitly
+    res = train(CFG, tmp_path, data, progress=False, resume_step=0, max_steps=1)
+    assert int(res.state.step) == 1

@@ -1,0 +1,55 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jaxdyn.cli import main
+from jaxdyn.config import PRESETS, RunConfig, override, preset
+
+
+def test_overrides_and_errors():
+    cfg = override(preset("smoke"), ["optim.lr=5", "epochs=2", "model.tie_weights=true", "data.max_vocab=none"])
+    assert cfg.optim.lr == 5.0 and cfg.epochs == 2 and cfg.model.tie_weights is True
+    assert cfg.data.max_vocab is None
+    cfg = override(cfg, ["capture.reductions=l2,te"])
+    assert cfg.capture.reductions == ("l2", "te")
+    for bad, msg in [
+        (["optim.nope=1"], "unknown config key"),
+        (["epochs=two"], "bad value for 'epochs'"),
+        (["optim=3"], "is a section"),
+        (["lr"], "KEY=VALUE"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            override(cfg, bad)
+    for p in PRESETS.values():
+        assert RunConfig.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    thesis = preset("thesis")
+    assert (thesis.model.hidden, thesis.model.num_layers, thesis.optim.lr, thesis.epochs) == (200, 2, 20.0, 40)
+
+
+def test_cli_help_and_bad_input(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "jaxdyn run" in capsys.readouterr().out
+    assert main(["config", "--preset", "smoke", "--set", "bogus=1"]) == 2
+    assert "unknown config key" in capsys.readouterr().err
+    assert main(["train", "--corpus", "/nonexistent/folder", "--workdir", "/tmp/x", "--no-progress"]) == 2
+    assert "not a known corpus" in capsys.readouterr().err
+
+
+def test_run_smoke_end_to_end(tmp_path):
+    """`jaxdyn run --preset smoke` as a user would, then a rerun that resumes."""
+    work = tmp_path / "smoke"
+    cmd = [sys.executable, "-m", "jaxdyn.cli", "run", "--preset", "smoke", "--workdir", str(work), "--no-progress"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = (work / "report" / "README.md").read_text()
+    assert "## Training" in report and "training_curves.png" in report
+    assert (work / "report" / "training_curves.png").stat().st_size > 1000
+    rows = [json.loads(l) for l in (work / "metrics" / "epochs.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert rows[-1]["valid_ppl"] < rows[0]["valid_ppl"] / 3
+    assert (work / "metrics" / "traces.jsonl").read_text().count("\n") >= 3
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "resuming" in again.stderr

@@ -1,0 +1,147 @@
+"""Tests of jaxdyn.analysis.interdependence (decompositional interdependence)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdyn.analysis.cd import contextual_decomposition
+from jaxdyn.analysis.interdependence import (
+    _di_jit,
+    all_pairs,
+    all_pairs_interdependence,
+    interdependence,
+    interdependence_batch,
+    span_beta,
+)
+from jaxdyn.models.lstm import language_model
+from tests.reference.cd_ref import di_ref, numpy_params
+
+V, E, H, T = 30, 8, 6, 10
+
+
+@pytest.fixture(scope="module")
+def params():
+    m = language_model(V, emb_dim=E, hidden=H, num_layers=2)
+    p = m.init(jax.random.PRNGKey(1), jnp.zeros((1, 4), jnp.int32))["params"]
+    return jax.tree_util.tree_map(lambda a: a * 2.0, p)
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return np.random.default_rng(2).integers(0, V, T).astype(np.int32)
+
+
+def _f64(tree):
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
+
+
+@pytest.mark.parametrize(
+    "space,layer,opts",
+    [
+        ("hidden", -1, {}),
+        ("hidden", 0, {}),
+        ("logits", -1, {}),
+        ("hidden", -1, {"decompose_output_gate": True, "span_bias": "exclusive_last"}),
+        ("hidden", -1, {"upper_bias_in_span": True}),
+    ],
+)
+@pytest.mark.parametrize("n_pairs", [3, 12])  # 2P <= T: 3P spans; 2P > T: shared singletons
+def test_matches_numpy_reference_float64(params, tokens, space, layer, opts, n_pairs):
+    pairs = all_pairs(T, 4)[:n_pairs]
+    pairs[0, 1] = -1  # an empty partner
+    target = np.array([T - 1 - (k % 3) for k in range(n_pairs)])
+    npp = numpy_params(params)
+    ref = [di_ref(npp, tokens, x, y, t, layer=layer, space=space, **opts) for (x, y), t in zip(pairs, target)]
+    with jax.enable_x64(True):
+        di = interdependence(_f64(params), tokens, pairs, target, space=space, layer=layer, **opts)
+        assert di.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(di), ref, atol=1e-10)
+    assert ref[0] == 0.0 and max(ref) > 1e-3
+    di32 = interdependence(params, tokens, pairs, target, space=space, layer=layer, **opts)
+    np.testing.assert_allclose(np.asarray(di32), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("dog", [False, True])
+def test_span_beta_equals_full_cd(params, tokens, dog):
+    rng = np.random.default_rng(3)
+    masks = rng.random((4, T)) < 0.3
+    carry = tuple((jnp.asarray(rng.normal(size=H)), jnp.asarray(rng.normal(size=H))) for _ in range(2))
+    with jax.enable_x64(True):
+        p, c = _f64(params), _f64(carry)
+        fast = span_beta(p, tokens, masks, init_carry=c, decompose_output_gate=dog, length=8)
+        for m in range(4):
+            r = contextual_decomposition(p, tokens, masks[m], init_carry=c, decompose_output_gate=dog, length=8)
+            np.testing.assert_allclose(np.asarray(fast[m]), np.asarray(r.beta_h[-1]), atol=1e-10)
+    c32 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), carry)
+    fast = span_beta(params, tokens, masks, init_carry=c32, layer=0, decompose_output_gate=dog)
+    r = contextual_decomposition(params, tokens, masks[1], init_carry=c32, decompose_output_gate=dog)
+    np.testing.assert_allclose(np.asarray(fast[1]), np.asarray(r.beta_h[0]), atol=1e-5)
+
+
+def test_vmapped_pairs_equal_per_pair_loop(params, tokens):
+    pairs = all_pairs(T)
+    target = np.maximum(pairs[:, 1], 5)
+    di = interdependence(params, tokens, pairs, target, mask_chunk=16)
+    loop = [interdependence(params, tokens, pairs[k : k + 1], target[k])[0] for k in range(len(pairs))]
+    np.testing.assert_allclose(np.asarray(di), np.asarray(loop), atol=2e-5)
+
+
+def test_batch_equals_per_sentence(params, tokens):
+    rng = np.random.default_rng(5)
+    toks = np.stack([tokens, rng.integers(0, V, T).astype(np.int32)])
+    lengths = np.array([T, 7])
+    pairs = np.stack([all_pairs(T, 2)[:15], all_pairs(7, 3)[:15]])
+    target = np.array([[T - 1] * 15, [6] * 15])
+    di = interdependence_batch(params, toks, pairs, target, lengths=lengths, space="logits")
+    for b in range(2):
+        one = interdependence(params, toks[b], pairs[b], target[b], length=lengths[b], space="logits")
+        np.testing.assert_allclose(np.asarray(di[b]), np.asarray(one), atol=1e-5)
+
+
+def test_empty_partner_and_guard(params, tokens):
+    pairs = np.array([[3, -1], [-1, 5], [-1, -1], [2, 9]])
+    di = np.asarray(interdependence(params, tokens, pairs, 6))
+    assert di[0] == 0.0 and di[1] == 0.0 and di[2] == 0.0  # exactly, no NaN
+    assert di[3] == 0.0  # both beta after the target: beta_{x,y} = 0 at target 6... y=9 > 6
+    assert np.all(np.isfinite(di))
+    assert float(interdependence(params, tokens, [[2, 4]], 6)[0]) > 0
+
+
+def test_all_pairs_targets(params, tokens):
+    pairs, di = all_pairs_interdependence(params, tokens, max_distance=3, target="pair_end")
+    assert np.all(pairs[:, 1] - pairs[:, 0] <= 3) and np.all(pairs[:, 0] < pairs[:, 1])
+    direct = interdependence(params, tokens, pairs, pairs[:, 1])
+    np.testing.assert_allclose(np.asarray(di), np.asarray(direct), atol=1e-6)
+    pairs, di = all_pairs_interdependence(params, tokens, target=5)
+    assert pairs[:, 1].max() == 5 and len(pairs) == 15
+    pairs, _ = all_pairs_interdependence(params, tokens, length=7)
+    assert len(pairs) == 21
+
+
+def test_jit_eager_and_no_retrace(params, tokens):
+    pairs = all_pairs(T, 2)
+    di = interdependence(params, tokens, pairs, T - 1)
+    n = _di_jit._cache_size()
+    interdependence(params, tokens[::-1].copy(), pairs, T - 2)
+    assert _di_jit._cache_size() == n
+    with jax.disable_jit():
+        eager = interdependence(params, tokens, pairs, T - 1)
+    np.testing.assert_allclose(np.asarray(di), np.asarray(eager), atol=1e-5)
+
+
+def test_bad_inputs(params, tokens):
+    with pytest.raises(ValueError, match="pair positions"):
+        interdependence(params, tokens, [[0, T]], 3)
+    with pytest.raises(ValueError, match="target"):
+        interdependence(params, tokens, [[0, 1]], T)
+    with pytest.raises(ValueError, match="target"):
+        interdependence(params, tokens, [[0, 1]], 6, length=5)
+    with pytest.raises(ValueError, match="space"):
+        interdependence(params, tokens, [[0, 1]], 3, space="cell")
+    with pytest.raises(ValueError, match="layer"):
+        interdependence(params, tokens, [[0, 1]], 3, space="logits", layer=0)
+    with pytest.raises(ValueError, match="target"):
+        all_pairs_interdependence(params, tokens, target="first")
