@@ -37,6 +37,7 @@ from jaxdyn.analysis.per_type import aggregate_finalize, aggregate_init, aggrega
 from jaxdyn.analysis.sparsity import token_statistics
 
 MODULES = ("embedding", "lstm_0", "lstm_1", "decoder")
+HIDDEN = ("embedding", "lstm_0", "lstm_1")
 DIRECTIONS = ("act", "act_grad")
 
 
@@ -115,9 +116,9 @@ def to_jax(tensors, inputs, targets):
     return jax.block_until_ready(out)
 
 
-def jaxdyn_init(vocab):
+def jaxdyn_init(vocab, modules=MODULES):
     leaf = jax.ShapeDtypeStruct((), jnp.float32)  # only the tree structure matters
-    example = {m: {d: {"te": leaf} for d in DIRECTIONS} for m in MODULES}
+    example = {m: {d: {"te": leaf} for d in DIRECTIONS} for m in modules}
     return aggregate_init(vocab, example)
 
 
@@ -163,9 +164,9 @@ def machine_info():
     )
 
 
-def check_same(jax_res, thesis_res, vocab):
+def check_same(jax_res, thesis_res, vocab, modules):
     n_checked = 0
-    for m in MODULES:
+    for m in modules:
         for d in DIRECTIONS:
             for kg in ("input", "target"):
                 r = jax.device_get(jax_res[kg][m][d]["te"])
@@ -201,68 +202,86 @@ def main():
     zeros = torch.zeros(1, a.batch, a.hidden)
     state = ((zeros, zeros), (zeros, zeros))
     R = a.repeats
-    jstates = [jaxdyn_init(a.vocab) for _ in range(R)]
-    taccs = [thesis_init() for _ in range(R)]
-    t_jax, t_thesis, t_hooks = [0.0] * R, [0.0] * R, 0.0
-    compile_s = steady_first = None
+    subsets = {"all": MODULES, "hidden": HIDDEN}
+    jstates = {
+        (sub, r): jaxdyn_init(a.vocab, mods) for sub, mods in subsets.items() for r in range(R)
+    }
+    taccs = {(sub, r): thesis_init() for sub in subsets for r in range(R)}
+    times = {(who, sub): [0.0] * R for who in ("jax", "thesis") for sub in subsets}
+    t_hooks, compile_s = 0.0, {}
     for c, (inp, tgt) in enumerate(chunks):
         t0 = time.perf_counter()
         tensors, state = produce(model, store, inp, tgt, state)
         t_hooks += time.perf_counter() - t0
         jt, ji, jtg = to_jax(tensors, inp, tgt)
-        if c == 0:  # compile (first call) vs steady state, on a throwaway state
-            t0 = time.perf_counter()
-            jax.block_until_ready(jaxdyn_step(jaxdyn_init(a.vocab), jt, ji, jtg))
-            compile_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            jax.block_until_ready(jaxdyn_step(jaxdyn_init(a.vocab), jt, ji, jtg))
-            steady_first = time.perf_counter() - t0
-            jax.block_until_ready(aggregate_finalize(jstates[0]))  # compile finalize
-        for r in range(R):
-            order = ("jax", "thesis") if (c + r) % 2 == 0 else ("thesis", "jax")
-            for who in order:
+        for sub, mods in subsets.items():
+            jsub = {m: jt[m] for m in mods}
+            tsub = {k: v for k, v in tensors.items() if k[0] in mods}
+            if c == 0:  # compile (first call) minus steady state, on a throwaway state
                 t0 = time.perf_counter()
-                if who == "jax":
-                    jstates[r] = jax.block_until_ready(jaxdyn_step(jstates[r], jt, ji, jtg))
-                    t_jax[r] += time.perf_counter() - t0
-                else:
-                    thesis_update(taccs[r], tensors, inp, tgt)
-                    t_thesis[r] += time.perf_counter() - t0
-    jres, tres = [], []
-    for r in range(R):
-        t0 = time.perf_counter()
-        jres.append(jax.block_until_ready(aggregate_finalize(jstates[r])))
-        t_jax[r] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        tres.append(thesis_finalize(taccs[r]))
-        t_thesis[r] += time.perf_counter() - t0
-    n_checked = check_same(jres[0], tres[0], a.vocab)
-    med_j, med_t = statistics.median(t_jax), statistics.median(t_thesis)
+                jax.block_until_ready(jaxdyn_step(jaxdyn_init(a.vocab, mods), jsub, ji, jtg))
+                first = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                jax.block_until_ready(jaxdyn_step(jaxdyn_init(a.vocab, mods), jsub, ji, jtg))
+                compile_s[sub] = first - (time.perf_counter() - t0)
+                jax.block_until_ready(aggregate_finalize(jstates[sub, 0]))  # compile finalize
+            for r in range(R):
+                order = ("jax", "thesis") if (c + r) % 2 == 0 else ("thesis", "jax")
+                for who in order:
+                    t0 = time.perf_counter()
+                    if who == "jax":
+                        jstates[sub, r] = jax.block_until_ready(
+                            jaxdyn_step(jstates[sub, r], jsub, ji, jtg)
+                        )
+                    else:
+                        thesis_update(taccs[sub, r], tsub, inp, tgt)
+                    times[who, sub][r] += time.perf_counter() - t0
+    results = {}
+    for sub, mods in subsets.items():
+        for r in range(R):
+            t0 = time.perf_counter()
+            jres = jax.block_until_ready(aggregate_finalize(jstates[sub, r]))
+            times["jax", sub][r] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            tres = thesis_finalize(taccs[sub, r])
+            times["thesis", sub][r] += time.perf_counter() - t0
+            results[sub, r] = (jres, tres)
+        n_checked = check_same(*results[sub, 0], a.vocab, mods)
     n_tok = a.chunks * a.batch * a.bptt
     print(f"\n{machine_info()}")
     print(
         f"model: vocab {a.vocab}, hidden {a.hidden}, 2-layer LSTM; {a.chunks} chunks x batch "
-        f"{a.batch} x bptt {a.bptt} = {n_tok} tokens; 4 modules x (act, act_grad) x "
-        f"(input, target) keyings; repeats {R}"
-    )
-    print(f"per-type means agree (rtol 2e-5) on {n_checked} (leaf, keying, word) entries\n")
-    print(
-        "| contender | compile (s) | steady pass, median (s) | min..max (s) | tokens/s | speedup |"
-    )
-    print("|---|---|---|---|---|---|")
-    print(
-        f"| thesis: hooks' tensors -> per-token numpy TE -> defaultdict | - | {med_t:.3f} | "
-        f"{min(t_thesis):.3f}..{max(t_thesis):.3f} | {n_tok / med_t:,.0f} | 1.0x |"
+        f"{a.batch} x bptt {a.bptt} = {n_tok} tokens; modules x (act, act_grad) x "
+        f"(input, target) keyings; repeats {R}; per-type means agree (rtol 2e-5), "
+        f"e.g. {n_checked} (leaf, keying, word) entries for 'all'\n"
     )
     print(
-        f"| jaxdyn: token_statistics + aggregate_update (jit) | "
-        f"{compile_s - steady_first:.2f} | {med_j:.3f} | {min(t_jax):.3f}..{max(t_jax):.3f} | "
-        f"{n_tok / med_j:,.0f} | {med_t / med_j:.1f}x |"
+        "| modules | contender | compile (s) | steady pass, median (s) | min..max (s) "
+        "| tokens/s | speedup |"
     )
+    print("|---|---|---|---|---|---|---|")
+    labels = {
+        "all": "all 4 (emb, lstm_0, lstm_1, decoder logits 10k-d)",
+        "hidden": "3 hidden-size (emb, lstm_0, lstm_1; 200-d)",
+    }
+    for sub in subsets:
+        med = {who: statistics.median(times[who, sub]) for who in ("thesis", "jax")}
+        for who, name, comp in (
+            ("thesis", "thesis: per-token numpy TE -> defaultdict", "-"),
+            ("jax", "jaxdyn: token_statistics + aggregate_update (jit)", f"{compile_s[sub]:.2f}"),
+        ):
+            ts = times[who, sub]
+            print(
+                f"| {labels[sub]} | {name} | {comp} | {med[who]:.3f} | {min(ts):.3f}..{max(ts):.3f}"
+                f" | {n_tok / med[who]:,.0f} | {med['thesis'] / med[who]:.1f}x |"
+            )
+    med_t = statistics.median(times["thesis", "all"])
+    med_j = statistics.median(times["jax", "all"])
     print(
-        f"\nend-to-end incl. torch hooked forward/backward ({t_hooks:.3f} s per pass, once): "
-        f"thesis {t_hooks + med_t:.3f} s, torch hooks + jaxdyn aggregation {t_hooks + med_j:.3f} s "
-        f"({(t_hooks + med_t) / (t_hooks + med_j):.1f}x; torch->jax copy not counted)"
+        f"\nend-to-end, all modules, incl. torch hooked forward/backward ({t_hooks:.3f} s per "
+        f"pass, measured once): thesis {t_hooks + med_t:.3f} s, torch hooks + jaxdyn "
+        f"{t_hooks + med_j:.3f} s ({(t_hooks + med_t) / (t_hooks + med_j):.1f}x; torch->jax "
+        "copy not counted)"
     )
 
 

@@ -83,7 +83,9 @@ class Trajectory:
         meta = {**meta, "step": step}
         self._mngr.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
         )
         self._mngr.wait_until_finished()
         files = _digest_dir(self._step_dir(step))
@@ -161,7 +163,9 @@ class Trajectory:
                 ),
             )
         except Exception as e:  # Orbax raises many types; give one clear error
-            raise CheckpointError(f"checkpoint step {step} in {self.directory} failed to load: {e}") from e
+            raise CheckpointError(
+                f"checkpoint step {step} in {self.directory} failed to load: {e}"
+            ) from e
         state = jax.tree_util.tree_unflatten(
             jax.tree_util.tree_structure(target), jax.tree_util.tree_leaves(out["state"])
         )
@@ -177,7 +181,9 @@ def _restore_subtree(traj: Trajectory, step: int, target_params: Any) -> Any:
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target_params)
     out = traj._mngr.restore(
         step,
-        args=ocp.args.Composite(state=ocp.args.PyTreeRestore(item={"params": abstract}, partial_restore=True)),
+        args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item={"params": abstract}, partial_restore=True)
+        ),
     )
     params = out["state"]["params"]
     return jax.tree_util.tree_unflatten(

@@ -46,7 +46,10 @@ def _common(p: argparse.ArgumentParser, default_preset: str) -> None:
         help="override a config key, e.g. optim.lr=5, model.hidden=100, epochs=3 (repeatable)",
     )
     p.add_argument("--epochs", type=int, help="shortcut for --set epochs=N")
-    p.add_argument("--corpus", help="ptb (default, embedded), ewt, brown, or a folder with train/valid/test.txt")
+    p.add_argument(
+        "--corpus",
+        help="ptb (default, embedded), ewt, brown, or a folder with train/valid/test.txt",
+    )
     p.add_argument("--data-dir", help="folder with the real corpora (default: $JAXDYN_DATA_DIR)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -92,7 +95,9 @@ def _cmd_run(args) -> int:
         if bad:
             raise SystemExit(f"unknown stages {bad}; choose from {list(STAGES)}")
     data_dir = Path(cfg.data.data_dir) if cfg.data.data_dir else None
-    report = run_study(cfg, workdir, stages=stages, progress=not args.no_progress, data_dir=data_dir)
+    report = run_study(
+        cfg, workdir, stages=stages, progress=not args.no_progress, data_dir=data_dir
+    )
     print(f"report: {report}")
     return 0
 
@@ -122,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, "default")
     p.add_argument("--workdir", help="run folder (default: ./jaxdyn-runs/<study>)")
     p.add_argument("--study", default="default", help="name of the study folder (default: default)")
-    p.add_argument("--stages", help="comma-separated subset of stages to run (training always runs first)")
+    p.add_argument(
+        "--stages", help="comma-separated subset of stages to run (training always runs first)"
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
@@ -133,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p, "smoke")
     p.add_argument("--workdir", help="run folder (default: ./jaxdyn-runs/train-<preset>)")
-    p.add_argument("--max-steps", type=int, help="stop (with a checkpoint) after N steps in this call")
+    p.add_argument(
+        "--max-steps", type=int, help="stop (with a checkpoint) after N steps in this call"
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("config", help="print the full configuration a preset and overrides give")

@@ -195,7 +195,9 @@ def _set(obj, parts, value, full_key):
     t = typing.get_type_hints(type(obj))[parts[0]]
     if len(parts) == 1:
         if dataclasses.is_dataclass(t):
-            raise ValueError(f"{full_key!r} is a section; set one of its keys, e.g. {full_key}.x=...")
+            raise ValueError(
+                f"{full_key!r} is a section; set one of its keys, e.g. {full_key}.x=..."
+            )
         try:
             v = _coerce(value, t)
         except ValueError as e:

@@ -31,6 +31,7 @@ class StudyContext:
       result: the training result (after the ``train`` stage).
       progress: show progress bars.
       data_dir: the real-corpora folder, if one was given.
+      options: per-stage knobs (e.g. ``sparsity_max_chunks``).
     """
 
     cfg: RunConfig
@@ -39,6 +40,7 @@ class StudyContext:
     result: TrainResult | None = None
     progress: bool = True
     data_dir: Path | None = None
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 def _train_stage(ctx: StudyContext) -> None:
@@ -54,8 +56,8 @@ def _train_stage(ctx: StudyContext) -> None:
 Language model on `{ctx.cfg.data.corpus}`: {len(ctx.data.vocab):,} types,
 {ctx.data.train.num_tokens:,} training tokens, {ctx.cfg.model.num_layers} x {ctx.cfg.model.hidden}
 LSTM, {ctx.cfg.optim.name} (lr {ctx.cfg.optim.lr}, clip {ctx.cfg.optim.clip}), {ctx.cfg.epochs} epochs.
-Best validation perplexity {best['valid_ppl']:.2f} at epoch {best['epoch']}.
-Checkpoints: `{ctx.workdir / 'ckpt'}` (epoch 0 is the initialisation).
+Best validation perplexity {best["valid_ppl"]:.2f} at epoch {best["epoch"]}.
+Checkpoints: `{ctx.workdir / "ckpt"}` (epoch 0 is the initialisation).
 
 ![training curves]({fig.name})
 
@@ -64,8 +66,17 @@ Checkpoints: `{ctx.workdir / 'ckpt'}` (epoch 0 is the initialisation).
     write_section(ctx.workdir, 10, "training", text)
 
 
+def _sparsity_stage(ctx: StudyContext) -> None:
+    from jaxdyn.studies.sparsity_report import sparsity_stage
+
+    sparsity_stage(ctx, max_chunks=ctx.options.get("sparsity_max_chunks"))
+
+
 #: Stage name -> function, in the order ``jaxdyn run`` runs them.
-STAGES: dict[str, Callable[[StudyContext], None]] = {"train": _train_stage}
+STAGES: dict[str, Callable[[StudyContext], None]] = {
+    "train": _train_stage,
+    "sparsity": _sparsity_stage,
+}
 
 
 def run_study(
@@ -76,6 +87,7 @@ def run_study(
     progress: bool = True,
     data_dir: Path | None = None,
     data: TaskData | None = None,
+    options: dict | None = None,
 ) -> Path:
     """Run the study's stages and assemble the report; returns the report path."""
     workdir = Path(workdir)
@@ -84,9 +96,18 @@ def run_study(
     if unknown:
         raise ValueError(f"unknown stages {unknown}; choose from {list(STAGES)}")
     if "train" not in names:
-        names.insert(0, "train")  # later stages need the trained run (a finished run resumes instantly)
+        names.insert(
+            0, "train"
+        )  # later stages need the trained run (a finished run resumes instantly)
     t0 = time.perf_counter()
-    ctx = StudyContext(cfg, workdir, data if data is not None else load_task(cfg.data), progress=progress, data_dir=data_dir)
+    ctx = StudyContext(
+        cfg,
+        workdir,
+        data if data is not None else load_task(cfg.data),
+        progress=progress,
+        data_dir=data_dir,
+        options=dict(options or {}),
+    )
     for name in names:
         if progress:
             print(f"[jaxdyn] stage {name}", file=sys.stderr)

@@ -68,7 +68,9 @@ def test_corrupt_and_incomplete_checkpoints_are_never_loaded(tmp_path):
     s0 = _state(0)
     with Trajectory(tmp_path) as traj:
         traj.save(s0, {"epoch": 0})
-        s1 = s0._replace(step=s0.step + 1, params=jax.tree_util.tree_map(lambda x: x + 1, s0.params))
+        s1 = s0._replace(
+            step=s0.step + 1, params=jax.tree_util.tree_map(lambda x: x + 1, s0.params)
+        )
         traj.save(s1, {"epoch": 1})
         s2 = s1._replace(step=s1.step + 1)
         traj.save(s2, {"epoch": 2})
@@ -77,7 +79,9 @@ def test_corrupt_and_incomplete_checkpoints_are_never_loaded(tmp_path):
         assert meta["epoch"] == 1 and meta["step"] == 1
         _leaves_equal(restored.params, s1.params)
     # corrupt step 2: flip bytes in its largest file
-    files = sorted((tmp_path / "ckpt" / "2").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0)
+    files = sorted(
+        (tmp_path / "ckpt" / "2").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0
+    )
     target = files[-1]
     raw = bytearray(target.read_bytes())
     raw[len(raw) // 2] ^= 0xFF

@@ -9,7 +9,9 @@ from jaxdyn.config import PRESETS, RunConfig, override, preset
 
 
 def test_overrides_and_errors():
-    cfg = override(preset("smoke"), ["optim.lr=5", "epochs=2", "model.tie_weights=true", "data.max_vocab=none"])
+    cfg = override(
+        preset("smoke"), ["optim.lr=5", "epochs=2", "model.tie_weights=true", "data.max_vocab=none"]
+    )
     assert cfg.optim.lr == 5.0 and cfg.epochs == 2 and cfg.model.tie_weights is True
     assert cfg.data.max_vocab is None
     cfg = override(cfg, ["capture.reductions=l2,te"])
@@ -25,7 +27,12 @@ def test_overrides_and_errors():
     for p in PRESETS.values():
         assert RunConfig.from_dict(json.loads(json.dumps(p.to_dict()))) == p
     thesis = preset("thesis")
-    assert (thesis.model.hidden, thesis.model.num_layers, thesis.optim.lr, thesis.epochs) == (200, 2, 20.0, 40)
+    assert (thesis.model.hidden, thesis.model.num_layers, thesis.optim.lr, thesis.epochs) == (
+        200,
+        2,
+        20.0,
+        40,
+    )
 
 
 def test_cli_help_and_bad_input(capsys):
@@ -34,14 +41,27 @@ def test_cli_help_and_bad_input(capsys):
     assert "jaxdyn run" in capsys.readouterr().out
     assert main(["config", "--preset", "smoke", "--set", "bogus=1"]) == 2
     assert "unknown config key" in capsys.readouterr().err
-    assert main(["train", "--corpus", "/nonexistent/folder", "--workdir", "/tmp/x", "--no-progress"]) == 2
+    assert (
+        main(["train", "--corpus", "/nonexistent/folder", "--workdir", "/tmp/x", "--no-progress"])
+        == 2
+    )
     assert "not a known corpus" in capsys.readouterr().err
 
 
 def test_run_smoke_end_to_end(tmp_path):
     """`jaxdyn run --preset smoke` as a user would, then a rerun that resumes."""
     work = tmp_path / "smoke"
-    cmd = [sys.executable, "-m", "jaxdyn.cli", "run", "--preset", "smoke", "--workdir", str(work), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jaxdyn.cli",
+        "run",
+        "--preset",
+        "smoke",
+        "--workdir",
+        str(work),
+        "--no-progress",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     report = (work / "report" / "README.md").read_text()

@@ -105,7 +105,7 @@ def test_empty_partner_and_guard(params, tokens):
     pairs = np.array([[3, -1], [-1, 5], [-1, -1], [2, 9]])
     di = np.asarray(interdependence(params, tokens, pairs, 6))
     assert di[0] == 0.0 and di[1] == 0.0 and di[2] == 0.0  # exactly, no NaN
-    assert di[3] == 0.0  # both beta after the target: beta_{x,y} = 0 at target 6... y=9 > 6
+    assert abs(di[3]) < 1e-6  # y = 9 is after the target 6: beta_{x,y} = beta_x there
     assert np.all(np.isfinite(di))
     assert float(interdependence(params, tokens, [[2, 4]], 6)[0]) > 0
 

@@ -74,11 +74,15 @@ def test_forward_matches_numpy_reference_with_carry_and_gates():
     carry = tuple((rng.normal(size=(2, 5)), rng.normal(size=(2, 5))) for _ in range(3))
     ref_logits, ref_acts, ref_carry = lstm_lm_forward(params, tokens, carry)
     jcarry = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), carry)
-    logits, new_carry, acts = model.apply({"params": params}, jnp.asarray(tokens), jcarry, return_acts=True)
+    logits, new_carry, acts = model.apply(
+        {"params": params}, jnp.asarray(tokens), jcarry, return_acts=True
+    )
     np.testing.assert_allclose(np.asarray(logits), ref_logits, atol=2e-5)
     for l in range(3):
         for k in "hcifgo":
-            np.testing.assert_allclose(np.asarray(acts[f"lstm_{l}"][k]), ref_acts[f"lstm_{l}"][k], atol=2e-5)
+            np.testing.assert_allclose(
+                np.asarray(acts[f"lstm_{l}"][k]), ref_acts[f"lstm_{l}"][k], atol=2e-5
+            )
         np.testing.assert_allclose(np.asarray(new_carry[l][0]), ref_carry[l][0], atol=2e-5)
     lo2, _ = lm_apply(params, jnp.asarray(tokens), jcarry)
     np.testing.assert_array_equal(np.asarray(lo2), np.asarray(logits))

@@ -29,8 +29,10 @@ def _setup(dropout=0.0, seed=0):
     state = init_train_state(model, tx, seed, B)
     rng = np.random.default_rng(seed)
     batches = [
-        {"inputs": jnp.asarray(rng.integers(0, V, (B, T)), jnp.int32),
-         "targets": jnp.asarray(rng.integers(0, V, (B, T)), jnp.int32)}
+        {
+            "inputs": jnp.asarray(rng.integers(0, V, (B, T)), jnp.int32),
+            "targets": jnp.asarray(rng.integers(0, V, (B, T)), jnp.int32),
+        }
         for _ in range(4)
     ]
     return model, tx, state, batches
@@ -51,7 +53,9 @@ def test_trace_param_grads_equal_jax_grad_and_acts_equal_forward():
     g = jax.grad(loss)(state.params)
     chex_close = lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)  # noqa: E731
     jax.tree_util.tree_map(chex_close, trace["param_grad"], g)
-    logits, _, acts = model.apply({"params": state.params}, batch["inputs"], state.carry, return_acts=True)
+    logits, _, acts = model.apply(
+        {"params": state.params}, batch["inputs"], state.carry, return_acts=True
+    )
     chex_close(trace["act"]["logits"], logits)
     chex_close(trace["act"]["lstm_1"], acts["lstm_1"]["h"])
     chex_close(trace["act"]["lstm_0.f"], acts["lstm_0"]["f"])
@@ -67,7 +71,9 @@ def test_activation_gradients_equal_finite_structure():
     model, tx, state, batches = _setup()
     batch = batches[1]
     _, _, trace = make_train_step(model, tx, FULL)(state, batch)
-    _, _, acts = model.apply({"params": state.params}, batch["inputs"], state.carry, return_acts=True)
+    _, _, acts = model.apply(
+        {"params": state.params}, batch["inputs"], state.carry, return_acts=True
+    )
     p = state.params
 
     def loss_from_top(h):  # decoder_in == lstm_1 output when dropout is 0
@@ -75,11 +81,19 @@ def test_activation_gradients_equal_finite_structure():
         return masked_xent(logits, batch["targets"], jnp.ones((B, T), bool))[0]
 
     g_top = jax.grad(loss_from_top)(acts["lstm_1"]["h"])
-    np.testing.assert_allclose(np.asarray(trace["act_grad"]["decoder_in"]), np.asarray(g_top), atol=1e-7)
-    np.testing.assert_allclose(np.asarray(trace["act_grad"]["lstm_1"]), np.asarray(g_top), atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(trace["act_grad"]["decoder_in"]), np.asarray(g_top), atol=1e-7
+    )
+    np.testing.assert_allclose(
+        np.asarray(trace["act_grad"]["lstm_1"]), np.asarray(g_top), atol=1e-7
+    )
     logits = acts["logits"]
-    g_logits = jax.grad(lambda z: masked_xent(z, batch["targets"], jnp.ones((B, T), bool))[0])(logits)
-    np.testing.assert_allclose(np.asarray(trace["act_grad"]["logits"]), np.asarray(g_logits), atol=1e-7)
+    g_logits = jax.grad(lambda z: masked_xent(z, batch["targets"], jnp.ones((B, T), bool))[0])(
+        logits
+    )
+    np.testing.assert_allclose(
+        np.asarray(trace["act_grad"]["logits"]), np.asarray(g_logits), atol=1e-7
+    )
     assert set(trace["act_grad"]) == {"embedding", "lstm_0", "lstm_1", "decoder_in", "logits"}
 
 

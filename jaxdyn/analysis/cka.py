@@ -28,16 +28,28 @@ from jaxdyn.analysis._linalg import (
 )
 
 
-def _ratio(hxy, hxx, hyy):
-    ok = (hxx > 0) & (hyy > 0)
+def _significant(h, mag, n):
+    """``h > 0`` beyond rounding: ``mag`` is the sum of the magnitudes of h's terms."""
+    eps = jnp.finfo(h.dtype).eps
+    return h > 8 * jnp.sqrt(jnp.maximum(n, 1)) * eps * mag
+
+
+def _ratio(hxy, hxx, hyy, okx=True, oky=True):
+    ok = (hxx > 0) & (hyy > 0) & okx & oky
     return jnp.where(ok, hxy / jnp.sqrt(jnp.where(ok, hxx * hyy, 1)), 0)
 
 
-def _unbiased_terms(tr, sk, sl, kl, n):
-    """Unbiased HSIC from ``tr = tr(K~L~)``, ``sk = 1^T K~ 1``, ``sl``, ``kl = 1^T K~ L~ 1``."""
+def _unbiased_terms(tr, sk, sl, kl, n, trabs=None):
+    """Unbiased HSIC from ``tr = tr(K~L~)``, ``sk = 1^T K~ 1``, ``sl``, ``kl = 1^T K~ L~ 1``.
+
+    Returns ``(hsic, magnitude)``, magnitude being the sum of the terms' absolute
+    values (for a scale-free "is it zero up to rounding" test); 0 when ``n < 4``.
+    """
     nn = jnp.maximum(n, 4.0)
-    h = (tr + sk * sl / ((nn - 1) * (nn - 2)) - 2 * kl / (nn - 2)) / (nn * (nn - 3))
-    return jnp.where(n >= 4, h, 0)
+    a, b, c = tr, sk * sl / ((nn - 1) * (nn - 2)), 2 * kl / (nn - 2)
+    h = (a + b - c) / (nn * (nn - 3))
+    mag = (jnp.abs(a if trabs is None else trabs) + jnp.abs(b) + jnp.abs(c)) / (nn * (nn - 3))
+    return jnp.where(n >= 4, h, 0), mag
 
 
 class CKAFactor(NamedTuple):
@@ -66,9 +78,11 @@ def _hsic_feat(fx: CKAFactor, fy: CKAFactor, debiased: bool):
     cross = fx.z.T @ fy.z
     frob = jnp.sum(cross * cross)
     if not debiased:
-        return frob
-    tr = frob - jnp.sum(fx.kd * fy.kd)
-    return _unbiased_terms(tr, jnp.sum(fx.k1), jnp.sum(fy.k1), jnp.sum(fx.k1 * fy.k1), fx.n)
+        return frob, frob
+    kdl = jnp.sum(fx.kd * fy.kd)
+    return _unbiased_terms(
+        frob - kdl, jnp.sum(fx.k1), jnp.sum(fy.k1), jnp.sum(fx.k1 * fy.k1), fx.n, frob + kdl
+    )
 
 
 def linear_cka_factor(x, weights, debiased: bool = False) -> CKAFactor:
@@ -91,31 +105,35 @@ def linear_cka_factor(x, weights, debiased: bool = False) -> CKAFactor:
     z = prepare(x, w)
     kd, k1 = _feat_stats(z)
     f = CKAFactor(z, kd, k1, n)
-    h = _hsic_feat(f, f, debiased)
-    scale = jnp.where(h > 0, jax.lax.rsqrt(jnp.where(h > 0, h, 1)), 0)
+    h, mag = _hsic_feat(f, f, debiased)
+    ok = (h > 0) & _significant(h, mag, n)
+    scale = jnp.where(ok, jax.lax.rsqrt(jnp.where(ok, h, 1)), 0)
     z = z * jnp.sqrt(scale)
     return CKAFactor(z, kd * scale, k1 * scale, n)
 
 
 def linear_cka_pair(fx: CKAFactor, fy: CKAFactor, debiased: bool = False):
     """Linear CKA from two normalised factors (0 if either view is degenerate)."""
-    return _hsic_feat(fx, fy, debiased)
+    return _hsic_feat(fx, fy, debiased)[0]
 
 
 def _hsic_gram(k, l, n, debiased: bool):
     """HSIC of (N, N) Grams whose invalid rows/cols are zero; biased form expects centred K."""
     if not debiased:
-        return jnp.sum(k * l)
+        t = jnp.sum(k * l)
+        return t, jnp.sqrt(jnp.sum(k * k) * jnp.sum(l * l))
     k = k - jnp.diag(jnp.diagonal(k))
     l = l - jnp.diag(jnp.diagonal(l))
     k1, l1 = jnp.sum(k, axis=1), jnp.sum(l, axis=1)
-    return _unbiased_terms(jnp.sum(k * l), jnp.sum(k1), jnp.sum(l1), jnp.sum(k1 * l1), n)
+    t = jnp.sum(k * l)
+    return _unbiased_terms(t, jnp.sum(k1), jnp.sum(l1), jnp.sum(k1 * l1), n, jnp.sum(jnp.abs(k * l)))
 
 
 def _cka_gram(k, l, n, debiased):
-    return _ratio(
-        _hsic_gram(k, l, n, debiased), _hsic_gram(k, k, n, debiased), _hsic_gram(l, l, n, debiased)
-    )
+    hxy, _ = _hsic_gram(k, l, n, debiased)
+    hxx, mx = _hsic_gram(k, k, n, debiased)
+    hyy, my = _hsic_gram(l, l, n, debiased)
+    return _ratio(hxy, hxx, hyy, _significant(hxx, mx, n), _significant(hyy, my, n))
 
 
 def _check_debiased(x, y, debiased, name):
@@ -231,7 +249,8 @@ class MinibatchCKAState(NamedTuple):
     """Sums of per-batch unbiased HSIC values (Nguyen et al. 2021).
 
     Attributes:
-      hxy, hxx, hyy: () running sums; batches: () number of batches with >= 4 samples;
+      hxy, hxx, hyy: () running sums; mxx, myy: () sums of the self terms' magnitudes
+      (rounding-level test); n: () total valid samples; batches: () batches with >= 4;
       sx, sy: () fixed input scales taken from the first batch (keeps float32 in range
       for inputs of magnitude 1e-6 or 1e6 without changing the ratio).
     """
@@ -239,6 +258,9 @@ class MinibatchCKAState(NamedTuple):
     hxy: jnp.ndarray
     hxx: jnp.ndarray
     hyy: jnp.ndarray
+    mxx: jnp.ndarray
+    myy: jnp.ndarray
+    n: jnp.ndarray
     batches: jnp.ndarray
     sx: jnp.ndarray
     sy: jnp.ndarray
@@ -247,7 +269,7 @@ class MinibatchCKAState(NamedTuple):
 def minibatch_cka_init(dtype=jnp.float32) -> MinibatchCKAState:
     """Empty minibatch-CKA accumulator."""
     z = jnp.zeros((), dtype)
-    return MinibatchCKAState(z, z, z, z, z, z)
+    return MinibatchCKAState(z, z, z, z, z, z, z, z, z)
 
 
 def _batch_factor(x, scale, mask):
@@ -274,10 +296,15 @@ def minibatch_cka_update(state: MinibatchCKAState, x, y, mask=None) -> Minibatch
     sx = jnp.where(state.sx > 0, state.sx, jnp.max(jnp.abs(x)))
     sy = jnp.where(state.sy > 0, state.sy, jnp.max(jnp.abs(y)))
     fx, fy = _batch_factor(x, sx, m), _batch_factor(y, sy, m)
+    hxx, mxx = _hsic_feat(fx, fx, True)
+    hyy, myy = _hsic_feat(fy, fy, True)
     return MinibatchCKAState(
-        state.hxy + _hsic_feat(fx, fy, True),
-        state.hxx + _hsic_feat(fx, fx, True),
-        state.hyy + _hsic_feat(fy, fy, True),
+        state.hxy + _hsic_feat(fx, fy, True)[0],
+        state.hxx + hxx,
+        state.hyy + hyy,
+        state.mxx + mxx,
+        state.myy + myy,
+        state.n + fx.n,
         state.batches + (fx.n >= 4).astype(dt),
         sx,
         sy,
@@ -293,4 +320,6 @@ def minibatch_cka_finalize(state: MinibatchCKAState):
 
     References: Nguyen, Raghu & Kornblith 2021, Eq. (3).
     """
-    return _ratio(state.hxy, state.hxx, state.hyy)
+    okx = _significant(state.hxx, state.mxx, state.n)
+    oky = _significant(state.hyy, state.myy, state.n)
+    return _ratio(state.hxy, state.hxx, state.hyy, okx, oky)

@@ -1,10 +1,11 @@
 """Streaming per-word-type aggregation of per-token statistics (Optax-like, pure).
 
 A state holds, per statistic and word type ``v < V``: ``count``, and ``sum`` /
-``sumsq`` of ``x - shift[v]`` where ``shift[v]`` is the mean of the first batch in
-which type ``v`` appeared (shifted-data algorithm; avoids the float32 cancellation
-of ``sumsq - sum^2 / n`` when the variance is small next to the mean). Results do
-not depend on batch order beyond float rounding.
+``sumsq`` of ``x - shift[v]`` where ``shift[v]`` is the type's first observed value
+(shifted-data algorithm; avoids the float32 cancellation of ``sumsq - sum^2 / n``
+when the variance is small next to the mean). Results do not depend on batch order
+beyond float rounding. Updates are sparse scatters (O(tokens), not O(V)); jit the
+caller's step with the state donated to update it in place.
 
 Keys outside ``[0, V)`` at masked-in positions are *not* an error inside jit (that
 would need a device->host sync per batch); they are excluded and counted in
@@ -38,7 +39,7 @@ class TypeMoments(NamedTuple):
 
     Attributes:
         count: ``(V,)`` int32 number of tokens seen per type.
-        shift: ``(V,)`` float reference value (first batch mean of the type).
+        shift: ``(V,)`` float reference value (first observed value of the type).
         sum: ``(V,)`` float ``sum(x - shift)``.
         sumsq: ``(V,)`` float ``sum((x - shift)^2)``.
         out_of_range: ``()`` int32 masked-in tokens whose key was outside ``[0, V)``.
@@ -65,36 +66,40 @@ def _is_moments(t) -> bool:
 
 
 def _update_many(moments: Sequence[TypeMoments], keys, values, valid):
-    """Adds ``values (N, L)`` keyed by ``keys (N,)`` where ``valid (N,)`` to L moments."""
+    """Adds ``values (N, L)`` keyed by ``keys (N,)`` where ``valid (N,)`` to L moments.
+
+    Sparse: O(N L) gathers and scatters into the state (in place when the caller
+    donates it), not O(V L) dense work per batch.
+    """
     if not moments:
         return []
     num_types = moments[0].count.shape[0]
     dtype = moments[0].sum.dtype
+    n = keys.shape[0]
     in_range = (keys >= 0) & (keys < num_types)
     ok = valid & in_range
     n_bad = jnp.sum(valid & ~in_range).astype(jnp.int32)
-    k = jnp.where(ok, keys, 0)
-    vals = jnp.where(ok[:, None], values.astype(dtype), 0.0)
-    bcount = jax.ops.segment_sum(ok.astype(jnp.int32), k, num_types)  # (V,)
-    bsum = jax.ops.segment_sum(vals, k, num_types)  # (V, L)
-    bmean = bsum / jnp.maximum(bcount, 1).astype(dtype)[:, None]
-    old_count = jnp.stack([m.count for m in moments], axis=1)  # (V, L)
-    old_shift = jnp.stack([m.shift for m in moments], axis=1)
-    first = (old_count == 0) & (bcount > 0)[:, None]
-    shift = jnp.where(first, bmean, old_shift)
-    dev = jnp.where(ok[:, None], vals - shift[k], 0.0)
-    bs = jax.ops.segment_sum(dev, k, num_types)
-    bss = jax.ops.segment_sum(dev * dev, k, num_types)
-    return [
-        TypeMoments(
-            m.count + bcount,
-            shift[:, i],
-            m.sum + bs[:, i],
-            m.sumsq + bss[:, i],
-            m.out_of_range + n_bad,
+    k = jnp.where(ok, keys, 0)  # safe gather index
+    kd = jnp.where(ok, keys, num_types)  # scatter index; num_types is dropped
+    # Shift of a type first seen in this batch: its value at its first position.
+    first = jax.ops.segment_min(jnp.where(ok, jnp.arange(n), n), k, num_types)
+    fpos = jnp.minimum(first[k], n - 1)
+    values = values.astype(dtype)
+    out = []
+    for i, m in enumerate(moments):
+        v = values[:, i]
+        shift = jnp.where(m.count[k] == 0, v[fpos], m.shift[k])
+        dev = jnp.where(ok, v - shift, 0.0)
+        out.append(
+            TypeMoments(
+                m.count.at[kd].add(1, mode="drop"),
+                m.shift.at[kd].set(shift, mode="drop"),
+                m.sum.at[kd].add(dev, mode="drop"),
+                m.sumsq.at[kd].add(dev * dev, mode="drop"),
+                m.out_of_range + n_bad,
+            )
         )
-        for i, m in enumerate(moments)
-    ]
+    return out
 
 
 def _finalize_one(m: TypeMoments) -> dict[str, Array]:

@@ -66,7 +66,8 @@ def _max_scaled(x: Array):
     return a / jnp.where(m != 0, m, 1.0), m[..., 0]
 
 
-def _norms_scaled(x: Array):
+def _norms_scaled(x: Array, l1: Array, ss: Array):
+    del l1, ss  # unreliable: some row under/overflowed
     s, m = _max_scaled(x)
     nz = m != 0  # True for NaN too, so NaN propagates
     s1 = jnp.sum(s, axis=-1)
@@ -80,10 +81,10 @@ def _norms_scaled(x: Array):
     )
 
 
-def _norms_direct(x: Array):
-    l1 = jnp.sum(_abs(x), axis=-1)
-    ss = jnp.sum(x * x, axis=-1)
+def _norms_direct(x: Array, l1: Array, ss: Array):
+    del x
     nz = ss != 0
+    l1 = jnp.where(nz, l1, 0.0)
     l2 = jnp.where(nz, jnp.sqrt(jnp.where(nz, ss, 1.0)), 0.0)
     return l1, l2, jnp.where(nz, l1 / jnp.where(nz, l2, 1.0), 0.0)
 
@@ -94,11 +95,11 @@ def _norms(x: Array):
     One pass over x when no row's sum of squares under/overflows (the common case);
     otherwise every row is recomputed from ``|x| / max|x|`` (exact for 1e-30 or 1e30).
     """
-    l1 = jnp.sum(jnp.abs(x), axis=-1)
+    l1 = jnp.sum(_abs(x), axis=-1)
     ss = jnp.sum(x * x, axis=-1)
     lo = math.sqrt(float(jnp.finfo(x.dtype).tiny))  # flushed squares are < d * tiny / lo
     ok = (l1 == 0) | ((ss >= lo) & jnp.isfinite(ss) & jnp.isfinite(l1))
-    return jax.lax.cond(jnp.all(ok), _norms_direct, _norms_scaled, x)
+    return jax.lax.cond(jnp.all(ok), _norms_direct, _norms_scaled, x, l1, ss)
 
 
 def _last_axis_stats(x: Array, names: Sequence[str], threshold=0.0, relative=False):

@@ -57,9 +57,7 @@ def from_torch_state_dict(sd: Mapping[str, Any], *, tie_weights: bool = False) -
     missing = {"encoder.weight", "decoder.bias"} - keys
     if missing:
         raise KeyError(f"state dict lacks {sorted(missing)}; has {sorted(keys)}")
-    layers = sorted(
-        {int(k.rsplit("_l", 1)[1]) for k in keys if k.startswith("rnn.weight_ih_l")}
-    )
+    layers = sorted({int(k.rsplit("_l", 1)[1]) for k in keys if k.startswith("rnn.weight_ih_l")})
     if not layers or layers != list(range(len(layers))):
         raise KeyError(f"state dict has no consecutive rnn.weight_ih_l* layers: {sorted(keys)}")
     rnn = {f"l{k}": {key: _as_numpy(sd[f"rnn.{key}_l{k}"]) for key in _RNN_KEYS} for k in layers}

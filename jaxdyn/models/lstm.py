@@ -231,7 +231,9 @@ class LSTMSequenceModel(nn.Module):
         Returns:
           ``(logits (B, T, K), carry)``, plus the activation dict if ``return_acts``.
         """
-        if self.tie_weights and (self.num_outputs != self.vocab_size or self.emb_dim != self.hidden):
+        if self.tie_weights and (
+            self.num_outputs != self.vocab_size or self.emb_dim != self.hidden
+        ):
             raise ValueError(
                 "tie_weights needs num_outputs == vocab_size and emb_dim == hidden, got "
                 f"{self.num_outputs}/{self.vocab_size} and {self.emb_dim}/{self.hidden}"
@@ -243,7 +245,8 @@ class LSTMSequenceModel(nn.Module):
 
         b = tokens.shape[0]
         encoder = self.param(
-            "encoder", lambda k: {"weight": _uniform(self.init_range)(k, (self.vocab_size, self.emb_dim))}
+            "encoder",
+            lambda k: {"weight": _uniform(self.init_range)(k, (self.vocab_size, self.emb_dim))},
         )
         if carry is None:
             z = jnp.zeros((b, self.hidden), encoder["weight"].dtype)
@@ -307,4 +310,8 @@ def share_initialisation(lm_params: Mapping[str, Any], tagger_params: Mapping[st
         b = jax.tree_util.tree_map(jnp.shape, tagger_params[key])
         if a != b:
             raise ValueError(f"cannot share '{key}': language model {a} vs tagger {b}")
-    return {"encoder": lm_params["encoder"], "rnn": lm_params["rnn"], "decoder": tagger_params["decoder"]}
+    return {
+        "encoder": lm_params["encoder"],
+        "rnn": lm_params["rnn"],
+        "decoder": tagger_params["decoder"],
+    }

@@ -3,4 +3,12 @@
 from jaxdyn.trace.records import batch_means, build_trace, flatten_acts, reduce_tokens
 from jaxdyn.trace.spec import LSTM_PARTS, MODULES, CaptureSpec
 
-__all__ = ["LSTM_PARTS", "MODULES", "CaptureSpec", "batch_means", "build_trace", "flatten_acts", "reduce_tokens"]
+__all__ = [
+    "LSTM_PARTS",
+    "MODULES",
+    "CaptureSpec",
+    "batch_means",
+    "build_trace",
+    "flatten_acts",
+    "reduce_tokens",
+]

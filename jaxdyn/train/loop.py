@@ -196,7 +196,10 @@ def train(
             epoch, chunk = int(meta["epoch"]), int(meta["chunk"])
             plateau = PlateauState(best=float(meta["plateau_best"]))
             history = list(meta["history"])
-            print(f"resuming {workdir} from step {start} (epoch {epoch}, chunk {chunk})", file=sys.stderr)
+            print(
+                f"resuming {workdir} from step {start} (epoch {epoch}, chunk {chunk})",
+                file=sys.stderr,
+            )
         else:
             epoch, chunk, plateau = 0, 0, PlateauState()
             val = evaluate(eval_step, state.params, data.valid, bptt)
@@ -215,8 +218,13 @@ def train(
             t0 = time.perf_counter()
             losses = []
             bar = tqdm(
-                total=n_chunks, initial=chunk, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not progress, leave=False, file=sys.stderr, unit="batch",
+                total=n_chunks,
+                initial=chunk,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                disable=not progress,
+                leave=False,
+                file=sys.stderr,
+                unit="batch",
             )
             while chunk < n_chunks:
                 step_no = host_step
@@ -236,7 +244,9 @@ def train(
                     if not math.isfinite(recent):
                         raise FloatingPointError(f"training loss is {recent} at step {step_no}")
                     bar.set_postfix(loss=f"{recent:.3f}", ppl=f"{_ppl(recent):.1f}")
-                    writer.jsonl("steps.jsonl", {"step": step_no + 1, "epoch": epoch, "loss": recent})
+                    writer.jsonl(
+                        "steps.jsonl", {"step": step_no + 1, "epoch": epoch, "loss": recent}
+                    )
                 if cfg.checkpoint_every_steps and host_step % cfg.checkpoint_every_steps == 0:
                     save("steps")
                 if max_steps is not None and steps_here >= max_steps and chunk < n_chunks:

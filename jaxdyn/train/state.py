@@ -33,7 +33,9 @@ def zero_like_carry(carry):
     return jax.tree_util.tree_map(jnp.zeros_like, carry)
 
 
-def init_train_state(model, tx: optax.GradientTransformation, seed: int, batch_size: int, *, params=None):
+def init_train_state(
+    model, tx: optax.GradientTransformation, seed: int, batch_size: int, *, params=None
+):
     """Initialise parameters (from ``seed``), optimizer state and a zero carry.
 
     Args:

@@ -116,7 +116,9 @@ def make_train_step(model, tx: optax.GradientTransformation, spec: CaptureSpec |
             "lr": opt_state.hyperparams["learning_rate"],
             "tokens": count,
         }
-        new_state = state._replace(step=state.step + 1, params=params, opt_state=opt_state, carry=carry)
+        new_state = state._replace(
+            step=state.step + 1, params=params, opt_state=opt_state, carry=carry
+        )
         return new_state, metrics, trace
 
     return jax.jit(step, donate_argnums=())

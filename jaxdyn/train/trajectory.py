@@ -62,7 +62,10 @@ def run_model(workdir: str | Path) -> tuple[RunConfig, LSTMSequenceModel, Vocab,
 
 
 def iter_checkpoints(
-    workdir: str | Path, *, kinds: tuple[str, ...] = ("init", "epoch"), steps: list[int] | None = None
+    workdir: str | Path,
+    *,
+    kinds: tuple[str, ...] = ("init", "epoch"),
+    steps: list[int] | None = None,
 ) -> Iterator[Checkpoint]:
     """Yield the intact checkpoints of a run in step order.
 
@@ -113,7 +116,10 @@ def trace_stream(
     """
     analyse = analyse or make_analysis_step(model, spec)
     b = stream.inputs.shape[0]
-    carry = tuple((jnp.zeros((b, model.hidden)), jnp.zeros((b, model.hidden))) for _ in range(model.num_layers))
+    carry = tuple(
+        (jnp.zeros((b, model.hidden)), jnp.zeros((b, model.hidden)))
+        for _ in range(model.num_layers)
+    )
     n = stream.num_chunks(bptt)
     if max_chunks is not None:
         n = min(n, max_chunks)

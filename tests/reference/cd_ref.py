@@ -79,12 +79,14 @@ def cd_ref(
     decompose_output_gate=False,
     span_bias="inclusive",
     upper_bias_in_span=False,
+    decode=True,
 ):
     """CD for one span (an iterable of positions).
 
     Returns:
       dict with ``beta_h, gamma_h, beta_c, gamma_c`` (lists over layers of (T, H))
-      and ``beta_logits, gamma_logits`` (T, V) of the top layer (decoder bias apart).
+      and, if ``decode``, ``beta_logits, gamma_logits`` (T, V) of the top layer
+      (decoder bias apart).
     """
     tokens = np.asarray(tokens)
     span = {int(s) for s in span}
@@ -142,6 +144,8 @@ def cd_ref(
         for k, v in zip(("beta_h", "gamma_h", "beta_c", "gamma_c"), (bh, gh, bc, gc)):
             out[k].append(np.stack(v))
         rel_inputs, irr_inputs = out["beta_h"][-1], out["gamma_h"][-1]
+    if not decode:
+        return out
     out["beta_logits"] = out["beta_h"][-1] @ np_params["W_dec"].T
     out["gamma_logits"] = out["gamma_h"][-1] @ np_params["W_dec"].T
     return out
@@ -156,7 +160,7 @@ def di_ref(np_params, tokens, x, y, target, *, layer=-1, space="hidden", **kw):
     def beta(span):
         if not span:
             return None
-        r = cd_ref(np_params, tokens, span, **kw)
+        r = cd_ref(np_params, tokens, span, decode=space == "logits", **kw)
         if space == "hidden":
             return r["beta_h"][layer][target]
         return r["beta_logits"][target]

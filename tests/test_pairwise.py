@@ -1,0 +1,133 @@
+"""Tests for all-pairs similarity (factor once, chunked, sharded)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxdyn.analysis.cka import linear_cka, rbf_cka
+from jaxdyn.analysis.pairwise import pairwise
+from jaxdyn.analysis.similarity import cca, google_cca_summary, pwcca, svcca
+
+
+def _stack(layers=2, c=4, n=60, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(layers, 1, n, d))
+    drift = rng.normal(size=(layers, c, n, d)) * np.linspace(0.1, 1.5, c)[None, :, None, None]
+    return (base + drift).astype(np.float32)
+
+
+KERNELS = {
+    "svcca": lambda a, b: svcca(a, b, 0.9),
+    "pwcca": pwcca,
+    "google": google_cca_summary,
+    "linear_cka": linear_cka,
+    "cca": cca,
+}
+OPTS = {"svcca": {"keep": 0.9}}
+
+
+@pytest.mark.parametrize("metric", sorted(KERNELS))
+def test_pairwise_equals_loop_with_layers(metric):
+    xs = _stack()
+    out = np.asarray(pairwise(metric, xs, chunk_size=3, **OPTS.get(metric, {})))
+    loop = np.array(
+        [[[KERNELS[metric](a, b) for b in layer] for a in layer] for layer in xs]
+    )
+    assert out.shape == loop.shape
+    np.testing.assert_allclose(out, loop, atol=5e-5)
+
+
+def test_pwcca_pairwise_is_ordered_and_ys_given():
+    xs = _stack(layers=1)[0]
+    ys = _stack(layers=1, d=4, seed=1)[0]
+    out = np.asarray(pairwise("pwcca", xs, ys))
+    assert out.shape == (4, 4)
+    np.testing.assert_allclose(out, [[pwcca(a, b) for b in ys] for a in xs], atol=5e-5)
+    rev = np.asarray(pairwise("pwcca", ys, xs))
+    np.testing.assert_allclose(rev, [[pwcca(b, a) for a in xs] for b in ys], atol=5e-5)
+
+
+def test_debiased_cka_rbf_weights_and_method():
+    xs = _stack(layers=1)[0]
+    mask = (np.arange(60) < 50).astype(np.float32)
+    out = pairwise("linear_cka", xs, weights=mask, debiased=True, chunk_size=4)
+    expect = [[linear_cka(a, b, True, weights=mask) for b in xs] for a in xs]
+    np.testing.assert_allclose(out, expect, atol=5e-5)
+    out = pairwise("rbf_cka", xs, sigma=0.5)
+    np.testing.assert_allclose(out, [[rbf_cka(a, b, 0.5) for b in xs] for a in xs], atol=5e-5)
+    g = pairwise("svcca", xs, method="gram")
+    s = pairwise("svcca", xs, method="svd")
+    np.testing.assert_allclose(g, s, atol=5e-5)
+    custom = pairwise(lambda a, b: svcca(a, b), xs, symmetric=True)
+    np.testing.assert_allclose(custom, s, atol=5e-5)
+
+
+def test_chunk_sizes_agree_and_no_retrace():
+    xs = _stack(layers=1, c=5)[0]
+    a = np.asarray(pairwise("svcca", xs, chunk_size=1))
+    b = np.asarray(pairwise("svcca", xs, chunk_size=4))  # 15 pairs -> padded chunks
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(a, a.T, atol=0)
+    np.testing.assert_allclose(np.diag(a), 1.0, atol=1e-5)
+    from jaxdyn.analysis.pairwise import _compiled
+
+    fn = _compiled("svcca", (), "gram", xs.shape, None, 4, False)
+    size = fn._cache_size()
+    pairwise("svcca", xs + 1.0, chunk_size=4)
+    assert fn._cache_size() == size == 1
+
+
+def test_bad_arguments():
+    xs = _stack(layers=1)[0]
+    with pytest.raises(ValueError, match="metric"):
+        pairwise("nope", xs)
+    with pytest.raises(ValueError, match="unknown options"):
+        pairwise("svcca", xs, sigma=1.0)
+    with pytest.raises(ValueError, match="xs must be"):
+        pairwise("svcca", xs[0])
+
+
+SHARD_SCRIPT = textwrap.dedent(
+    """
+    import jax, numpy as np
+    from jaxdyn.analysis.pairwise import pairwise
+    assert jax.device_count() == 4, jax.devices()
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(2, 5, 40, 5)).astype(np.float32)
+    xs[:, 1:] += xs[:, :1]
+    for metric in ("svcca", "pwcca", "linear_cka"):
+        a = np.asarray(pairwise(metric, xs, chunk_size=2, shard=True))
+        b = np.asarray(pairwise(metric, xs, chunk_size=2))
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    print("SHARD_OK")
+    """
+)
+
+
+def test_sharded_equals_unsharded_on_4_host_devices():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env["JAX_PLATFORMS"] = "cpu"
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, "-c", SHARD_SCRIPT], env=env, cwd=root, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "SHARD_OK" in res.stdout
+
+
+def test_single_device_shard_flag_works():
+    xs = _stack(layers=1, c=3)[0]
+    np.testing.assert_allclose(
+        pairwise("svcca", xs, shard=True), pairwise("svcca", xs), atol=1e-6
+    )
+    assert jax.device_count() >= 1
