@@ -62,7 +62,7 @@ def test_torch_state_dict_round_trip():
     back = to_torch_state_dict(params)
     for k, v in tm.state_dict().items():
         np.testing.assert_array_equal(back[k], v.numpy())
-    with pytest.raises(KeyError, match="encoder.weight"):
+    with pytest.raises(KeyError, match=r"encoder\.weight"):
         from_torch_state_dict({"decoder.bias": np.zeros(3)})
 
 

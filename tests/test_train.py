@@ -103,9 +103,9 @@ def test_capture_does_not_change_training():
     capture = make_train_step(model, tx, FULL)
     s_plain, s_cap = state0, state0
     for i, b in enumerate(batches * 2):
-        s_plain, m1, tr = plain(s_plain, b)
+        s_plain, _m1, tr = plain(s_plain, b)
         assert tr is None
-        s_cap, m2, trace = (capture if i % 2 == 0 else plain)(s_cap, b)
+        s_cap, _m2, _trace = (capture if i % 2 == 0 else plain)(s_cap, b)
     for a, b in zip(jax.tree_util.tree_leaves(s_plain), jax.tree_util.tree_leaves(s_cap)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -140,7 +140,7 @@ def test_masked_loss_ignores_masked_positions():
     logits = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 5)), jnp.float32)
     targets = jnp.asarray([[0, 1, 2], [3, 4, 0]])
     mask = jnp.asarray([[1, 1, 0], [1, 0, 0]], bool)
-    mean, total, count = masked_xent(logits, targets, mask)
+    mean, _total, count = masked_xent(logits, targets, mask)
     lp = jax.nn.log_softmax(logits)
     ref = -(lp[0, 0, 0] + lp[0, 1, 1] + lp[1, 0, 3]) / 3
     np.testing.assert_allclose(float(mean), float(ref), rtol=1e-6)
@@ -151,7 +151,7 @@ def test_sgd_matches_manual_clip_and_update():
     model, _, _, batches = _setup()
     tx = make_optimizer("sgd", lr=20.0, clip=0.25)
     state = init_train_state(model, tx, 0, B)
-    new, m, _ = make_train_step(model, tx)(state, batches[0])
+    new, _m, _ = make_train_step(model, tx)(state, batches[0])
 
     def loss(p):
         logits, _ = model.apply({"params": p}, batches[0]["inputs"], state.carry)
@@ -185,8 +185,8 @@ def test_analysis_step_is_eval_mode():
     model, _, state, batches = _setup(dropout=0.5)
     spec = dataclasses.replace(FULL, param_grads=False)
     analyse = make_analysis_step(model, spec)
-    m1, t1, _ = analyse(state.params, state.carry, batches[0])
-    m2, t2, _ = analyse(state.params, state.carry, batches[0])
+    _m1, t1, _ = analyse(state.params, state.carry, batches[0])
+    _m2, t2, _ = analyse(state.params, state.carry, batches[0])
     np.testing.assert_array_equal(np.asarray(t1["act"]["logits"]), np.asarray(t2["act"]["logits"]))
     logits, _ = model.apply({"params": state.params}, batches[0]["inputs"], state.carry)
     np.testing.assert_allclose(np.asarray(t1["act"]["logits"]), np.asarray(logits), atol=1e-6)

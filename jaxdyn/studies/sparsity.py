@@ -34,8 +34,8 @@ from jaxdyn.analysis.per_type import (
 )
 from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.step import make_analysis_step
-from jaxdyn.train.trajectory import iter_checkpoints, run_model, trace_stream
 from jaxdyn.train.tasks import Stream
+from jaxdyn.train.trajectory import iter_checkpoints, run_model, trace_stream
 
 DIRECTIONS = ("act", "act_grad")
 KEYINGS = ("input", "target")

@@ -143,7 +143,7 @@ def make_analysis_step(model, spec: CaptureSpec):
     """
 
     def analyse(params, carry, batch):
-        loss, grads, carry, trace, total, count = _loss_and_grads(
+        loss, _grads, carry, trace, total, count = _loss_and_grads(
             model, params, carry, batch, jax.random.PRNGKey(0), train=False, spec=spec
         )
         return {"loss": loss, "loss_sum": total, "tokens": count}, trace, carry
