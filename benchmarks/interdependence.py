@@ -98,12 +98,16 @@ def batch_inputs(sents, max_distance):
 def time_jax(params, toks, pairs, lengths, reps, **kw):
     target = lengths - 1
     t0 = time.perf_counter()
-    di = interdependence_batch(params, toks, pairs, target, lengths=lengths, **kw).block_until_ready()
+    di = interdependence_batch(
+        params, toks, pairs, target, lengths=lengths, **kw
+    ).block_until_ready()
     compile_s = time.perf_counter() - t0
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        interdependence_batch(params, toks, pairs, target, lengths=lengths, **kw).block_until_ready()
+        interdependence_batch(
+            params, toks, pairs, target, lengths=lengths, **kw
+        ).block_until_ready()
         times.append(time.perf_counter() - t0)
     return np.asarray(di), compile_s, statistics.median(times)
 
@@ -119,9 +123,9 @@ def time_reference(np_params, sents, pair_lists):
 
 def time_acd(params1, sents):
     """DI of adjacent pairs with acd.cd_text (beta_h at the last word via an identity head)."""
-    import torch
     from types import SimpleNamespace
 
+    import torch
     from acd.scores.cd import cd_text
 
     p = params1["rnn"]["l0"]
@@ -159,7 +163,9 @@ def main() -> None:
     ap.add_argument("--ref-sentences", type=int, default=4)
     ap.add_argument("--max-distance", type=int, default=5)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="8 sentences, 2 reference sentences, 3 reps")
+    ap.add_argument(
+        "--quick", action="store_true", help="8 sentences, 2 reference sentences, 3 reps"
+    )
     args = ap.parse_args()
     if args.quick:
         args.sentences, args.ref_sentences, args.reps = 8, 2, 3
@@ -199,7 +205,9 @@ def main() -> None:
     acd_pairs = sum(len(v) for v in acd_vals)
     err1 = max(np.abs(di1[b, : len(v)] - v).max() for b, v in enumerate(acd_vals))
     acd_full = acd_s / acd_pairs * n_adj
-    print(f"\n1-layer LSTM 200/200, V=10k, adjacent pairs ({n_adj}), hidden-space DI at the last word")
+    print(
+        f"\n1-layer LSTM 200/200, V=10k, adjacent pairs ({n_adj}), hidden-space DI at the last word"
+    )
     print(f"  jaxdyn interdependence_batch: compile {comp1:.2f} s, median {med1 * 1e3:.1f} ms")
     print(f"  acd.cd_text (3 calls per pair): {acd_s:.2f} s for {acd_pairs} pairs "
           f"({acd_s / acd_pairs * 1e3:.2f} ms/pair) -> {acd_full:.1f} s for all")  # fmt: skip

@@ -54,25 +54,32 @@ def _common(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _config(args) -> RunConfig:
+def _config(args) -> tuple[RunConfig, Path | None]:
+    """Config from preset + overrides, and the real-corpora folder (or None)."""
     cfg = override(preset(args.preset), args.overrides)
     if getattr(args, "epochs", None) is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     if getattr(args, "corpus", None):
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=args.corpus))
-    data_dir = None
-    if cfg.data.corpus in ("ewt", "brown") or getattr(args, "data_dir", None):
-        from jaxdyn.data.paths import resolve_data_dir
+    from jaxdyn.data.paths import CorpusNotFoundError, resolve_data_dir
 
-        data_dir = resolve_data_dir(args.data_dir or cfg.data.data_dir)
+    flag = getattr(args, "data_dir", None) or cfg.data.data_dir
+    if flag or cfg.data.corpus in ("ewt", "brown"):
+        data_dir = resolve_data_dir(flag)  # errors clearly when missing
+    else:
+        try:  # optional extras (gold POS for the sparsity study) when $JAXDYN_DATA_DIR is set
+            data_dir = resolve_data_dir(None)
+        except CorpusNotFoundError:
+            data_dir = None
+    if data_dir is not None and cfg.data.corpus in ("ewt", "brown"):
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
-    return cfg
+    return cfg, data_dir
 
 
 def _cmd_train(args) -> int:
     from jaxdyn.train import load_task, train
 
-    cfg = _config(args)
+    cfg, _ = _config(args)
     workdir = Path(args.workdir or f"jaxdyn-runs/train-{args.preset}")
     data = load_task(cfg.data)
     res = train(cfg, workdir, data, progress=not args.no_progress, max_steps=args.max_steps)
@@ -87,14 +94,13 @@ def _cmd_train(args) -> int:
 def _cmd_run(args) -> int:
     from jaxdyn.study import STAGES, run_study
 
-    cfg = _config(args)
+    cfg, data_dir = _config(args)
     workdir = Path(args.workdir or f"jaxdyn-runs/{args.study}")
     stages = args.stages.split(",") if args.stages else None
     if stages:
         bad = [s for s in stages if s not in STAGES]
         if bad:
             raise SystemExit(f"unknown stages {bad}; choose from {list(STAGES)}")
-    data_dir = Path(cfg.data.data_dir) if cfg.data.data_dir else None
     report = run_study(
         cfg, workdir, stages=stages, progress=not args.no_progress, data_dir=data_dir
     )
@@ -103,7 +109,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_config(args) -> int:
-    print(describe(_config(args)))
+    print(describe(_config(args)[0]))
     return 0
 
 

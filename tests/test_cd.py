@@ -51,7 +51,10 @@ def _carry(seed, layers=2, batch=None):
     rng = np.random.default_rng(seed)
     shape = (H,) if batch is None else (batch, H)
     return tuple(
-        (jnp.asarray(rng.normal(size=shape) * 0.5, jnp.float32), jnp.asarray(rng.normal(size=shape), jnp.float32))
+        (
+            jnp.asarray(rng.normal(size=shape) * 0.5, jnp.float32),
+            jnp.asarray(rng.normal(size=shape), jnp.float32),
+        )
         for _ in range(layers)
     )
 
@@ -129,7 +132,11 @@ def test_matches_numpy_reference_float64(params, tokens, span, opts):
     carry = _carry(5) if opts.pop("carry", False) else None
     with jax.enable_x64(True):
         r = contextual_decomposition(
-            _f64(params), tokens, _mask(span), init_carry=None if carry is None else _f64(carry), **opts
+            _f64(params),
+            tokens,
+            _mask(span),
+            init_carry=None if carry is None else _f64(carry),
+            **opts,
         )
         ref = cd_ref(numpy_params(params), tokens, span, init_carry=carry, **opts)
         for key in ("beta_h", "gamma_h", "beta_c", "gamma_c"):
@@ -154,12 +161,18 @@ def test_inclusive_span_convention(params, tokens):
         exc = contextual_decomposition(p, tokens, _mask([2, 3, 4]), span_bias="exclusive_last")
         b = np.asarray(p["rnn"]["l0"]["bias_ih"] + p["rnn"]["l0"]["bias_hh"])
         bias_prod = 1 / (1 + np.exp(-b[:H])) * np.tanh(b[2 * H : 3 * H])
-        np.testing.assert_allclose(np.asarray(inc.beta_c[0, :4]), np.asarray(exc.beta_c[0, :4]), atol=1e-14)
-        np.testing.assert_allclose(np.asarray(inc.beta_c[0, 4] - exc.beta_c[0, 4]), bias_prod, atol=1e-14)
+        np.testing.assert_allclose(
+            np.asarray(inc.beta_c[0, :4]), np.asarray(exc.beta_c[0, :4]), atol=1e-14
+        )
+        np.testing.assert_allclose(
+            np.asarray(inc.beta_c[0, 4] - exc.beta_c[0, 4]), bias_prod, atol=1e-14
+        )
         # single-word span: the exclusive convention gives the word no bias product at all
         one = contextual_decomposition(p, tokens, _mask([3]), span_bias="exclusive_last")
         inc1 = contextual_decomposition(p, tokens, _mask([3]))
-        np.testing.assert_allclose(np.asarray(inc1.beta_c[0, 3] - one.beta_c[0, 3]), bias_prod, atol=1e-14)
+        np.testing.assert_allclose(
+            np.asarray(inc1.beta_c[0, 3] - one.beta_c[0, 3]), bias_prod, atol=1e-14
+        )
 
 
 def _torch_lm(num_layers, seed=0):
@@ -180,7 +193,9 @@ def test_pytorch_weights_imported(tokens):
         out, _ = rnn(emb(torch.as_tensor(tokens, dtype=torch.long))[:, None])
         logits = dec(out[:, 0]).numpy()
     r = contextual_decomposition(p, tokens, _mask([1, 2]))
-    np.testing.assert_allclose(np.asarray(r.beta_logits + r.gamma_logits + r.bias_logits), logits, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(r.beta_logits + r.gamma_logits + r.bias_logits), logits, atol=1e-5
+    )
     ref = cd_ref(numpy_params(p), tokens, [1, 2])
     np.testing.assert_allclose(np.asarray(r.beta_logits), ref["beta_logits"], atol=1e-5)
 
@@ -222,7 +237,9 @@ def test_padding_and_length(params, tokens):
     r = contextual_decomposition(params, padded, mask, length=n)
     r_short = contextual_decomposition(params, tokens[:n], mask[:n])
     np.testing.assert_allclose(np.asarray(r.beta_h[:, :n]), np.asarray(r_short.beta_h), atol=1e-6)
-    np.testing.assert_allclose(np.asarray(r.gamma_logits[:n]), np.asarray(r_short.gamma_logits), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(r.gamma_logits[:n]), np.asarray(r_short.gamma_logits), atol=1e-6
+    )
     assert np.all(np.asarray(r.beta_h[:, n:]) == 0) and np.all(np.asarray(r.gamma_c[:, n:]) == 0)
 
 
@@ -230,12 +247,16 @@ def test_logit_ids_and_tied_and_tagger(params, tokens):
     ids = np.array([3, 0, 17])
     full = contextual_decomposition(params, tokens, _mask([2]))
     sub = contextual_decomposition(params, tokens, _mask([2]), logit_ids=ids)
-    np.testing.assert_allclose(np.asarray(sub.beta_logits), np.asarray(full.beta_logits[:, ids]), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(sub.beta_logits), np.asarray(full.beta_logits[:, ids]), atol=1e-6
+    )
     tied = _init(language_model(V, emb_dim=H, hidden=H, num_layers=2, tie_weights=True))
     assert "weight" not in tied["decoder"]
     r = contextual_decomposition(tied, tokens, _mask([2]))
     logits, _ = lm_apply(tied, tokens[None])
-    np.testing.assert_allclose(np.asarray(r.beta_logits + r.gamma_logits + r.bias_logits), logits[0], atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(r.beta_logits + r.gamma_logits + r.bias_logits), logits[0], atol=1e-5
+    )
     tg = _init(tagger(V, 5, emb_dim=E, hidden=H, num_layers=3))
     r = contextual_decomposition(tg, tokens, _mask([2]))
     assert r.beta_h.shape == (3, T, H) and r.beta_logits.shape == (T, 5)
@@ -253,7 +274,9 @@ def test_batch_equals_loop(params, tokens):
     for b in range(2):
         c = jax.tree_util.tree_map(lambda a, b=b: a[b], carry)
         for m in range(3):
-            r = contextual_decomposition(params, toks[b], masks[b, m], length=lengths[b], init_carry=c)
+            r = contextual_decomposition(
+                params, toks[b], masks[b, m], length=lengths[b], init_carry=c
+            )
             for key in ("beta_h", "gamma_c", "beta_logits"):
                 np.testing.assert_allclose(
                     np.asarray(getattr(rb, key)[b, m]), np.asarray(getattr(r, key)), atol=1e-6

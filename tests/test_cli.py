@@ -66,6 +66,8 @@ def test_run_smoke_end_to_end(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     report = (work / "report" / "README.md").read_text()
     assert "## Training" in report and "training_curves.png" in report
+    assert "## Sparsity" in report and "sparsity_over_epochs.png" in report
+    assert (work / "sparsity" / "per_type.csv.gz").stat().st_size > 1000
     assert (work / "report" / "training_curves.png").stat().st_size > 1000
     rows = [json.loads(l) for l in (work / "metrics" / "epochs.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1, 2, 3]

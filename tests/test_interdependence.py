@@ -54,7 +54,10 @@ def test_matches_numpy_reference_float64(params, tokens, space, layer, opts, n_p
     pairs[0, 1] = -1  # an empty partner
     target = np.array([T - 1 - (k % 3) for k in range(n_pairs)])
     npp = numpy_params(params)
-    ref = [di_ref(npp, tokens, x, y, t, layer=layer, space=space, **opts) for (x, y), t in zip(pairs, target)]
+    ref = [
+        di_ref(npp, tokens, x, y, t, layer=layer, space=space, **opts)
+        for (x, y), t in zip(pairs, target)
+    ]
     with jax.enable_x64(True):
         di = interdependence(_f64(params), tokens, pairs, target, space=space, layer=layer, **opts)
         assert di.dtype == jnp.float64
@@ -68,16 +71,22 @@ def test_matches_numpy_reference_float64(params, tokens, space, layer, opts, n_p
 def test_span_beta_equals_full_cd(params, tokens, dog):
     rng = np.random.default_rng(3)
     masks = rng.random((4, T)) < 0.3
-    carry = tuple((jnp.asarray(rng.normal(size=H)), jnp.asarray(rng.normal(size=H))) for _ in range(2))
+    carry = tuple(
+        (jnp.asarray(rng.normal(size=H)), jnp.asarray(rng.normal(size=H))) for _ in range(2)
+    )
     with jax.enable_x64(True):
         p, c = _f64(params), _f64(carry)
         fast = span_beta(p, tokens, masks, init_carry=c, decompose_output_gate=dog, length=8)
         for m in range(4):
-            r = contextual_decomposition(p, tokens, masks[m], init_carry=c, decompose_output_gate=dog, length=8)
+            r = contextual_decomposition(
+                p, tokens, masks[m], init_carry=c, decompose_output_gate=dog, length=8
+            )
             np.testing.assert_allclose(np.asarray(fast[m]), np.asarray(r.beta_h[-1]), atol=1e-10)
     c32 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), carry)
     fast = span_beta(params, tokens, masks, init_carry=c32, layer=0, decompose_output_gate=dog)
-    r = contextual_decomposition(params, tokens, masks[1], init_carry=c32, decompose_output_gate=dog)
+    r = contextual_decomposition(
+        params, tokens, masks[1], init_carry=c32, decompose_output_gate=dog
+    )
     np.testing.assert_allclose(np.asarray(fast[1]), np.asarray(r.beta_h[0]), atol=1e-5)
 
 
@@ -85,7 +94,9 @@ def test_vmapped_pairs_equal_per_pair_loop(params, tokens):
     pairs = all_pairs(T)
     target = np.maximum(pairs[:, 1], 5)
     di = interdependence(params, tokens, pairs, target, mask_chunk=16)
-    loop = [interdependence(params, tokens, pairs[k : k + 1], target[k])[0] for k in range(len(pairs))]
+    loop = [
+        interdependence(params, tokens, pairs[k : k + 1], target[k])[0] for k in range(len(pairs))
+    ]
     np.testing.assert_allclose(np.asarray(di), np.asarray(loop), atol=2e-5)
 
 
@@ -97,7 +108,9 @@ def test_batch_equals_per_sentence(params, tokens):
     target = np.array([[T - 1] * 15, [6] * 15])
     di = interdependence_batch(params, toks, pairs, target, lengths=lengths, space="logits")
     for b in range(2):
-        one = interdependence(params, toks[b], pairs[b], target[b], length=lengths[b], space="logits")
+        one = interdependence(
+            params, toks[b], pairs[b], target[b], length=lengths[b], space="logits"
+        )
         np.testing.assert_allclose(np.asarray(di[b]), np.asarray(one), atol=1e-5)
 
 

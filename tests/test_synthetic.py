@@ -37,7 +37,9 @@ def test_rule_count_and_shape(data):
     inner = data.tokens[data.rule_starts[:, None] + 1 + np.arange(L)]
     np.testing.assert_array_equal(inner, data.bank[data.rule_conduits])
     # conduits used in turn: each bank conduit num_rules / bank_size times
-    assert np.all(np.bincount(data.rule_conduits, minlength=CFG.bank_size) == CFG.num_rules // CFG.bank_size)
+    assert np.all(
+        np.bincount(data.rule_conduits, minlength=CFG.bank_size) == CFG.num_rules // CFG.bank_size
+    )
     words = np.delete(data.tokens, np.concatenate([data.rule_starts, data.rule_starts + L + 1]))
     assert words.min() >= 2 and words.max() < CFG.vocab_size
 
@@ -96,7 +98,7 @@ def test_default_config_statistics():
     d = generate_brackets(BracketConfig(familiar_repeats=2, seed=1))
     assert d.tokens.shape == (1_000_000,) and d.bank.shape == (100, 10)
     assert np.sum(d.tokens == OPEN) == 1000 and len(d.familiar_starts) == 200
-    starts, idx = conduit_occurrences(d.tokens, d.bank)
+    starts, _ = conduit_occurrences(d.tokens, d.bank)
     assert len(starts) == 1200
 
 

@@ -284,13 +284,13 @@ def _cd_single(
     beta_l, gamma_l = rel_x @ w.T, irr_x @ w.T
     res_l = jnp.max(jnp.where(vmask, jnp.abs(beta_l + gamma_l + b - logits), 0.0))
     stack = [jnp.stack(v) for v in zip(*outs)]
-    return CDResult(
-        *stack, beta_l, gamma_l, b, logits, jnp.stack(res_h), jnp.stack(res_c), res_l
-    )
+    return CDResult(*stack, beta_l, gamma_l, b, logits, jnp.stack(res_h), jnp.stack(res_c), res_l)
 
 
 _STATIC = ("decompose_output_gate", "span_bias", "upper_bias_in_span")
 _cd_jit = jax.jit(_cd_single, static_argnames=_STATIC)
+
+
 def _cd_batch(params, tokens, relevant, lengths, init_carry, logit_ids, **flags):
     one = functools.partial(_cd_single, **flags)
     per_mask = jax.vmap(one, in_axes=(None, None, 0, None, None, None))
@@ -358,7 +358,9 @@ def contextual_decomposition(
     """
     tokens, relevant = jnp.asarray(tokens), jnp.asarray(relevant)
     if tokens.ndim != 1 or relevant.shape != tokens.shape:
-        raise ValueError(f"need tokens (T,) and relevant (T,), got {tokens.shape}, {relevant.shape}")
+        raise ValueError(
+            f"need tokens (T,) and relevant (T,), got {tokens.shape}, {relevant.shape}"
+        )
     if span_bias not in SPAN_BIAS:
         raise ValueError(f"span_bias must be one of {SPAN_BIAS}, got {span_bias!r}")
     check_inputs(params, tokens, length)
@@ -411,7 +413,9 @@ def cd_batch(
     """
     tokens, relevant = jnp.asarray(tokens), jnp.asarray(relevant)
     if tokens.ndim != 2 or relevant.ndim != 3 or relevant.shape[::2] != tokens.shape:
-        raise ValueError(f"need tokens (B, T), relevant (B, M, T); got {tokens.shape}, {relevant.shape}")
+        raise ValueError(
+            f"need tokens (B, T), relevant (B, M, T); got {tokens.shape}, {relevant.shape}"
+        )
     if span_bias not in SPAN_BIAS:
         raise ValueError(f"span_bias must be one of {SPAN_BIAS}, got {span_bias!r}")
     check_inputs(params, tokens, lengths)

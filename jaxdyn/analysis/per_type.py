@@ -24,6 +24,7 @@ Two levels of API:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -35,13 +36,14 @@ KEYINGS = ("input", "target")
 
 
 class TypeMoments(NamedTuple):
-    """Per-type running moments of one statistic (all ``(V,)`` except ``out_of_range``).
+    """Per-type running moments of one statistic, or of L stacked statistics.
 
     Attributes:
         count: ``(V,)`` int32 number of tokens seen per type.
-        shift: ``(V,)`` float reference value (first observed value of the type).
-        sum: ``(V,)`` float ``sum(x - shift)``.
-        sumsq: ``(V,)`` float ``sum((x - shift)^2)``.
+        shift: ``(V,)`` or ``(V, L)`` float reference value (the type's first
+            observed value).
+        sum: like ``shift``: ``sum(x - shift)``.
+        sumsq: like ``shift``: ``sum((x - shift)^2)``.
         out_of_range: ``()`` int32 masked-in tokens whose key was outside ``[0, V)``.
     """
 
@@ -52,71 +54,64 @@ class TypeMoments(NamedTuple):
     out_of_range: Array
 
 
-def _moments_init(num_types: int, dtype) -> TypeMoments:
-    z = jnp.zeros((num_types,), dtype)
-    return TypeMoments(jnp.zeros((num_types,), jnp.int32), z, z, z, jnp.zeros((), jnp.int32))
+def _moments_init(num_types: int, width: int | None = None) -> TypeMoments:
+    dtype = jnp.result_type(float)  # float32, or float64 under enable_x64
+    shape = (num_types,) if width is None else (num_types, width)
+    # distinct buffers per field, so that a caller may donate the state
+    return TypeMoments(
+        jnp.zeros((num_types,), jnp.int32),
+        jnp.zeros(shape, dtype),
+        jnp.zeros(shape, dtype),
+        jnp.zeros(shape, dtype),
+        jnp.zeros((), jnp.int32),
+    )
 
 
-def _float_dtype():
-    return jnp.result_type(float)  # float32, or float64 under enable_x64
+def _update_stacked(m: TypeMoments, keys: Array, values: Array, valid: Array) -> TypeMoments:
+    """Adds ``values (N, L)`` keyed by ``keys (N,)`` at ``valid (N,)`` to (V, L) moments.
 
-
-def _is_moments(t) -> bool:
-    return isinstance(t, TypeMoments)
-
-
-def _update_many(moments: Sequence[TypeMoments], keys, values, valid):
-    """Adds ``values (N, L)`` keyed by ``keys (N,)`` where ``valid (N,)`` to L moments.
-
-    Sparse: O(N L) gathers and scatters into the state (in place when the caller
-    donates it), not O(V L) dense work per batch.
+    Sparse: O(N L) gathers and scatters (in place when the caller donates the
+    state), no O(V L) work per batch.
     """
-    if not moments:
-        return []
-    num_types = moments[0].count.shape[0]
-    dtype = moments[0].sum.dtype
+    num_types = m.count.shape[0]
     n = keys.shape[0]
     in_range = (keys >= 0) & (keys < num_types)
     ok = valid & in_range
     n_bad = jnp.sum(valid & ~in_range).astype(jnp.int32)
     k = jnp.where(ok, keys, 0)  # safe gather index
     kd = jnp.where(ok, keys, num_types)  # scatter index; num_types is dropped
+    values = values.astype(m.sum.dtype)
     # Shift of a type first seen in this batch: its value at its first position.
     first = jax.ops.segment_min(jnp.where(ok, jnp.arange(n), n), k, num_types)
     fpos = jnp.minimum(first[k], n - 1)
-    values = values.astype(dtype)
-    out = []
-    for i, m in enumerate(moments):
-        v = values[:, i]
-        shift = jnp.where(m.count[k] == 0, v[fpos], m.shift[k])
-        dev = jnp.where(ok, v - shift, 0.0)
-        out.append(
-            TypeMoments(
-                m.count.at[kd].add(1, mode="drop"),
-                m.shift.at[kd].set(shift, mode="drop"),
-                m.sum.at[kd].add(dev, mode="drop"),
-                m.sumsq.at[kd].add(dev * dev, mode="drop"),
-                m.out_of_range + n_bad,
-            )
-        )
-    return out
+    shift = jnp.where((m.count[k] == 0)[:, None], values[fpos], m.shift[k])
+    dev = jnp.where(ok[:, None], values - shift, 0.0)
+    return TypeMoments(
+        m.count.at[kd].add(1, mode="drop"),
+        m.shift.at[kd].set(shift, mode="drop"),
+        m.sum.at[kd].add(dev, mode="drop"),
+        m.sumsq.at[kd].add(dev * dev, mode="drop"),
+        m.out_of_range + n_bad,
+    )
 
 
 def _finalize_one(m: TypeMoments) -> dict[str, Array]:
-    n = m.count
+    n = m.count if m.sum.ndim == 1 else m.count[:, None]
     seen = n > 0
     nf = jnp.maximum(n, 1).astype(m.sum.dtype)
     mean = jnp.where(seen, m.shift + m.sum / nf, 0.0)
     ss = jnp.maximum(m.sumsq - m.sum * m.sum / nf, 0.0)
     var = jnp.where(n > 1, ss / jnp.maximum(nf - 1.0, 1.0), 0.0)
-    return {
-        "count": n,
-        "mean": mean,
-        "var": var,
-        "std": jnp.sqrt(var),
-        "seen": seen,
-        "out_of_range": m.out_of_range,
-    }
+    return {"mean": mean, "var": var, "std": jnp.sqrt(var)}
+
+
+def _finalized(m: TypeMoments) -> list[dict[str, Array]]:
+    """Finalized dicts: one for a (V,) state, one per column for a (V, L) state."""
+    full = _finalize_one(m)
+    common = {"count": m.count, "seen": m.count > 0, "out_of_range": m.out_of_range}
+    if m.sum.ndim == 1:
+        return [{**full, **common}]
+    return [{**{f: a[:, i] for f, a in full.items()}, **common} for i in range(m.sum.shape[1])]
 
 
 def _check_keys(keys) -> None:
@@ -165,8 +160,7 @@ def per_type_init(num_types: int, names: Sequence[str]) -> dict[str, TypeMoments
     names = tuple(names)
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate statistic names in {names}")
-    dtype = _float_dtype()
-    return {n: _moments_init(int(num_types), dtype) for n in names}
+    return {n: _moments_init(int(num_types)) for n in names}
 
 
 @jax.jit
@@ -191,18 +185,20 @@ def per_type_update(
     """
     if set(stats) != set(state):
         raise ValueError(f"stats names {sorted(stats)} != state names {sorted(state)}")
+    _check_keys(keys)
     for n, a in stats.items():
         _check_bt(f"stats[{n!r}]", a, keys.shape)
-    _check_keys(keys)
-    names = list(state)
     valid = _flat_mask(mask, keys.shape)
-    values = (
-        jnp.stack([stats[n].reshape(-1) for n in names], axis=1)
-        if names
-        else jnp.zeros((keys.size, 0))
-    )
-    new = _update_many([state[n] for n in names], keys.reshape(-1), values, valid)
-    return dict(zip(names, new))
+    out = {}
+    for n, m in state.items():
+        col = TypeMoments(
+            m.count, m.shift[:, None], m.sum[:, None], m.sumsq[:, None], m.out_of_range
+        )
+        new = _update_stacked(col, keys.reshape(-1), stats[n].reshape(-1, 1), valid)
+        out[n] = TypeMoments(
+            new.count, new.shift[:, 0], new.sum[:, 0], new.sumsq[:, 0], new.out_of_range
+        )
+    return out
 
 
 @jax.jit
@@ -219,26 +215,44 @@ def per_type_finalize(state: dict[str, TypeMoments]) -> dict[str, dict[str, Arra
 
     References: Chan, Golub & LeVeque (1983), eq. 1.7.
     """
-    return {n: _finalize_one(m) for n, m in state.items()}
+    return {n: _finalized(m)[0] for n, m in state.items()}
 
 
 # ---------------------------------------------------------------- tree API
 
 
+@dataclasses.dataclass(frozen=True)
+class AggregateState:
+    """State of the tree aggregator (a pytree; ``treedef`` is static).
+
+    Attributes:
+        moments: keying -> :class:`TypeMoments` with ``(V, L)`` shift/sum/sumsq, one
+            column per leaf of the statistics tree (in ``jax.tree.leaves`` order),
+            and one ``(V,)`` count shared by all leaves (they share keys and mask).
+        treedef: structure of the statistics tree.
+    """
+
+    moments: dict[str, TypeMoments]
+    treedef: Any
+
+
+jax.tree_util.register_dataclass(AggregateState, data_fields=["moments"], meta_fields=["treedef"])
+
+
 def aggregate_init(
     num_types: int, stats_example_tree: Any, keyings: Sequence[str] = KEYINGS
-) -> dict[str, Any]:
+) -> AggregateState:
     """Empty state for a pytree of per-token statistics, for each keying.
 
     Args:
         num_types: vocabulary size V.
         stats_example_tree: pytree whose leaves are the ``(B, T)`` statistics (only
-            the structure is used; leaves may be arrays or ShapeDtypeStructs).
+            the structure is used; leaves may be arrays, ShapeDtypeStructs or numbers).
         keyings: subset of ``("input", "target")``: key tokens by the input word
             and/or by the target (next) word.
 
     Returns:
-        dict keying -> pytree of :class:`TypeMoments`, same structure as the stats.
+        :class:`AggregateState`.
 
     References: Saphra & Lopez (2019), per-word-type TE by input and target word.
     """
@@ -247,22 +261,19 @@ def aggregate_init(
         raise ValueError(f"keyings must be distinct names from {KEYINGS}, got {keyings}")
     if int(num_types) <= 0:
         raise ValueError(f"num_types must be > 0, got {num_types}")
-    leaves, treedef = jax.tree.flatten(stats_example_tree)
-    dtype = _float_dtype()
-    return {
-        kg: jax.tree.unflatten(treedef, [_moments_init(int(num_types), dtype) for _ in leaves])
-        for kg in keyings
-    }
+    treedef = jax.tree.structure(stats_example_tree)
+    width = treedef.num_leaves
+    return AggregateState({kg: _moments_init(int(num_types), width) for kg in keyings}, treedef)
 
 
 @jax.jit
 def aggregate_update(
-    state: dict[str, Any],
+    state: AggregateState,
     stats_tree: Any,
     inputs: Array | None = None,
     targets: Array | None = None,
     mask: Array | None = None,
-) -> dict[str, Any]:
+) -> AggregateState:
     """Adds one batch of a whole statistics tree, for every keying, in one call.
 
     Args:
@@ -273,47 +284,48 @@ def aggregate_update(
         mask: ``(B, T)`` bool, True = token counts; None = all.
 
     Returns:
-        the new state.
+        the new state. Jit the caller's step with ``donate_argnums`` on the state to
+        update it in place.
 
     References: Saphra & Lopez (2019), per-word-type aggregation.
     """
+    treedef = jax.tree.structure(stats_tree)
+    if treedef != state.treedef:
+        raise ValueError(f"stats tree structure {treedef} != state structure {state.treedef}")
     keys_by = {"input": inputs, "target": targets}
-    leaves, treedef = jax.tree.flatten(stats_tree)
+    paths_leaves = jax.tree_util.tree_flatten_with_path(stats_tree)[0]
     out = {}
-    for kg, tree in state.items():
+    for kg, m in state.moments.items():
         keys = keys_by[kg]
         if keys is None:
             raise ValueError(f"keying {kg!r} needs the {kg}s array, got None")
         _check_keys(keys)
-        moments, mdef = jax.tree.flatten(tree, is_leaf=_is_moments)
-        if mdef != treedef:
-            raise ValueError(f"stats tree structure {treedef} != state structure {mdef}")
-        for path, leaf in zip(jax.tree_util.tree_flatten_with_path(stats_tree)[0], leaves):
-            _check_bt(f"stats leaf {jax.tree_util.keystr(path[0])}", leaf, keys.shape)
+        for path, leaf in paths_leaves:
+            _check_bt(f"stats leaf {jax.tree_util.keystr(path)}", leaf, keys.shape)
         valid = _flat_mask(mask, keys.shape)
-        values = (
-            jnp.stack([a.reshape(-1) for a in leaves], axis=1)
-            if leaves
-            else jnp.zeros((keys.size, 0))
-        )
-        out[kg] = jax.tree.unflatten(mdef, _update_many(moments, keys.reshape(-1), values, valid))
-    return out
+        cols = [leaf.reshape(-1) for _, leaf in paths_leaves]
+        values = jnp.stack(cols, axis=1) if cols else jnp.zeros((keys.size, 0), m.sum.dtype)
+        out[kg] = _update_stacked(m, keys.reshape(-1), values, valid)
+    return AggregateState(out, state.treedef)
 
 
 @jax.jit
-def aggregate_finalize(state: dict[str, Any]) -> dict[str, Any]:
+def aggregate_finalize(state: AggregateState) -> dict[str, Any]:
     """Per-type statistics for every leaf and keying.
 
     Args:
         state: from :func:`aggregate_update`.
 
     Returns:
-        dict keying -> pytree (stats structure) whose leaves are the dicts of
-        :func:`per_type_finalize` (count, mean, var, std, seen, out_of_range).
+        dict keying -> pytree (the statistics tree's structure) whose leaves are the
+        dicts of :func:`per_type_finalize` (count, mean, var, std, seen, out_of_range).
 
     References: Chan, Golub & LeVeque (1983), eq. 1.7.
     """
-    return jax.tree.map(_finalize_one, state, is_leaf=_is_moments)
+    out = {}
+    for kg, m in state.moments.items():
+        out[kg] = state.treedef.unflatten(_finalized(m))
+    return out
 
 
 def stats_from_trace(trace: Mapping[str, Any], directions: Sequence[str] | None = None):

@@ -78,7 +78,9 @@ class BracketConfig:
         used = self.num_rules * (self.rule_length + 2)
         used += self.bank_size * self.familiar_repeats * self.rule_length
         if used > self.num_tokens:
-            raise ValueError(f"rules and familiar copies need {used} tokens > num_tokens={self.num_tokens}")
+            raise ValueError(
+                f"rules and familiar copies need {used} tokens > num_tokens={self.num_tokens}"
+            )
         if self.eval_length < self.rule_length + 2:
             raise ValueError(f"eval_length must be >= rule_length + 2, got {self.eval_length}")
         if (self.vocab_size - _FIRST_WORD) ** self.rule_length < 2 * self.bank_size:
@@ -197,7 +199,10 @@ def generate_brackets(config: BracketConfig) -> BracketData:
     n_fam = cfg.bank_size * cfg.familiar_repeats
     kinds = np.concatenate([np.zeros(cfg.num_rules, bool), np.ones(n_fam, bool)])
     conduit_of = np.concatenate(
-        [np.arange(cfg.num_rules) % cfg.bank_size, np.repeat(np.arange(cfg.bank_size), cfg.familiar_repeats)]
+        [
+            np.arange(cfg.num_rules) % cfg.bank_size,
+            np.repeat(np.arange(cfg.bank_size), cfg.familiar_repeats),
+        ]
     )
     order = rng.permutation(len(kinds))
     kinds, conduit_of = kinds[order], conduit_of[order]

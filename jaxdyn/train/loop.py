@@ -135,7 +135,10 @@ def _check_same_config(workdir: Path, cfg: RunConfig) -> None:
     path = workdir / "config.json"
     if path.exists():
         old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(cfg.to_dict())):
+        new = json.loads(json.dumps(cfg.to_dict()))
+        old["data"].pop("data_dir", None)  # where the corpus lives may change between sessions
+        new["data"].pop("data_dir", None)
+        if old != new:
             raise ValueError(
                 f"{workdir} holds a run with a different config ({path}); "
                 "use another --workdir or delete it to start over"

@@ -116,13 +116,24 @@ def cd_ref(
         bh, gh, bc, gc = [], [], [], []
         for t in range(T):
             xr, xi = rel_inputs[t], irr_inputs[t]
-            ri, rf, rg, ro = (W @ xr + U @ rel_h for W, U in ((W_ii, W_hi), (W_if, W_hf), (W_ig, W_hg), (W_io, W_ho)))
-            ii, if_, ig, io = (W @ xi + U @ irr_h for W, U in ((W_ii, W_hi), (W_if, W_hf), (W_ig, W_hg), (W_io, W_ho)))
+            ri, rf, rg, ro = (
+                W @ xr + U @ rel_h
+                for W, U in ((W_ii, W_hi), (W_if, W_hf), (W_ig, W_hg), (W_io, W_ho))
+            )
+            ii, if_, ig, io = (
+                W @ xi + U @ irr_h
+                for W, U in ((W_ii, W_hi), (W_if, W_hf), (W_ig, W_hg), (W_io, W_ho))
+            )
             i_r, i_i, i_b = _three(ri, ii, b_i, _sigmoid)
             g_r, g_i, g_b = _three(rg, ig, b_g, np.tanh)
             f_r, f_i, f_b = _three(rf, if_, b_f, _sigmoid)
             new_rc = i_r * (g_r + g_b) + i_b * g_r + (f_r + f_b) * rel_c
-            new_ic = i_i * (g_r + g_i + g_b) + (i_r + i_b) * g_i + (f_r + f_i + f_b) * irr_c + f_i * rel_c
+            new_ic = (
+                i_i * (g_r + g_i + g_b)
+                + (i_r + i_b) * g_i
+                + (f_r + f_i + f_b) * irr_c
+                + f_i * rel_c
+            )
             in_span_bias = (t in bias_pos) if (l == 0 or upper_bias_in_span) else False
             if in_span_bias:
                 new_rc = new_rc + i_b * g_b
