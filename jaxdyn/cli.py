@@ -28,7 +28,7 @@ Real corpora (EWT, Brown) are read from --data-dir or $JAXDYN_DATA_DIR.
 """
 
 
-def _common(p: argparse.ArgumentParser, default_preset: str) -> None:
+def add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument(
         "--preset",
         default=default_preset,
@@ -54,7 +54,7 @@ def _common(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _config(args) -> tuple[RunConfig, Path | None]:
+def config_from_args(args) -> tuple[RunConfig, Path | None]:
     """Config from preset + overrides, and the real-corpora folder (or None)."""
     cfg = override(preset(args.preset), args.overrides)
     if getattr(args, "epochs", None) is not None:
@@ -79,7 +79,7 @@ def _config(args) -> tuple[RunConfig, Path | None]:
 def _cmd_train(args) -> int:
     from jaxdyn.train import load_task, train
 
-    cfg, _ = _config(args)
+    cfg, _ = config_from_args(args)
     workdir = Path(args.workdir or f"jaxdyn-runs/train-{args.preset}")
     data = load_task(cfg.data)
     res = train(cfg, workdir, data, progress=not args.no_progress, max_steps=args.max_steps)
@@ -94,7 +94,7 @@ def _cmd_train(args) -> int:
 def _cmd_run(args) -> int:
     from jaxdyn.study import STAGES, run_study
 
-    cfg, data_dir = _config(args)
+    cfg, data_dir = config_from_args(args)
     workdir = Path(args.workdir or f"jaxdyn-runs/{args.study}")
     stages = args.stages.split(",") if args.stages else None
     if stages:
@@ -109,7 +109,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_config(args) -> int:
-    print(describe(_config(args)[0]))
+    print(describe(config_from_args(args)[0]))
     return 0
 
 
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(p, "default")
+    add_config_args(p, "default")
     p.add_argument("--workdir", help="run folder (default: ./jaxdyn-runs/<study>)")
     p.add_argument("--study", default="default", help="name of the study folder (default: default)")
     p.add_argument(
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common(p, "smoke")
+    add_config_args(p, "smoke")
     p.add_argument("--workdir", help="run folder (default: ./jaxdyn-runs/train-<preset>)")
     p.add_argument(
         "--max-steps", type=int, help="stop (with a checkpoint) after N steps in this call"
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("config", help="print the full configuration a preset and overrides give")
-    _common(p, "default")
+    add_config_args(p, "default")
     p.set_defaults(func=_cmd_config)
     return parser
 
