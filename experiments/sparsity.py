@@ -20,7 +20,9 @@ from jaxdyn.study import run_study
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_config_args(ap, "default")
     ap.add_argument("--workdir", help="run folder (default: jaxdyn-runs/sparsity-<preset>)")
     ap.add_argument("--max-chunks", type=int, help="limit held-out BPTT chunks per checkpoint")
@@ -34,6 +36,7 @@ def main(argv=None) -> None:
         progress=not args.no_progress,
         data_dir=data_dir,
         options={"sparsity_max_chunks": args.max_chunks},
+        preset_name=args.preset,
     )
     print(f"report: {report}")
 

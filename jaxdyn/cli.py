@@ -102,7 +102,12 @@ def _cmd_run(args) -> int:
         if bad:
             raise SystemExit(f"unknown stages {bad}; choose from {list(STAGES)}")
     report = run_study(
-        cfg, workdir, stages=stages, progress=not args.no_progress, data_dir=data_dir
+        cfg,
+        workdir,
+        stages=stages,
+        progress=not args.no_progress,
+        data_dir=data_dir,
+        preset_name=args.preset,
     )
     print(f"report: {report}")
     return 0

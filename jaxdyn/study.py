@@ -88,6 +88,7 @@ def run_study(
     data_dir: Path | None = None,
     data: TaskData | None = None,
     options: dict | None = None,
+    preset_name: str = "default",
 ) -> Path:
     """Run the study's stages and assemble the report; returns the report path."""
     workdir = Path(workdir)
@@ -100,6 +101,7 @@ def run_study(
             0, "train"
         )  # later stages need the trained run (a finished run resumes instantly)
     t0 = time.perf_counter()
+    options = {"preset": preset_name, **(options or {})}
     ctx = StudyContext(
         cfg,
         workdir,

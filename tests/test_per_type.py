@@ -298,3 +298,35 @@ def test_aggregate_no_retrace_and_jit_equals_eager():
         se = aggregate_update(se, stats_from_trace(tr[2]), keys[::-1], keys)
         eager = aggregate_finalize(se)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), res, eager)
+
+
+def test_aggregate_in_donated_user_step_equals_plain():
+    tr = [_trace(seed=i) for i in range(3)]
+    keys = np.arange(12, dtype=np.int32).reshape(3, 4) % V
+
+    def step(st, stats, i, t):
+        return aggregate_update(st, stats, i, t)
+
+    donated = jax.jit(step, donate_argnums=0)
+    sd = aggregate_init(V, stats_from_trace(tr[0]))
+    sp = aggregate_init(V, stats_from_trace(tr[0]))
+    for x in tr:
+        sd = donated(sd, stats_from_trace(x), keys, keys[::-1])
+        sp = aggregate_update(sp, stats_from_trace(x), keys, keys[::-1])
+    jax.tree.map(
+        lambda a, b: np.testing.assert_array_equal(a, b),
+        aggregate_finalize(sd),
+        aggregate_finalize(sp),
+    )
+
+
+def test_aggregate_empty_tree_and_all_masked():
+    keys = np.zeros((2, 3), np.int32)
+    st = aggregate_init(V, {})
+    st = aggregate_update(st, {}, keys, keys)
+    assert aggregate_finalize(st) == {"input": {}, "target": {}}
+    tree = {"te": np.full((2, 3), np.nan, np.float32)}
+    st = aggregate_init(V, tree)
+    st = aggregate_update(st, tree, keys, keys, np.zeros((2, 3), bool))
+    res = aggregate_finalize(st)["input"]["te"]
+    assert int(res["count"].sum()) == 0 and np.all(np.asarray(res["mean"]) == 0)
