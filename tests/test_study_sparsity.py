@@ -1,0 +1,67 @@
+"""The sparsity study's per-type table equals a direct NumPy computation."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, RunConfig
+from jaxdyn.studies.sparsity import per_type_trajectory, token_weighted_mean
+from jaxdyn.studies.sparsity_report import findings, frequency_correlations
+from jaxdyn.train import lm_task, train
+from jaxdyn.train.trajectory import iter_checkpoints, run_model
+
+SENTS = [f"w{i % 13} w{(i * 7) % 11} w{i % 5} the end".split() for i in range(300)]
+CFG = RunConfig(
+    model=ModelConfig(emb_dim=8, hidden=8, num_layers=2, dropout=0.0),
+    data=DataConfig(batch_size=4, eval_batch_size=2, bptt=7),
+    capture=CaptureConfig(enabled=False),
+    epochs=2,
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("sp")
+    data = lm_task({"train": SENTS, "valid": SENTS[:40], "test": SENTS[:10]}, CFG.data)
+    train(CFG, work, data, progress=False)
+    return work, data
+
+
+def _te(x):
+    x = np.asarray(x, np.float64)
+    l1, l2 = np.abs(x).sum(-1), np.sqrt((x * x).sum(-1))
+    return np.where(l2 > 0, l1 / np.where(l2 > 0, l2, 1), 0)
+
+
+def test_per_type_means_match_direct_computation(run):
+    work, data = run
+    traj = per_type_trajectory(work, data.valid, progress=False)
+    assert sorted(traj) == [0, 1, 2]
+    _, model, _, _ = run_model(work)
+    ck = list(iter_checkpoints(work))[-1]
+    stream, bptt = data.valid, CFG.data.bptt
+    carry = None
+    sums, counts = {}, {}
+    for k in range(stream.num_chunks(bptt)):
+        b = stream.chunk(k, bptt)
+        _, carry, acts = model.apply({"params": ck.params}, jnp.asarray(b["inputs"]), carry, return_acts=True)
+        te = _te(acts["lstm_1"]["h"])
+        for w, v in zip(b["targets"].ravel(), te.ravel()):
+            sums[w] = sums.get(w, 0.0) + v
+            counts[w] = counts.get(w, 0) + 1
+    got = traj[2]["target"]["lstm_1"]["act"]["te"]
+    for w, n in counts.items():
+        assert int(got["count"][w]) == n
+        np.testing.assert_allclose(float(got["mean"][w]), sums[w] / n, rtol=1e-5)
+    total = sum(sums.values()) / sum(counts.values())
+    np.testing.assert_allclose(token_weighted_mean(traj, 2, "target", "lstm_1", "act", "te"), total, rtol=1e-5)
+
+
+def test_findings_are_computed_from_the_table(run):
+    work, data = run
+    traj = per_type_trajectory(work, data.valid, progress=False)
+    corr = frequency_correlations(traj, data.vocab, min_count=1)
+    f = findings(traj, data.vocab, corr, [])
+    assert set(f["f1_input_act_rho"]) == {"embedding", "lstm_0", "lstm_1"}
+    assert f["f3"] is None  # no POS classes given
+    assert len(f["f4_mean_act_te_by_epoch"]["lstm_0"]) == 3
