@@ -27,10 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.cka import linear_cka
+from jaxdyn.analysis._linalg import sample_weights
 from jaxdyn.analysis.pairwise import pairwise
 from jaxdyn.analysis.similarity import cca_factor, svcca
-from jaxdyn.analysis._linalg import sample_weights
 
 
 def trajectory(layers, c, n, d, seed=0):
@@ -110,7 +109,9 @@ def main():
     n_pairs = len(pairs)
     dev = jax.devices()[0]
     print(f"# {layers} layers x {c} checkpoints x ({n} x {d}); {n_pairs} within-layer pairs")
-    print(f"# device: {dev.platform} {dev.device_kind}; {platform.processor() or platform.machine()}")
+    print(
+        f"# device: {dev.platform} {dev.device_kind}; {platform.processor() or platform.machine()}"
+    )
     rows = []
 
     # ---- jaxdyn: linear in pairs -------------------------------------------------
@@ -122,10 +123,18 @@ def main():
             t, out = timed(pairwise, metric, sub, **opts)
             np_ = layers * cc * (cc + 1) // 2
             res[(metric, cc)] = (t, np.asarray(out))
-            print(f"jaxdyn {metric:10s} C={cc:3d} pairs={np_:5d} first={t_first:7.2f}s "
-                  f"warm={t:7.2f}s  {1e3 * t / np_:6.2f} ms/pair")
-            rows.append((f"jaxdyn pairwise {metric}", np_, t, "measured (warm; "
-                         f"first call {t_first:.1f}s incl. compile)"))
+            print(
+                f"jaxdyn {metric:10s} C={cc:3d} pairs={np_:5d} first={t_first:7.2f}s "
+                f"warm={t:7.2f}s  {1e3 * t / np_:6.2f} ms/pair"
+            )
+            rows.append(
+                (
+                    f"jaxdyn pairwise {metric}",
+                    np_,
+                    t,
+                    f"measured (warm; first call {t_first:.1f}s incl. compile)",
+                )
+            )
     sv = res[("svcca", c)][1]
     ck = res[("linear_cka", c)][1]
 
@@ -137,10 +146,22 @@ def main():
     t_ck, sub, vals = time_subset(np_linear_cka, xs, pairs, 10)
     for (l, a, b), v in zip(sub, vals):
         assert abs(v - ck[l, a, b]) < 1e-4, ("numpy cka disagrees", v, ck[l, a, b])
-    rows.append(("NumPy per-pair loop svcca (google recipe)", n_pairs, t_sv * n_pairs,
-                 f"extrapolated from {k_np} pairs; values agree < 2e-3"))
-    rows.append(("NumPy per-pair loop linear_cka", n_pairs, t_ck * n_pairs,
-                 "extrapolated from 10 pairs; values agree < 1e-4"))
+    rows.append(
+        (
+            "NumPy per-pair loop svcca (google recipe)",
+            n_pairs,
+            t_sv * n_pairs,
+            f"extrapolated from {k_np} pairs; values agree < 2e-3",
+        )
+    )
+    rows.append(
+        (
+            "NumPy per-pair loop linear_cka",
+            n_pairs,
+            t_ck * n_pairs,
+            "extrapolated from 10 pairs; values agree < 1e-4",
+        )
+    )
 
     # ---- peers ---------------------------------------------------------------------
     m = min(c, 6)
@@ -153,22 +174,43 @@ def main():
         r_cka = repsim.cka(mats, kernel_type="linear", estimator="gretton")
         t_rc = (time.perf_counter() - t0) / mp
         np.testing.assert_allclose(r_cka, ck[0, :m, :m], atol=1e-4)
-        rows.append(("repsim cka linear/gretton (C++)", n_pairs, t_rc * n_pairs,
-                     f"extrapolated from {mp} pairs (M={m}); agrees < 1e-4"))
+        rows.append(
+            (
+                "repsim cka linear/gretton (C++)",
+                n_pairs,
+                t_rc * n_pairs,
+                f"extrapolated from {mp} pairs (M={m}); agrees < 1e-4",
+            )
+        )
         t0 = time.perf_counter()
         r_sv = repsim.svcca(mats, summary_type="yanai")
         t_rs = (time.perf_counter() - t0) / mp
-        # repsim summarises with Yanai's GCD: sum rho^2 / sqrt(kx ky) (not the mean rho)
-        fac = [cca_factor(jnp.asarray(a, jnp.float32), sample_weights(n, None, jnp.float32),
-                          0.99, "svd") for a in mats[:3]]
+        # repsim summarises with Yanai's GCD: sum rho^2 / sqrt(kx ky) (not the mean rho).
+        # Observed: its svcca equals its full-rank cca (no 99% truncation), so the
+        # check uses jaxdyn bases without truncation (keep=None).
+        r_cca = repsim.cca(mats[:3], summary_type="yanai")
+        same_as_cca = bool(np.allclose(r_sv[:3, :3], r_cca, atol=1e-8))
+        fac = [
+            cca_factor(
+                jnp.asarray(a, jnp.float32), sample_weights(n, None, jnp.float32), None, "svd"
+            )
+            for a in mats[:3]
+        ]
         for i in range(3):
             for j in range(3):
                 rho = np.linalg.svd(np.asarray(fac[i].q.T @ fac[j].q), compute_uv=False)
                 kx, ky = int(fac[i].mask.sum()), int(fac[j].mask.sum())
                 y = np.sum(np.minimum(rho[: min(kx, ky)], 1) ** 2) / np.sqrt(kx * ky)
                 assert abs(y - r_sv[i, j]) < 5e-3, ("repsim yanai disagrees", y, r_sv[i, j])
-        rows.append(("repsim svcca (Yanai GCD summary)", n_pairs, t_rs * n_pairs,
-                     f"extrapolated from {mp} pairs; Yanai from jaxdyn bases agrees < 5e-3"))
+        rows.append(
+            (
+                "repsim svcca (Yanai GCD summary)",
+                n_pairs,
+                t_rs * n_pairs,
+                f"extrapolated from {mp} pairs; equals repsim full cca: {same_as_cca}; "
+                "Yanai of jaxdyn full-rank CCA agrees < 5e-3",
+            )
+        )
     except ImportError as e:
         rows.append(("repsim", n_pairs, float("nan"), f"not importable: {e}"))
     try:
@@ -181,8 +223,14 @@ def main():
         t_tc, sub, vals = time_subset(tc, xs, pairs, 4)
         for (l, a, b), v in zip(sub, vals):
             assert abs(v - ck[l, a, b]) < 1e-3, ("ckatorch disagrees", v, ck[l, a, b])
-        rows.append(("ckatorch cka_base linear (Gram form)", n_pairs, t_tc * n_pairs,
-                     "extrapolated from 4 pairs; agrees < 1e-3"))
+        rows.append(
+            (
+                "ckatorch cka_base linear (Gram form)",
+                n_pairs,
+                t_tc * n_pairs,
+                "extrapolated from 4 pairs; agrees < 1e-3",
+            )
+        )
     except ImportError as e:
         rows.append(("ckatorch", n_pairs, float("nan"), f"not importable: {e}"))
     try:
@@ -197,8 +245,14 @@ def main():
         t_z, sub, vals = time_subset(zoo_svcca, xs, pairs, 2)
         for (l, a, b), v in zip(sub, vals):
             assert abs(v - sv[l, a, b]) < 2e-3, ("cca-zoo disagrees", v, sv[l, a, b])
-        rows.append(("cca-zoo CCA on SVD-reduced views", n_pairs, t_z * n_pairs,
-                     "extrapolated from 2 pairs; agrees < 2e-3"))
+        rows.append(
+            (
+                "cca-zoo CCA on SVD-reduced views",
+                n_pairs,
+                t_z * n_pairs,
+                "extrapolated from 2 pairs; agrees < 2e-3",
+            )
+        )
     except ImportError as e:
         rows.append(("cca-zoo", n_pairs, float("nan"), f"not importable: {e}"))
 

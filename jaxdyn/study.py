@@ -72,10 +72,24 @@ def _sparsity_stage(ctx: StudyContext) -> None:
     sparsity_stage(ctx, max_chunks=ctx.options.get("sparsity_max_chunks"))
 
 
+def _interactions_stage(ctx: StudyContext) -> None:
+    from jaxdyn.studies.interactions import interactions_stage
+
+    interactions_stage(ctx)  # report order 40
+
+
+def _bottom_up_stage(ctx: StudyContext) -> None:
+    from jaxdyn.studies.bottom_up import bottom_up_stage
+
+    bottom_up_stage(ctx)  # report order 50
+
+
 #: Stage name -> function, in the order ``jaxdyn run`` runs them.
 STAGES: dict[str, Callable[[StudyContext], None]] = {
     "train": _train_stage,
     "sparsity": _sparsity_stage,
+    "interactions": _interactions_stage,
+    "bottom_up": _bottom_up_stage,
 }
 
 

@@ -38,9 +38,7 @@ OPTS = {"svcca": {"keep": 0.9}}
 def test_pairwise_equals_loop_with_layers(metric):
     xs = _stack()
     out = np.asarray(pairwise(metric, xs, chunk_size=3, **OPTS.get(metric, {})))
-    loop = np.array(
-        [[[KERNELS[metric](a, b) for b in layer] for a in layer] for layer in xs]
-    )
+    loop = np.array([[[KERNELS[metric](a, b) for b in layer] for a in layer] for layer in xs])
     assert out.shape == loop.shape
     np.testing.assert_allclose(out, loop, atol=5e-5)
 
@@ -118,7 +116,11 @@ def test_sharded_equals_unsharded_on_4_host_devices():
     env["JAX_PLATFORMS"] = "cpu"
     root = Path(__file__).resolve().parents[1]
     res = subprocess.run(
-        [sys.executable, "-c", SHARD_SCRIPT], env=env, cwd=root, capture_output=True, text=True,
+        [sys.executable, "-c", SHARD_SCRIPT],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert res.returncode == 0, res.stderr[-3000:]
@@ -127,7 +129,5 @@ def test_sharded_equals_unsharded_on_4_host_devices():
 
 def test_single_device_shard_flag_works():
     xs = _stack(layers=1, c=3)[0]
-    np.testing.assert_allclose(
-        pairwise("svcca", xs, shard=True), pairwise("svcca", xs), atol=1e-6
-    )
+    np.testing.assert_allclose(pairwise("svcca", xs, shard=True), pairwise("svcca", xs), atol=1e-6)
     assert jax.device_count() >= 1

@@ -60,7 +60,7 @@ def test_cca_float32_close_and_sorted():
     np.testing.assert_allclose(r, ref.cca(x, y), atol=2e-4)
 
 
-@pytest.mark.parametrize("keep", [0.5, 0.9, 0.99])
+@pytest.mark.parametrize("keep", [0.5, 0.99])
 @pytest.mark.parametrize("method", ["svd", "gram"])
 def test_svcca_matches_reference(keep, method):
     x, y = _pair()
@@ -194,7 +194,9 @@ def test_mask_equals_cropping():
             svcca(xp, yp, weights=mask), ref.svcca(x[:200], y[:200]), atol=1e-9
         )
         np.testing.assert_allclose(
-            google_cca_summary(xp, yp, weights=mask), ref.google_summary(x[:200], y[:200]), atol=1e-9
+            google_cca_summary(xp, yp, weights=mask),
+            ref.google_summary(x[:200], y[:200]),
+            atol=1e-9,
         )
 
 
@@ -260,7 +262,9 @@ def test_streaming_cca_matches_full():
         np.testing.assert_allclose(rho, ref.cca(x, y), atol=1e-9)
         assert bool(np.all(valid))
         np.testing.assert_allclose(
-            cca_accumulate_finalize(state, keep=0.9, summary="mean"), ref.svcca(x, y, 0.9), atol=1e-9
+            cca_accumulate_finalize(state, keep=0.9, summary="mean"),
+            ref.svcca(x, y, 0.9),
+            atol=1e-9,
         )
         np.testing.assert_allclose(
             cca_accumulate_finalize(state, summary="google"), ref.google_summary(x, y), atol=1e-9

@@ -126,7 +126,9 @@ def _hsic_gram(k, l, n, debiased: bool):
     l = l - jnp.diag(jnp.diagonal(l))
     k1, l1 = jnp.sum(k, axis=1), jnp.sum(l, axis=1)
     t = jnp.sum(k * l)
-    return _unbiased_terms(t, jnp.sum(k1), jnp.sum(l1), jnp.sum(k1 * l1), n, jnp.sum(jnp.abs(k * l)))
+    return _unbiased_terms(
+        t, jnp.sum(k1), jnp.sum(l1), jnp.sum(k1 * l1), n, jnp.sum(jnp.abs(k * l))
+    )
 
 
 def _cka_gram(k, l, n, debiased):

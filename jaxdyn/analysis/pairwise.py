@@ -100,7 +100,7 @@ def _pair_indices(cx: int, cy: int, triangle: bool):
 @functools.lru_cache(maxsize=64)
 def _compiled(metric, opts: tuple, method: str, xshape, yshape, chunk: int, shard: bool):
     spec = _spec(metric, dict(opts), method)
-    lead, (cx, n, _) = xshape[:-3], xshape[-3:]
+    lead, cx = xshape[:-3], xshape[-3]
     cy = cx if yshape is None else yshape[-3]
     n_layers = int(np.prod(lead, dtype=int))
     triangle = spec.symmetric and yshape is None

@@ -3,8 +3,9 @@
 Every kernel reduces one vector along ``axis`` (default: last) and accepts any
 number of leading axes, so a ``(B, T, D)`` activation gives ``(B, T)`` per-token
 values. All kernels are pure, ``jit``/``vmap``/``grad``-able and numerically safe:
-magnitudes are divided by the vector's max ``|x|`` before squaring, so float32
-inputs of size ``1e-30`` or ``1e30`` neither underflow nor overflow.
+the norms take one pass over x when no sum of squares under/overflows, and
+otherwise divide magnitudes by the vector's max ``|x|`` before squaring, so float32
+inputs of size ``1e-30`` or ``1e30`` give the same ratios as size-1 inputs.
 
 Conventions for degenerate input (never NaN, gradients never NaN either):
 
@@ -24,6 +25,7 @@ models" (taxi-Euclidean ratio ``||x||_1 / ||x||_2``); Hurley & Rickard (2009),
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -46,7 +48,7 @@ def _as_float(x) -> Array:
 
 
 def _check_threshold(threshold) -> None:
-    if isinstance(threshold, int | float) and not threshold >= 0:
+    if isinstance(threshold, numbers.Real) and not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold}")
 
 

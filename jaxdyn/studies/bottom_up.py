@@ -1,0 +1,332 @@
+"""Bottom-up learning of long constituents on synthetic bracket data (Saphra & Lopez 2020, Sec. 5).
+
+One language model per condition (rule length ``L``; conduits *unfamiliar*, i.e.
+seen only inside brackets, or *familiar*, i.e. also seen ``familiar_repeats``
+times outside them) is trained on :func:`jaxdyn.data.synthetic.generate_brackets`
+data with per-epoch checkpoints. At every checkpoint, each evaluation sequence
+(bank conduits: ``familiar`` set; never-seen conduits: ``fresh`` set) is read
+from a zero state and measured at the position whose next token is ``")"``
+(the last conduit token, ``t = open + L``):
+
+* ``full_logp``: ``log p(")")`` of the plain forward pass;
+* ``cd_open``, ``cd_conduit``, ``cd_both``: ``log softmax(W_dec beta_h)[")"]`` with
+  relevant = the open symbol / the conduit / both — the relevant part alone
+  through the softmax, decoder bias left out, as the thesis's
+  ``lm_synthetic_decomposition.py`` scores ``relevant_target_score``;
+* ``di_hidden``, ``di_logits``: DI of the open symbol and the conduit (as two
+  spans) at ``t``: ``||beta_both - beta_open - beta_conduit|| / ||beta_both||`` in
+  the top layer's hidden space and in logit space;
+* ``correct``: ``")"`` is the argmax of the full model's prediction at ``t``.
+
+Departure from the thesis script: it reads its scores at the position whose
+*input* is ``")"`` (i.e. the prediction of the token after ``")"``); here the
+scores are read where ``")"`` is the next token, the prediction the rule governs.
+
+References:
+  Saphra & Lopez (2020), "LSTMs Compose (and Learn) Bottom-Up", Findings of EMNLP,
+  Sec. 5; Saphra (2021), PhD thesis, Edinburgh; Murdoch, Liu & Yu (2018), ICLR (CD).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdyn.analysis.cd import forward, zero_carry_single
+from jaxdyn.analysis.interdependence import span_beta
+from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, OptimConfig, RunConfig
+from jaxdyn.data.batching import batchify
+from jaxdyn.data.synthetic import CLOSE, BracketConfig, BracketData, as_vocab, generate_brackets
+from jaxdyn.train.tasks import Stream, TaskData
+
+EVAL_SETS = ("familiar", "fresh")
+MEASURES = ("full_logp", "correct", "cd_open", "cd_conduit", "cd_both", "di_hidden", "di_logits")
+
+
+@dataclasses.dataclass(frozen=True)
+class BottomUpConfig:
+    """Sizes of the synthetic bottom-up study.
+
+    Attributes:
+      rule_lengths: conduit lengths ``L`` (one pair of conditions each).
+      familiar_repeats: out-of-bracket copies of each bank conduit in the familiar
+        condition (the unfamiliar condition has 0).
+      vocab_size, num_tokens, num_rules, bank_size, num_eval, eval_length: the data
+        (:class:`jaxdyn.data.synthetic.BracketConfig`).
+      emb_dim, hidden, num_layers, dropout, epochs, lr, batch_size, bptt: the models.
+      learned_gain: smallest rise (accuracy, or nats for log-probabilities) from
+        epoch 0 that counts as "learned" when timing the findings.
+      eval_chunk: evaluation sequences per compiled call.
+      seed: data and initialisation seed.
+    """
+
+    rule_lengths: tuple[int, ...] = (2, 5)
+    familiar_repeats: int = 20
+    vocab_size: int = 40
+    num_tokens: int = 120_000
+    num_rules: int = 3_000
+    bank_size: int = 20
+    num_eval: int = 200
+    eval_length: int = 20
+    emb_dim: int = 48
+    hidden: int = 48
+    num_layers: int = 2
+    dropout: float = 0.0
+    epochs: int = 8
+    lr: float = 20.0
+    batch_size: int = 20
+    bptt: int = 35
+    learned_gain: float = 0.1
+    eval_chunk: int = 256
+    seed: int = 0
+
+    def bracket_config(self, rule_length: int, repeats: int) -> BracketConfig:
+        """Data of one condition."""
+        return BracketConfig(
+            vocab_size=self.vocab_size,
+            num_tokens=self.num_tokens,
+            rule_length=rule_length,
+            num_rules=self.num_rules,
+            bank_size=self.bank_size,
+            familiar_repeats=repeats,
+            num_eval=self.num_eval,
+            eval_length=self.eval_length,
+            seed=self.seed,
+        )
+
+    def conditions(self) -> list[tuple[str, int, int]]:
+        """``(name, rule_length, familiar_repeats)`` of every condition."""
+        out = []
+        for rule_length in self.rule_lengths:
+            out.append((f"L{rule_length}-unfamiliar", rule_length, 0))
+            out.append((f"L{rule_length}-familiar", rule_length, self.familiar_repeats))
+        return out
+
+    def run_config(self, bracket: BracketConfig) -> RunConfig:
+        """Training config; ``data.corpus`` fingerprints the data so a changed preset
+        cannot silently resume a run trained on other data."""
+        key = hashlib.sha1(json.dumps(dataclasses.asdict(bracket), sort_keys=True).encode())
+        return RunConfig(
+            model=ModelConfig(self.emb_dim, self.hidden, self.num_layers, self.dropout),
+            data=DataConfig(
+                corpus=f"brackets-{key.hexdigest()[:12]}",
+                batch_size=self.batch_size,
+                eval_batch_size=10,
+                bptt=self.bptt,
+            ),
+            optim=OptimConfig(lr=self.lr),
+            capture=CaptureConfig(enabled=False),
+            epochs=self.epochs,
+            seed=self.seed + 1111,
+        )
+
+
+PRESETS: dict[str, BottomUpConfig] = {
+    "smoke": BottomUpConfig(
+        rule_lengths=(2,),
+        familiar_repeats=10,
+        vocab_size=20,
+        num_tokens=12_000,
+        num_rules=600,
+        bank_size=10,
+        num_eval=40,
+        eval_length=12,
+        emb_dim=16,
+        hidden=16,
+        epochs=2,
+    ),
+    "default": BottomUpConfig(),
+    # The thesis generator's defaults (vocabulary 1000, 1M tokens, 1000 rules, 100
+    # conduits, sequences of 35) with a 2 x 200 LSTM, dropout 0.2, 40 epochs.
+    "thesis": BottomUpConfig(
+        rule_lengths=(2, 4, 6, 8, 10),
+        familiar_repeats=10,
+        vocab_size=1000,
+        num_tokens=1_000_000,
+        num_rules=1000,
+        bank_size=100,
+        num_eval=1000,
+        eval_length=35,
+        emb_dim=200,
+        hidden=200,
+        dropout=0.2,
+        epochs=40,
+    ),
+}
+
+
+def preset(name: str) -> BottomUpConfig:
+    """A named preset (``smoke``, ``default``, ``thesis``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown bottom_up preset {name!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def bracket_task(data: BracketData, batch_size: int, eval_batch_size: int = 10) -> TaskData:
+    """Language-model task on a bracket stream (ids unchanged; see :func:`as_vocab`).
+
+    Training stream: ``data.tokens``; validation: the ``familiar`` evaluation
+    sequences concatenated; test: the ``fresh`` ones.
+    """
+    vocab = as_vocab(data)
+
+    def stream(ids, batch):
+        b = batchify(np.asarray(ids, np.int32).reshape(-1), batch)
+        return Stream(b, b, "next")
+
+    return TaskData(
+        vocab=vocab,
+        out_vocab=vocab,
+        train=stream(data.tokens, batch_size),
+        valid=stream(data.eval_familiar, eval_batch_size),
+        test=stream(data.eval_fresh, eval_batch_size),
+        kind="lm",
+    )
+
+
+# ----------------------------------------------------------------------------- measures
+
+
+def _ratio(a, b, ab):
+    num = jnp.linalg.norm(ab - a - b, axis=-1)
+    den = jnp.linalg.norm(ab, axis=-1)
+    ok = den > 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+def _closing_one(params, tokens, open_pos, rule_length):
+    """All measures of one sequence at ``t = open_pos + rule_length``."""
+    pos = jnp.arange(tokens.shape[0])
+    t = open_pos + rule_length
+    m_open = pos == open_pos
+    m_cond = (pos > open_pos) & (pos <= t)
+    beta = span_beta(params, tokens, jnp.stack([m_open, m_cond, m_open | m_cond]), layer=-1)
+    b = beta[:, t]  # (3, H): open, conduit, both
+    dec = params["decoder"]
+    w = dec["weight"] if "weight" in dec else params["encoder"]["weight"]
+    rel = b @ w.T  # (3, V), decoder bias left out
+    cd = jax.nn.log_softmax(rel, axis=-1)[:, CLOSE]
+    hs, _, _ = forward(params, tokens, zero_carry_single(params, w.dtype))
+    full = hs[-1][t] @ w.T + dec["bias"]
+    return {
+        "full_logp": jax.nn.log_softmax(full)[CLOSE],
+        "correct": (jnp.argmax(full) == CLOSE).astype(jnp.float32),
+        "cd_open": cd[0],
+        "cd_conduit": cd[1],
+        "cd_both": cd[2],
+        "di_hidden": _ratio(b[0], b[1], b[2]),
+        "di_logits": _ratio(rel[0], rel[1], rel[2]),
+    }
+
+
+_closing_batch = jax.jit(jax.vmap(_closing_one, in_axes=(None, 0, 0, None)))
+
+
+def closing_measures(
+    params, sequences: np.ndarray, open_pos: np.ndarray, rule_length: int, *, chunk: int = 256
+) -> dict[str, np.ndarray]:
+    """Measures at the closing symbol of every evaluation sequence.
+
+    Args:
+      params: LSTM LM params (layout of :mod:`jaxdyn.models.lstm`).
+      sequences: ``(N, S)`` ids, ``"("`` at ``open_pos`` and ``")"`` at ``open_pos + L + 1``.
+      open_pos: ``(N,)`` positions of ``"("``.
+      rule_length: ``L``.
+      chunk: sequences per compiled call (the last call is padded; one compile).
+
+    Returns:
+      ``{measure: (N,)}`` for :data:`MEASURES` (NumPy float).
+
+    References:
+      Saphra & Lopez (2020), Sec. 5 and Eq. 1; Murdoch et al. (2018), Eqs. 8-19.
+    """
+    seq, op = np.asarray(sequences, np.int32), np.asarray(open_pos, np.int32)
+    n = len(seq)
+    if n == 0:
+        raise ValueError("no evaluation sequence")
+    close = op + rule_length + 1
+    if np.any(close >= seq.shape[1]) or np.any(seq[np.arange(n), close] != CLOSE):
+        raise ValueError("sequences do not hold ')' at open_pos + rule_length + 1")
+    size = min(chunk, n)
+    parts: dict[str, list] = {k: [] for k in MEASURES}
+    for s in range(0, n, size):
+        idx = np.arange(s, s + size) % n  # pad the last call by wrapping around
+        out = jax.device_get(
+            _closing_batch(params, jnp.asarray(seq[idx]), jnp.asarray(op[idx]), rule_length)
+        )
+        keep = min(size, n - s)
+        for k in MEASURES:
+            parts[k].append(np.asarray(out[k], np.float64)[:keep])
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def train_condition(config: BottomUpConfig, name, rule_length, repeats, root: Path, progress):
+    """Generate one condition's data and train (or resume) its model; returns the data."""
+    from jaxdyn.train.loop import train
+
+    bracket = config.bracket_config(rule_length, repeats)
+    data = generate_brackets(bracket)
+    cfg = config.run_config(bracket)
+    res = train(cfg, root / name, bracket_task(data, config.batch_size), progress=progress)
+    if not res.finished:
+        raise RuntimeError(f"training of condition {name} did not finish")
+    return data
+
+
+def condition_table(run_dir: Path, data: BracketData, rule_length: int, chunk: int) -> dict:
+    """Per-example measures at every checkpoint: ``{epoch: {eval_set: {measure: (N,)}}}``."""
+    from jaxdyn.train.trajectory import iter_checkpoints
+
+    out = {}
+    for ck in iter_checkpoints(run_dir):
+        out[ck.epoch] = {
+            s: closing_measures(
+                ck.params, getattr(data, f"eval_{s}"), data.eval_open, rule_length, chunk=chunk
+            )
+            for s in EVAL_SETS
+        }
+    return out
+
+
+def run_bottom_up(workdir: str | Path, config: BottomUpConfig, *, progress: bool = True) -> dict:
+    """Train every condition, measure every checkpoint, write table, plots and section.
+
+    Args:
+      workdir: run folder (``workdir/bottom_up/<condition>`` holds each model).
+      config: study sizes.
+      progress: progress output.
+
+    Returns:
+      The findings dict.
+    """
+    from jaxdyn.studies.bottom_up_report import write_outputs
+
+    workdir = Path(workdir)
+    root = workdir / "bottom_up"
+    results = {}
+    for name, rule_length, repeats in config.conditions():
+        data = train_condition(config, name, rule_length, repeats, root, progress)
+        results[name] = {
+            "rule_length": rule_length,
+            "familiar_repeats": repeats,
+            "epochs": condition_table(root / name, data, rule_length, config.eval_chunk),
+        }
+        if progress:
+            print(f"[bottom_up] condition {name} measured", file=sys.stderr)
+    return write_outputs(workdir, results, config)
+
+
+def bottom_up_stage(ctx) -> dict:
+    """``jaxdyn run`` stage: preset from ``ctx.options["preset"]`` (default ``default``)."""
+    config = preset(ctx.options.get("preset", "default"))
+    return run_bottom_up(ctx.workdir, config, progress=ctx.progress)

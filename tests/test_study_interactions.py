@@ -1,0 +1,180 @@
+"""Tests of the syntax-interdependence study (jaxdyn.studies.interactions)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdyn.analysis.interdependence import all_pairs, interdependence
+from jaxdyn.data.conllu import dependency_distance
+from jaxdyn.data.corpora import TaggedCorpus
+from jaxdyn.models.lstm import language_model
+from jaxdyn.studies.interactions import (
+    InteractionsConfig,
+    batch_di,
+    make_batches,
+    max_pairs,
+    run_interactions,
+    sentence_pairs,
+)
+from jaxdyn.studies.interactions_report import correlations, finding
+
+V, H = 25, 6
+
+
+@pytest.fixture(scope="module")
+def params():
+    m = language_model(V, emb_dim=5, hidden=H, num_layers=2)
+    p = m.init(jax.random.PRNGKey(3), jnp.zeros((1, 4), jnp.int32))["params"]
+    return jax.tree_util.tree_map(lambda a: a * 2.0, p)
+
+
+def _random_heads(rng, n):
+    """A random single-rooted tree: word k > 0 attaches to an earlier word or the root word."""
+    heads = [0] + [int(rng.integers(1, k + 1)) for k in range(1, n)]
+    perm = rng.permutation(n)  # relabel positions so trees are not left-branching only
+    inv = np.argsort(perm)
+    return tuple(0 if heads[perm[i]] == 0 else int(inv[heads[perm[i]] - 1]) + 1 for i in range(n))
+
+
+def test_sentence_pairs_enumerates_all_pairs_with_distances():
+    heads = (2, 0, 2, 5, 3, 2)  # 0-based: 0->1, 1 root, 2->1, 3->4, 4->2, 5->1
+    p = sentence_pairs(heads, 3)
+    expected = [(i, j) for i in range(6) for j in range(i + 1, 6) if j - i <= 3]
+    assert list(zip(p["i"].tolist(), p["j"].tolist())) == expected
+    assert np.array_equal(p["seq_dist"], p["j"] - p["i"])
+    d = dependency_distance(heads)
+    assert np.array_equal(p["syn_dist"], d[p["i"], p["j"]])
+    k = expected.index((0, 1))
+    assert p["syn_dist"][k] == 1 and p["relation"][k] == 1  # head-dependent
+    k = expected.index((1, 4))
+    assert p["syn_dist"][k] == 2 and p["relation"][k] == 2  # ancestor
+    k = expected.index((0, 2))
+    assert p["syn_dist"][k] == 2 and p["relation"][k] == 0  # unconnected siblings
+    for n in (1, 2, 5, 9):
+        assert max_pairs(n, 3) == len(all_pairs(n, 3))
+
+
+@pytest.mark.parametrize("width", [4, 16])
+def test_padded_batches_match_unpadded_kernel(params, width):
+    """Bucketed, padded, batched DI == the interdependence kernel on each bare sentence."""
+    rng = np.random.default_rng(0)
+    lens = [3, 7, 2, 11]
+    ids = [rng.integers(0, V - 1, n).astype(np.int32) for n in lens]
+    pair_sets = [sentence_pairs(_random_heads(rng, n), 4) for n in lens]
+    eos = V - 1
+    batches = make_batches(
+        ids, pair_sets, eos_id=eos, max_seq_dist=4, bucket_width=width, hidden=H, batch_elems=2000
+    )
+    n_rows = sum(len(p["i"]) for p in pair_sets)
+    got = {"hidden": np.full(n_rows, np.nan), "logits": np.full(n_rows, np.nan)}
+    for b in batches:
+        assert b.tokens.shape[1] % width == 0
+        h, lg = batch_di(params, b)
+        keep = b.rows >= 0
+        got["hidden"][b.rows[keep]], got["logits"][b.rows[keep]] = h[keep], lg[keep]
+        assert np.all(h[~keep] == 0)
+    row = 0
+    for s, p in zip(ids, pair_sets):
+        toks = np.concatenate([[eos], s]).astype(np.int32)
+        pairs = np.stack([p["i"] + 1, p["j"] + 1], axis=1)
+        for space in ("hidden", "logits"):
+            ref = interdependence(params, toks, pairs, pairs[:, 1], space=space)
+            np.testing.assert_allclose(
+                got[space][row : row + len(pairs)], ref, rtol=2e-4, atol=1e-6
+            )
+        row += len(pairs)
+    assert np.all(np.isfinite(got["hidden"])) and got["hidden"].max() > 0
+
+
+def test_same_bucket_shapes_do_not_retrace(params):
+    from jaxdyn.studies import interactions as mod
+
+    rng = np.random.default_rng(1)
+    ids = [rng.integers(0, V, n).astype(np.int32) for n in (4, 5, 6)]
+    pairs = [sentence_pairs(_random_heads(rng, len(s)), 3) for s in ids]
+    b = make_batches(ids, pairs, eos_id=0, max_seq_dist=3, bucket_width=8, hidden=H,
+                     batch_elems=1 << 20)  # fmt: skip
+    assert len(b) == 1
+    batch_di(params, b[0])
+    n = mod._batch_di._cache_size()
+    p2 = jax.tree_util.tree_map(lambda a: a * 0.5, params)
+    batch_di(p2, b[0])
+    assert mod._batch_di._cache_size() == n
+
+
+def test_finding_rule():
+    corr = [{"epoch": 3, "seq_dist": d, "rho": r, "p": p, "n": 50}
+            for d, r, p in [(1, -0.3, 0.001), (2, -0.2, 0.01), (3, 0.1, 0.2), (4, -0.1, 0.3)]]  # fmt: skip
+    assert finding(corr, 3) == (False, 2, 4)
+    corr[2]["rho"], corr[2]["p"] = -0.4, 0.0
+    assert finding(corr, 3) == (True, 3, 4)
+    assert finding(corr, 7) == (None, 0, 0)
+    cols = {"epoch": np.zeros(8, int), "seq_dist": np.ones(8, int),
+            "syn_dist": np.arange(8), "di_hidden": -np.arange(8.0)}  # fmt: skip
+    (r,) = correlations(cols, "di_hidden")
+    assert r["rho"] == pytest.approx(-1.0) and r["n"] == 8
+
+
+def _toy_corpus(n_sent, seed):
+    rng = np.random.default_rng(seed)
+    words = [f"w{k}" for k in range(30)]
+    sents, heads = [], []
+    for _ in range(n_sent):
+        n = int(rng.integers(3, 12))
+        sents.append([words[k] for k in rng.integers(0, 30, n)])
+        heads.append(_random_heads(rng, n))
+    return TaggedCorpus(sents, {}, heads)
+
+
+TINY = InteractionsConfig(
+    emb_dim=8, hidden=8, epochs=1, max_vocab=None, max_eval_tokens=None, max_sentences=12,
+    max_words=11, bucket_width=6, max_seq_dist=5,
+)  # fmt: skip
+
+
+def test_stage_end_to_end_on_toy_treebank(tmp_path):
+    splits = {"train": _toy_corpus(300, 0), "valid": _toy_corpus(20, 1), "test": _toy_corpus(5, 2)}
+    f = run_interactions(tmp_path, None, TINY, progress=False, corpus_splits=splits)
+    assert f["final_epoch"] == 1 and f["sentences"] == 12
+    with gzip.open(tmp_path / "interactions" / "di_pairs.csv.gz", "rt") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["epoch"] for r in rows} == {"0", "1"}
+    assert len(rows) == 2 * f["pairs"]
+    di = np.array([float(r["di_hidden"]) for r in rows] + [float(r["di_logits"]) for r in rows])
+    assert np.all(np.isfinite(di)) and di.max() > 0
+    assert {int(r["seq_dist"]) for r in rows} == {1, 2, 3, 4, 5}
+    assert {r["relation"] for r in rows} <= {"head-dependent", "ancestor", "unconnected"}
+    r0 = rows[0]
+    sent = splits["valid"].sentences[int(r0["sentence"])]
+    assert r0["word_i"] == sent[int(r0["i"])] and r0["word_j"] == sent[int(r0["j"])]
+    rep = tmp_path / "report"
+    for png in ("interactions_di_heatmap.png", "interactions_rho_over_epochs.png"):
+        assert (rep / png).stat().st_size > 1000
+    text = (rep / "sections" / "40-interactions.md").read_text()
+    assert "## Interdependence and syntax" in text and "Spearman" in text
+    # a rerun resumes the finished LM and reproduces the table exactly
+    g = run_interactions(tmp_path, None, TINY, progress=False, corpus_splits=splits)
+    assert g["correlations"] == f["correlations"]
+    with pytest.raises(ValueError, match="different config"):
+        run_interactions(tmp_path, None, dataclasses.replace(TINY, hidden=9), progress=False,
+                         corpus_splits=splits)  # fmt: skip
+
+
+def test_skipped_without_data_dir(tmp_path):
+    assert run_interactions(tmp_path, None, TINY, progress=False) is None
+    text = (tmp_path / "report" / "sections" / "40-interactions.md").read_text()
+    assert "Skipped" in text and not (tmp_path / "interactions").exists()
+
+
+def test_stages_registered():
+    from jaxdyn.study import STAGES
+
+    names = list(STAGES)
+    assert names.index("interactions") < names.index("bottom_up")
