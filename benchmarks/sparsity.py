@@ -191,6 +191,11 @@ def main():
     p.add_argument("--hidden", type=int, default=200)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="8 chunks (5,600 tokens)")
+    p.add_argument(
+        "--fused",
+        action="store_true",
+        help="also time the aggregation's marginal cost inside a whole evaluation pass",
+    )
     a = p.parse_args()
     if a.quick:
         a.chunks = 8
@@ -278,11 +283,121 @@ def main():
             )
     med_t = statistics.median(times["thesis", "all"])
     med_j = statistics.median(times["jax", "all"])
+    if a.fused:
+        fused_marginal(a, chunks, model, store, ((zeros, zeros), (zeros, zeros)))
     print(
         f"\nend-to-end, all modules, incl. torch hooked forward/backward ({t_hooks:.3f} s per "
         f"pass, measured once): thesis {t_hooks + med_t:.3f} s, torch hooks + jaxdyn "
         f"{t_hooks + med_j:.3f} s ({(t_hooks + med_t) / (t_hooks + med_j):.1f}x; torch->jax "
         "copy not counted)"
+    )
+
+
+def fused_marginal(a, chunks, hooked_model, store, state0):
+    """Marginal cost of the aggregation inside one evaluation pass, both ways.
+
+    jaxdyn: (analysis step with on-device TE reductions + aggregate_update, one
+    jitted call per chunk) minus (the same forward/backward without capture).
+    thesis: (torch forward/backward with hooks + per-token loop) minus (torch
+    forward/backward without hooks). Same model shape and tokens.
+    """
+    from jaxdyn.models import language_model
+    from jaxdyn.studies.sparsity import sparsity_spec
+    from jaxdyn.trace import CaptureSpec
+    from jaxdyn.train.step import make_analysis_step
+
+    model = language_model(a.vocab, emb_dim=a.hidden, hidden=a.hidden, dropout=0.0)
+    params = model.init(jax.random.key(0), jnp.zeros((a.batch, 1), jnp.int32))["params"]
+    spec = sparsity_spec(("te",))
+    analyse = make_analysis_step(model, spec)
+    plain = make_analysis_step(
+        model, CaptureSpec(activations=False, act_grads=False, reductions=())
+    )
+    batches = [
+        {"inputs": jnp.asarray(i.T, jnp.int32), "targets": jnp.asarray(t.T, jnp.int32)}
+        for i, t in chunks
+    ]
+    carry0 = tuple((jnp.zeros((a.batch, a.hidden)),) * 2 for _ in range(2))
+    _, tr, _ = jax.eval_shape(analyse, params, carry0, batches[0])
+    from jaxdyn.analysis.per_type import stats_from_trace
+
+    @partial(jax.jit, donate_argnums=0)
+    def fused(acc, carry, batch):
+        _, trace, carry = analyse(params, carry, batch)
+        acc = aggregate_update(
+            acc, stats_from_trace(trace), batch["inputs"], batch["targets"], trace["mask"]
+        )
+        return acc, carry
+
+    @jax.jit
+    def base(carry, batch):
+        m, _, carry = plain(params, carry, batch)
+        return m["loss"], carry
+
+    def run_fused():
+        acc, carry = aggregate_init(a.vocab, stats_from_trace(tr)), carry0
+        for b in batches:
+            acc, carry = fused(acc, carry, b)
+        return jax.block_until_ready(aggregate_finalize(acc))
+
+    def run_base():
+        carry = carry0
+        for b in batches:
+            loss, carry = base(carry, b)
+        return jax.block_until_ready(loss)
+
+    plain_torch = TorchLM(a.vocab, a.hidden).eval()
+
+    def run_torch_plain():
+        st = state0
+        for inp, tgt in chunks:
+            plain_torch.zero_grad(set_to_none=True)
+            logits, st = plain_torch(torch.from_numpy(inp), st)
+            nn.functional.cross_entropy(
+                logits.reshape(-1, a.vocab), torch.from_numpy(tgt).reshape(-1)
+            ).backward()
+            st = tuple(tuple(x.detach() for x in layer) for layer in st)
+
+    def run_torch_thesis():
+        st, acc = state0, thesis_init()
+        for inp, tgt in chunks:
+            tensors, st = produce(hooked_model, store, inp, tgt, st)
+            thesis_update(acc, tensors, inp, tgt)
+        return thesis_finalize(acc)
+
+    runs = {
+        "jax_fused": run_fused,
+        "jax_plain": run_base,
+        "torch_thesis": run_torch_thesis,
+        "torch_plain": run_torch_plain,
+    }
+    t0 = time.perf_counter()
+    run_fused()
+    run_base()
+    compile_s = time.perf_counter() - t0
+    times = {k: [] for k in runs}
+    for r in range(a.repeats):
+        for k in list(runs) if r % 2 == 0 else list(runs)[::-1]:
+            t0 = time.perf_counter()
+            runs[k]()
+            times[k].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    jm, tm = med["jax_fused"] - med["jax_plain"], med["torch_thesis"] - med["torch_plain"]
+    print(
+        f"\n## aggregation inside one evaluation pass (all 4 modules, both directions, both keyings; {a.repeats} repeats, compile {compile_s:.1f} s)\n"
+    )
+    print(
+        "| contender | pass with aggregation (s) | same pass without (s) | marginal cost of aggregation (s) |"
+    )
+    print("|---|---|---|---|")
+    print(
+        f"| thesis: torch hooks + per-token loop | {med['torch_thesis']:.3f} | {med['torch_plain']:.3f} | {tm:.3f} |"
+    )
+    print(
+        f"| jaxdyn: fused on-device reductions + aggregate | {med['jax_fused']:.3f} | {med['jax_plain']:.3f} | {jm:.3f} |"
+    )
+    print(
+        f"\nmarginal-cost ratio thesis / jaxdyn: {tm / max(jm, 1e-9):.1f}x; whole-pass ratio: {med['torch_thesis'] / med['jax_fused']:.1f}x"
     )
 
 

@@ -84,12 +84,19 @@ def _bottom_up_stage(ctx: StudyContext) -> None:
     bottom_up_stage(ctx)  # report order 50
 
 
+def _similarity_stage(ctx: StudyContext) -> None:
+    from jaxdyn.studies.similarity_report import similarity_stage
+
+    similarity_stage(ctx)  # report order 30
+
+
 #: Stage name -> function, in the order ``jaxdyn run`` runs them.
 STAGES: dict[str, Callable[[StudyContext], None]] = {
     "train": _train_stage,
     "sparsity": _sparsity_stage,
     "interactions": _interactions_stage,
     "bottom_up": _bottom_up_stage,
+    "similarity": _similarity_stage,
 }
 
 

@@ -61,11 +61,11 @@ def test_sentence_pairs_enumerates_all_pairs_with_distances():
         assert max_pairs(n, 3) == len(all_pairs(n, 3))
 
 
-@pytest.mark.parametrize("width", [4, 16])
+@pytest.mark.parametrize("width", [4, 8])
 def test_padded_batches_match_unpadded_kernel(params, width):
     """Bucketed, padded, batched DI == the interdependence kernel on each bare sentence."""
     rng = np.random.default_rng(0)
-    lens = [3, 7, 2, 11]
+    lens = [3, 7]
     ids = [rng.integers(0, V - 1, n).astype(np.int32) for n in lens]
     pair_sets = [sentence_pairs(_random_heads(rng, n), 4) for n in lens]
     eos = V - 1
@@ -94,13 +94,14 @@ def test_padded_batches_match_unpadded_kernel(params, width):
 
 
 def test_same_bucket_shapes_do_not_retrace(params):
-    from jaxdyn.studies import interactions as mod
+    from jaxdyn.studies import interactions_pairs as mod
 
     rng = np.random.default_rng(1)
     ids = [rng.integers(0, V, n).astype(np.int32) for n in (4, 5, 6)]
     pairs = [sentence_pairs(_random_heads(rng, len(s)), 3) for s in ids]
-    b = make_batches(ids, pairs, eos_id=0, max_seq_dist=3, bucket_width=8, hidden=H,
-                     batch_elems=1 << 20)  # fmt: skip
+    b = make_batches(
+        ids, pairs, eos_id=0, max_seq_dist=3, bucket_width=8, hidden=H, batch_elems=1 << 20
+    )
     assert len(b) == 1
     batch_di(params, b[0])
     n = mod._batch_di._cache_size()
@@ -110,14 +111,20 @@ def test_same_bucket_shapes_do_not_retrace(params):
 
 
 def test_finding_rule():
-    corr = [{"epoch": 3, "seq_dist": d, "rho": r, "p": p, "n": 50}
-            for d, r, p in [(1, -0.3, 0.001), (2, -0.2, 0.01), (3, 0.1, 0.2), (4, -0.1, 0.3)]]  # fmt: skip
+    corr = [
+        {"epoch": 3, "seq_dist": d, "rho": r, "p": p, "n": 50}
+        for d, r, p in [(1, -0.3, 0.001), (2, -0.2, 0.01), (3, 0.1, 0.2), (4, -0.1, 0.3)]
+    ]
     assert finding(corr, 3) == (False, 2, 4)
     corr[2]["rho"], corr[2]["p"] = -0.4, 0.0
     assert finding(corr, 3) == (True, 3, 4)
     assert finding(corr, 7) == (None, 0, 0)
-    cols = {"epoch": np.zeros(8, int), "seq_dist": np.ones(8, int),
-            "syn_dist": np.arange(8), "di_hidden": -np.arange(8.0)}  # fmt: skip
+    cols = {
+        "epoch": np.zeros(8, int),
+        "seq_dist": np.ones(8, int),
+        "syn_dist": np.arange(8),
+        "di_hidden": -np.arange(8.0),
+    }
     (r,) = correlations(cols, "di_hidden")
     assert r["rho"] == pytest.approx(-1.0) and r["n"] == 8
 
@@ -134,9 +141,16 @@ def _toy_corpus(n_sent, seed):
 
 
 TINY = InteractionsConfig(
-    emb_dim=8, hidden=8, epochs=1, max_vocab=None, max_eval_tokens=None, max_sentences=12,
-    max_words=11, bucket_width=6, max_seq_dist=5,
-)  # fmt: skip
+    emb_dim=8,
+    hidden=8,
+    epochs=1,
+    max_vocab=None,
+    max_eval_tokens=None,
+    max_sentences=12,
+    max_words=11,
+    bucket_width=6,
+    max_seq_dist=5,
+)
 
 
 def test_stage_end_to_end_on_toy_treebank(tmp_path):
@@ -159,12 +173,15 @@ def test_stage_end_to_end_on_toy_treebank(tmp_path):
         assert (rep / png).stat().st_size > 1000
     text = (rep / "sections" / "40-interactions.md").read_text()
     assert "## Interdependence and syntax" in text and "Spearman" in text
-    # a rerun resumes the finished LM and reproduces the table exactly
-    g = run_interactions(tmp_path, None, TINY, progress=False, corpus_splits=splits)
-    assert g["correlations"] == f["correlations"]
+    # a changed config cannot silently resume the trained LM
     with pytest.raises(ValueError, match="different config"):
-        run_interactions(tmp_path, None, dataclasses.replace(TINY, hidden=9), progress=False,
-                         corpus_splits=splits)  # fmt: skip
+        run_interactions(
+            tmp_path,
+            None,
+            dataclasses.replace(TINY, hidden=9),
+            progress=False,
+            corpus_splits=splits,
+        )
 
 
 def test_skipped_without_data_dir(tmp_path):

@@ -43,45 +43,25 @@ from jaxdyn.analysis.cd import (
     SPAN_BIAS,
     _decoder_weight,
     _layer_names,
-    _split4,
     check_inputs,
     forward,
     span_bias_mask,
     zero_carry_single,
 )
+from jaxdyn.analysis.di_packed import beta_cell, di_packed
 
 SPACES = ("hidden", "logits")
 
 
-def _share_r(r, a, b, fn, f_a, f_b):
-    """Relevant share of fn(a) where a = r + i + b (i implicit): Shapley average."""
-    return 0.5 * ((fn(r + b) - f_b) + (f_a - fn(a - r)))
-
-
 def _beta_layer(p, a_full, c_full, rel_in, span_bias, decompose_output_gate):
     """Beta-only CD recursion of one layer over ``(T, .)`` sequences; returns ``(T, H)``."""
-    sig = jax.nn.sigmoid
-    bi, bf, bg, bo = _split4(p["bias_ih"] + p["bias_hh"])
-    w_hh_t = p["weight_hh"].T
+    bias, w_hh_t = p["bias_ih"] + p["bias_hh"], p["weight_hh"].T
 
     def step(carry, xs):
         bh, bc = carry
         r_in, a, c, sb = xs
-        ri, rf, rg, ro = _split4(r_in + bh @ w_hh_t)
-        ai, af, ag, ao = _split4(a)
-        s_i, s_f, s_o = sig(ai), sig(af), sig(ao)
-        i_b, f_b, g_b = sig(bi), sig(bf), jnp.tanh(bg)
-        i_r = _share_r(ri, ai, bi, sig, s_i, i_b)
-        f_r = _share_r(rf, af, bf, sig, s_f, f_b)
-        g_r = _share_r(rg, ag, bg, jnp.tanh, jnp.tanh(ag), g_b)
-        new_bc = i_r * (g_r + g_b) + i_b * g_r + (f_r + f_b) * bc + jnp.where(sb, i_b * g_b, 0.0)
-        t_r = 0.5 * (jnp.tanh(new_bc) + jnp.tanh(c) - jnp.tanh(c - new_bc))
-        if decompose_output_gate:
-            o_r = _share_r(ro, ao, bo, sig, s_o, sig(bo))
-            new_bh = (o_r + sig(bo)) * t_r
-        else:
-            new_bh = s_o * t_r
-        return (new_bh, new_bc), new_bh
+        bh, bc = beta_cell(bias, r_in + bh @ w_hh_t, a, c, bc, sb, decompose_output_gate)
+        return (bh, bc), bh
 
     zero = jnp.zeros(c_full.shape[-1], c_full.dtype)
     _, bh = jax.lax.scan(step, (zero, zero), (rel_in, a_full, c_full, span_bias))
@@ -162,6 +142,10 @@ def _di_batch(params, tokens, pairs, target, lengths, init_carry, logit_ids, **s
 
 _di_batch_jit = jax.jit(_di_batch, static_argnames=_STATIC)
 _beta_jit = jax.jit(_span_beta_single, static_argnames=("layer", "flags", "mask_chunk"))
+
+
+def _concrete(*xs) -> bool:
+    return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
 def _resolve(params, space, layer, span_bias):
@@ -245,11 +229,18 @@ def interdependence(
     if init_carry is None:
         init_carry = zero_carry_single(params, params["encoder"]["weight"].dtype)
     length = jnp.asarray(tokens.shape[0] if length is None else length, jnp.int32)
+    flags = (decompose_output_gate, span_bias, upper_bias_in_span)
+    if _concrete(pairs, target, length):
+        return di_packed(
+            params, tokens[None], pairs[None], target[None], length[None],
+            jax.tree_util.tree_map(lambda z: jnp.asarray(z)[None], init_carry),
+            None if logit_ids is None else jnp.asarray(logit_ids),
+            space=space, layer=layer, flags=flags, chunk=mask_chunk,
+        )[0]  # fmt: skip
     return _di_jit(
         params, tokens, pairs, target, length, init_carry,
         None if logit_ids is None else jnp.asarray(logit_ids),
-        space=space, layer=layer, mask_chunk=mask_chunk,
-        flags=(decompose_output_gate, span_bias, upper_bias_in_span),
+        space=space, layer=layer, mask_chunk=mask_chunk, flags=flags,
     )  # fmt: skip
 
 
@@ -302,11 +293,17 @@ def interdependence_batch(
             zero_carry_single(params, params["encoder"]["weight"].dtype),
         )
     lengths = jnp.full((b,), t, jnp.int32) if lengths is None else jnp.asarray(lengths, jnp.int32)
+    flags = (decompose_output_gate, span_bias, upper_bias_in_span)
+    if _concrete(pairs, target, lengths):
+        return di_packed(
+            params, tokens, pairs, target, lengths, init_carry,
+            None if logit_ids is None else jnp.asarray(logit_ids),
+            space=space, layer=layer, flags=flags, chunk=mask_chunk,
+        )  # fmt: skip
     return _di_batch_jit(
         params, tokens, pairs, target, lengths, init_carry,
         None if logit_ids is None else jnp.asarray(logit_ids),
-        space=space, layer=layer, mask_chunk=mask_chunk,
-        flags=(decompose_output_gate, span_bias, upper_bias_in_span),
+        space=space, layer=layer, mask_chunk=mask_chunk, flags=flags,
     )  # fmt: skip
 
 

@@ -16,7 +16,9 @@ from a zero state and measured at the position whose next token is ``")"``
 * ``di_hidden``, ``di_logits``: DI of the open symbol and the conduit (as two
   spans) at ``t``: ``||beta_both - beta_open - beta_conduit|| / ||beta_both||`` in
   the top layer's hidden space and in logit space;
-* ``correct``: ``")"`` is the argmax of the full model's prediction at ``t``.
+* ``correct``: the full model gives ``")"`` probability above 1/2 at ``t`` (so ``")"``
+  is its argmax; a bare argmax would count an untrained model that happens to
+  rank ``")"`` first everywhere as accurate).
 
 Departure from the thesis script: it reads its scores at the position whose
 *input* is ``")"`` (i.e. the prediction of the token after ``")"``); here the
@@ -67,14 +69,14 @@ class BottomUpConfig:
       seed: data and initialisation seed.
     """
 
-    rule_lengths: tuple[int, ...] = (2, 5)
+    rule_lengths: tuple[int, ...] = (3, 8)
     familiar_repeats: int = 20
-    vocab_size: int = 40
-    num_tokens: int = 120_000
-    num_rules: int = 3_000
+    vocab_size: int = 100
+    num_tokens: int = 100_000
+    num_rules: int = 1_500
     bank_size: int = 20
     num_eval: int = 200
-    eval_length: int = 20
+    eval_length: int = 24
     emb_dim: int = 48
     hidden: int = 48
     num_layers: int = 2
@@ -217,7 +219,7 @@ def _closing_one(params, tokens, open_pos, rule_length):
     full = hs[-1][t] @ w.T + dec["bias"]
     return {
         "full_logp": jax.nn.log_softmax(full)[CLOSE],
-        "correct": (jnp.argmax(full) == CLOSE).astype(jnp.float32),
+        "correct": (jax.nn.log_softmax(full)[CLOSE] > jnp.log(0.5)).astype(jnp.float32),
         "cd_open": cd[0],
         "cd_conduit": cd[1],
         "cd_both": cd[2],

@@ -39,8 +39,13 @@ def summarise(results) -> list[dict]:
     for name, r in results.items():
         for epoch, sets in sorted(r["epochs"].items()):
             for s in EVAL_SETS:
-                row = {"condition": name, "rule_length": r["rule_length"],
-                       "familiar_repeats": r["familiar_repeats"], "epoch": epoch, "eval_set": s}  # fmt: skip
+                row = {
+                    "condition": name,
+                    "rule_length": r["rule_length"],
+                    "familiar_repeats": r["familiar_repeats"],
+                    "epoch": epoch,
+                    "eval_set": s,
+                }
                 row.update({k: float(np.mean(sets[s][k])) for k in MEASURES})
                 rows.append(row)
     return rows
@@ -52,15 +57,33 @@ def write_tables(out: Path, results, summary) -> int:
     n = 0
     with gzip.open(out / "closing.csv.gz", "wt", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["condition", "rule_length", "familiar_repeats", "epoch", "eval_set",
-                    "example", *MEASURES])  # fmt: skip
+        w.writerow(
+            [
+                "condition",
+                "rule_length",
+                "familiar_repeats",
+                "epoch",
+                "eval_set",
+                "example",
+                *MEASURES,
+            ]
+        )
         for name, r in results.items():
             for epoch, sets in sorted(r["epochs"].items()):
                 for s in EVAL_SETS:
                     cols = [sets[s][k] for k in MEASURES]
                     for i in range(len(cols[0])):
-                        w.writerow([name, r["rule_length"], r["familiar_repeats"], epoch, s, i,
-                                    *(f"{c[i]:.6g}" for c in cols)])  # fmt: skip
+                        w.writerow(
+                            [
+                                name,
+                                r["rule_length"],
+                                r["familiar_repeats"],
+                                epoch,
+                                s,
+                                i,
+                                *(f"{c[i]:.6g}" for c in cols),
+                            ]
+                        )
                         n += 1
     with open(out / "summary.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(summary[0]))
@@ -70,8 +93,10 @@ def write_tables(out: Path, results, summary) -> int:
 
 
 def curve(summary, name, s, key) -> tuple[np.ndarray, np.ndarray]:
-    rs = sorted((r for r in summary if r["condition"] == name and r["eval_set"] == s),
-                key=lambda r: r["epoch"])  # fmt: skip
+    rs = sorted(
+        (r for r in summary if r["condition"] == name and r["eval_set"] == s),
+        key=lambda r: r["epoch"],
+    )
     return np.array([r["epoch"] for r in rs]), np.array([r[key] for r in rs])
 
 
@@ -95,8 +120,13 @@ def findings(results, summary, config) -> dict:
         ok = None
         if tf is not None:
             ok = bool((tr is None or tf <= tr) and fam[1:].mean() > fre[1:].mean())
-        a[name] = {"ok": ok, "half_familiar": tf, "half_fresh": tr,
-                   "mean_acc_familiar": float(fam[1:].mean()), "mean_acc_fresh": float(fre[1:].mean())}  # fmt: skip
+        a[name] = {
+            "ok": ok,
+            "half_familiar": tf,
+            "half_fresh": tr,
+            "mean_acc_familiar": float(fam[1:].mean()),
+            "mean_acc_fresh": float(fre[1:].mean()),
+        }
         _, op = curve(summary, name, "familiar", "cd_open")
         _, co = curve(summary, name, "familiar", "cd_conduit")
         to, tc = half_rise_epoch(ep, op, g), half_rise_epoch(ep, co, g)
@@ -110,39 +140,56 @@ def findings(results, summary, config) -> dict:
                 continue
             last = max(r["epochs"])
             di = float(curve(summary, name, "familiar", "di_hidden")[1][-1])
-            gap = float(curve(summary, name, "familiar", "correct")[1][-1]
-                        - curve(summary, name, "fresh", "correct")[1][-1])  # fmt: skip
+            gap = float(
+                curve(summary, name, "familiar", "correct")[1][-1]
+                - curve(summary, name, "fresh", "correct")[1][-1]
+            )
             cells["familiar" if r["familiar_repeats"] else "unfamiliar"] = (di, gap, last)
         if len(cells) == 2:
             (d1, g1, _), (d0, g0, _) = cells["familiar"], cells["unfamiliar"]
             ok = None if d1 == d0 or g1 == g0 else bool(np.sign(d1 - d0) == np.sign(g1 - g0))
-            b[f"L{L}"] = {"ok": ok, "di_familiar_cond": d1, "gap_familiar_cond": g1,
-                          "di_unfamiliar_cond": d0, "gap_unfamiliar_cond": g0}  # fmt: skip
+            b[f"L{L}"] = {
+                "ok": ok,
+                "di_familiar_cond": d1,
+                "gap_familiar_cond": g1,
+                "di_unfamiliar_cond": d0,
+                "gap_unfamiliar_cond": g0,
+            }
     for name in results:
         ep, di = curve(summary, name, "familiar", "di_hidden")
         _, fam = curve(summary, name, "familiar", "correct")
         _, fre = curve(summary, name, "fresh", "correct")
         pts += [(d, f - r) for e, d, f, r in zip(ep, di, fam, fre) if e > 0]
-    rho, p = spearman([x for x, _ in pts], [y for _, y in pts]) if len(pts) > 3 else (np.nan, np.nan)
+    rho, p = (
+        spearman([x for x, _ in pts], [y for _, y in pts]) if len(pts) > 3 else (np.nan, np.nan)
+    )
 
     def majority(d):
         v = [x["ok"] for x in d.values() if x["ok"] is not None]
         return None if not v else sum(v) > len(v) / 2
 
-    return {"a": majority(a), "a_detail": a, "a2": majority(a2), "a2_detail": a2,
-            "b": majority(b), "b_detail": b, "b_spearman_di_gap": [rho, p, len(pts)]}  # fmt: skip
+    return {
+        "a": majority(a),
+        "a_detail": a,
+        "a2": majority(a2),
+        "a2_detail": a2,
+        "b": majority(b),
+        "b_detail": b,
+        "b_spearman_di_gap": [rho, p, len(pts)],
+    }
 
 
 def plot_accuracy(path, results, summary, config):
-    fig, axes = plt.subplots(1, len(config.rule_lengths), figsize=(5 * len(config.rule_lengths), 3.6),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(config.rule_lengths), figsize=(5 * len(config.rule_lengths), 3.6), squeeze=False
+    )
     for ax, L in zip(axes[0], config.rule_lengths):
-        for k, (name, r) in enumerate(x for x in results.items() if x[1]["rule_length"] == L):
+        for k, name in enumerate(n for n, r in results.items() if r["rule_length"] == L):
             for s, ls in zip(EVAL_SETS, ("-", "--")):
                 ep, acc = curve(summary, name, s, "correct")
                 ax.plot(ep, acc, ls, color=f"C{k}", marker="o", ms=3, label=f"{name}, {s} set")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy of ')' (argmax)")
+        ax.set_ylabel("accuracy: p(')') > 1/2")
         ax.set_title(f"rule length {L}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -175,26 +222,49 @@ def write_outputs(workdir: Path, results, config) -> dict:
     (out / "findings.json").write_text(json.dumps(f, indent=1, default=float))
     figs = [
         plot_accuracy(rep / "bottom_up_accuracy.png", results, summary, config),
-        plot_measures(rep / "bottom_up_logp.png", results, summary,
-                      ("full_logp", "cd_open", "cd_conduit", "cd_both"), "log p(')')"),  # fmt: skip
-        plot_measures(rep / "bottom_up_di.png", results, summary, ("di_hidden",), "DI(open, conduit)"),
+        plot_measures(
+            rep / "bottom_up_logp.png",
+            results,
+            summary,
+            ("full_logp", "cd_open", "cd_conduit", "cd_both"),
+            "log p(')')",
+        ),
+        plot_measures(
+            rep / "bottom_up_di.png", results, summary, ("di_hidden",), "DI(open, conduit)"
+        ),
     ]
     fmt_t = lambda t: "never" if t is None else str(t)  # noqa: E731
-    a_txt = "; ".join(f"{n}: half-rise epoch {fmt_t(d['half_familiar'])} vs {fmt_t(d['half_fresh'])}, "
-                      f"mean acc {d['mean_acc_familiar']:.3f} vs {d['mean_acc_fresh']:.3f}"
-                      for n, d in f["a_detail"].items())  # fmt: skip
-    a2_txt = "; ".join(f"{n}: conduit {fmt_t(d['half_conduit'])}, open {fmt_t(d['half_open'])}"
-                       for n, d in f["a2_detail"].items())  # fmt: skip
-    b_txt = "; ".join(f"{k}: DI {d['di_familiar_cond']:.3f} vs {d['di_unfamiliar_cond']:.3f}, gap "
-                      f"{d['gap_familiar_cond']:+.3f} vs {d['gap_unfamiliar_cond']:+.3f}"
-                      for k, d in f["b_detail"].items())  # fmt: skip
+    a_txt = "; ".join(
+        f"{n}: half-rise epoch {fmt_t(d['half_familiar'])} vs {fmt_t(d['half_fresh'])}, "
+        f"mean acc {d['mean_acc_familiar']:.3f} vs {d['mean_acc_fresh']:.3f}"
+        for n, d in f["a_detail"].items()
+    )
+    a2_txt = "; ".join(
+        f"{n}: conduit {fmt_t(d['half_conduit'])}, open {fmt_t(d['half_open'])}"
+        for n, d in f["a2_detail"].items()
+    )
+    b_txt = "; ".join(
+        f"{k}: DI {d['di_familiar_cond']:.3f} vs {d['di_unfamiliar_cond']:.3f}, gap "
+        f"{d['gap_familiar_cond']:+.3f} vs {d['gap_unfamiliar_cond']:+.3f}"
+        for k, d in f["b_detail"].items()
+    )
     rho, p, npts = f["b_spearman_di_gap"]
     last_rows = []
     for r in summary:
         if r["epoch"] == max(results[r["condition"]]["epochs"]):
-            last_rows.append((r["condition"], r["eval_set"], r["correct"], r["full_logp"],
-                              r["cd_open"], r["cd_conduit"], r["cd_both"], r["di_hidden"],
-                              r["di_logits"]))  # fmt: skip
+            last_rows.append(
+                (
+                    r["condition"],
+                    r["eval_set"],
+                    r["correct"],
+                    r["full_logp"],
+                    r["cd_open"],
+                    r["cd_conduit"],
+                    r["cd_both"],
+                    r["di_hidden"],
+                    r["di_logits"],
+                )
+            )
     text = f"""## Bottom-up learning on synthetic brackets
 
 {len(results)} conditions (rule lengths {", ".join(map(str, config.rule_lengths))}; conduits
@@ -204,7 +274,7 @@ over {config.bank_size} bank conduits; {config.num_layers} x {config.hidden} LST
 Measured on {config.num_eval} evaluation sequences per set (`familiar` = bank conduits, `fresh` =
 unseen conduits) at the position whose next token is `)`: full-model log p(`)`), CD log p(`)`)
 = log softmax of the relevant logits (decoder bias left out, as the thesis script) with relevant =
-open symbol / conduit / both, DI(open, conduit) and accuracy (`)` is the argmax). Half-rise epoch =
+open symbol / conduit / both, DI(open, conduit) and accuracy (p(`)`) > 1/2). Half-rise epoch =
 first epoch reaching half of the curve's maximum rise over epoch 0 (rise < {config.learned_gain} = never).
 Tables: `bottom_up/closing.csv.gz` ({n_rows:,} rows), `bottom_up/summary.csv`; `bottom_up/findings.json`.
 

@@ -35,16 +35,40 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.interdependence import all_pairs, span_beta
 from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, RunConfig
-from jaxdyn.data.conllu import RELATIONS, dependency_distance, relation_matrix
+from jaxdyn.data.conllu import RELATIONS
+from jaxdyn.studies.interactions_pairs import (
+    Batch,
+    batch_di,
+    make_batches,
+    max_pairs,
+    sentence_pairs,
+)
+
+__all__ = [
+    "PRESETS",
+    "Batch",
+    "InteractionsConfig",
+    "batch_di",
+    "di_table",
+    "interactions_stage",
+    "make_batches",
+    "max_pairs",
+    "preset",
+    "run_interactions",
+    "select_sentences",
+    "sentence_pairs",
+    "train_lm",
+]
 
 #: Relation names in the table (``RELATIONS`` order of :mod:`jaxdyn.data.conllu`).
-RELATION_NAMES = {"other": "unconnected", "head-dependent": "head-dependent", "ancestor": "ancestor"}
+RELATION_NAMES = {
+    "other": "unconnected",
+    "head-dependent": "head-dependent",
+    "ancestor": "ancestor",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,168 +162,6 @@ def preset(name: str) -> InteractionsConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown interactions preset {name!r}; choose from {sorted(PRESETS)}")
     return PRESETS[name]
-
-
-# ----------------------------------------------------------------------------- pairs
-
-
-def sentence_pairs(heads, max_seq_dist: int) -> dict[str, np.ndarray]:
-    """All word pairs ``i < j`` with ``j - i <= max_seq_dist`` of one parsed sentence.
-
-    Args:
-      heads: ``(n,)`` 1-based dependency heads (0 = root).
-      max_seq_dist: largest sequential distance.
-
-    Returns:
-      ``{"i", "j", "seq_dist", "syn_dist", "relation"}``, each ``(P,)``; ``relation``
-      holds indices into :data:`jaxdyn.data.conllu.RELATIONS`.
-
-    References:
-      Saphra & Lopez (2020), Sec. 4 (syntactic distance = dependency path length).
-    """
-    n = len(heads)
-    pr = all_pairs(n, max_seq_dist)
-    dist = dependency_distance(heads)
-    rel = relation_matrix(heads)
-    i, j = pr[:, 0].astype(np.int64), pr[:, 1].astype(np.int64)
-    return {
-        "i": i,
-        "j": j,
-        "seq_dist": j - i,
-        "syn_dist": dist[i, j].astype(np.int64),
-        "relation": rel[i, j].astype(np.int64),
-    }
-
-
-def max_pairs(num_words: int, max_seq_dist: int) -> int:
-    """Number of pairs within ``max_seq_dist`` among ``num_words`` words."""
-    return int(sum(max(0, num_words - k) for k in range(1, max_seq_dist + 1)))
-
-
-@dataclasses.dataclass(frozen=True)
-class Batch:
-    """One padded batch for :func:`batch_di` (all NumPy).
-
-    Attributes:
-      tokens: ``(B, T)`` ids, ``<eos>`` at position 0, words at ``1 .. n``.
-      lengths: ``(B,)`` valid lengths ``n + 1`` (1 for dummy rows).
-      pairs: ``(B, P, 2)`` positions ``(i + 1, j + 1)``; ``(-1, -1)`` pads.
-      targets: ``(B, P)`` timesteps (the later word ``j + 1``; 0 for pads).
-      rows: ``(B, P)`` row of each pair in the study's pair table; -1 for pads.
-    """
-
-    tokens: np.ndarray
-    lengths: np.ndarray
-    pairs: np.ndarray
-    targets: np.ndarray
-    rows: np.ndarray
-
-
-def make_batches(
-    token_ids: list[np.ndarray],
-    pair_sets: list[dict[str, np.ndarray]],
-    *,
-    eos_id: int,
-    max_seq_dist: int,
-    bucket_width: int,
-    hidden: int,
-    batch_elems: int,
-) -> list[Batch]:
-    """Pack sentences into fixed-shape batches by bucket length.
-
-    Args:
-      token_ids: per sentence, ``(n,)`` word ids.
-      pair_sets: per sentence, :func:`sentence_pairs` output; the pair table's rows
-        are the pairs in sentence order then pair order.
-      eos_id: id of ``<eos>`` (prepended to every sentence).
-      max_seq_dist, bucket_width, hidden, batch_elems: see :class:`InteractionsConfig`.
-
-    Returns:
-      Batches; all batches of one bucket share their shapes.
-    """
-    offsets = np.cumsum([0] + [len(p["i"]) for p in pair_sets])
-    by_bucket: dict[int, list[int]] = {}
-    for s, ids in enumerate(token_ids):
-        t = -(-(len(ids) + 1) // bucket_width) * bucket_width
-        by_bucket.setdefault(t, []).append(s)
-    out = []
-    for t, sents in sorted(by_bucket.items()):
-        p = max(max_pairs(t - 1, max_seq_dist), 1)
-        per = max(1, batch_elems // ((t + p) * t * hidden))
-        size = min(per, len(sents))
-        for k in range(0, len(sents), size):
-            chunk = sents[k : k + size]
-            tok = np.zeros((size, t), np.int32)
-            tok[:, 0] = eos_id
-            lengths = np.ones(size, np.int32)
-            pairs = np.full((size, p, 2), -1, np.int32)
-            targets = np.zeros((size, p), np.int32)
-            rows = np.full((size, p), -1, np.int64)
-            for b, s in enumerate(chunk):
-                ids, ps = token_ids[s], pair_sets[s]
-                tok[b, 1 : len(ids) + 1] = ids
-                lengths[b] = len(ids) + 1
-                m = len(ps["i"])
-                pairs[b, :m, 0], pairs[b, :m, 1] = ps["i"] + 1, ps["j"] + 1
-                targets[b, :m] = ps["j"] + 1
-                rows[b, :m] = offsets[s] + np.arange(m)
-            out.append(Batch(tok, lengths, pairs, targets, rows))
-    return out
-
-
-# ----------------------------------------------------------------------------- DI
-
-
-def _di_one(params, tokens, length, pairs, targets):
-    """DI (hidden and logit space) of ``P`` pairs of one sentence at their targets."""
-    t_len, n_pairs = tokens.shape[0], pairs.shape[0]
-    pos = jnp.arange(t_len)
-    x, y = pairs[:, 0], pairs[:, 1]
-    pair_masks = ((pos[None] == x[:, None]) | (pos[None] == y[:, None])) & (x[:, None] >= 0)
-    masks = jnp.concatenate([jnp.eye(t_len, dtype=bool), pair_masks])
-    beta = span_beta(params, tokens, masks, layer=-1, length=length)  # (T + P, T, H)
-    ok = x >= 0
-    bx = jnp.where(ok[:, None], beta[jnp.clip(x, 0), targets], 0.0)
-    by = jnp.where(ok[:, None], beta[jnp.clip(y, 0), targets], 0.0)
-    bxy = beta[t_len + jnp.arange(n_pairs), targets]
-    dec = params["decoder"]
-    w = dec["weight"] if "weight" in dec else params["encoder"]["weight"]
-
-    def ratio(a, b, ab):
-        num = jnp.linalg.norm(ab - a - b, axis=-1)
-        den = jnp.linalg.norm(ab, axis=-1)
-        good = den > 0
-        return jnp.where(good, num / jnp.where(good, den, 1.0), 0.0)
-
-    return ratio(bx, by, bxy), ratio(bx @ w.T, by @ w.T, bxy @ w.T)
-
-
-@jax.jit
-def _batch_di(params, tokens, lengths, pairs, targets):
-    return jax.vmap(_di_one, in_axes=(None, 0, 0, 0, 0))(params, tokens, lengths, pairs, targets)
-
-
-def batch_di(params, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-    """DI of every pair of a :class:`Batch` in one compiled call.
-
-    Args:
-      params: LSTM LM params (layout of :mod:`jaxdyn.models.lstm`).
-      batch: a padded batch.
-
-    Returns:
-      ``(di_hidden, di_logits)``, each ``(B, P)`` NumPy (0 at padded pairs).
-
-    References:
-      Saphra & Lopez (2020), Eq. 1: ``||beta_xy - beta_x - beta_y|| / ||beta_xy||``.
-    """
-    out = _batch_di(
-        params,
-        jnp.asarray(batch.tokens),
-        jnp.asarray(batch.lengths),
-        jnp.asarray(batch.pairs),
-        jnp.asarray(batch.targets),
-    )
-    return tuple(np.asarray(v) for v in jax.device_get(out))
 
 
 # ----------------------------------------------------------------------------- the study

@@ -41,7 +41,9 @@ def write_csv(path: Path, cols: dict[str, np.ndarray]) -> int:
         fmt = {k: (lambda v: f"{v:.6g}") for k in SPACES}
         data = [cols[k].tolist() for k in COLUMNS]
         for r in range(n):
-            w.writerow([fmt[k](data[c][r]) if k in fmt else data[c][r] for c, k in enumerate(COLUMNS)])
+            w.writerow(
+                [fmt[k](data[c][r]) if k in fmt else data[c][r] for c, k in enumerate(COLUMNS)]
+            )
     return n
 
 
@@ -52,7 +54,9 @@ def correlations(cols: dict[str, np.ndarray], space: str) -> list[dict]:
         for d in np.unique(cols["seq_dist"]):
             sel = (cols["epoch"] == e) & (cols["seq_dist"] == d)
             rho, p = spearman(cols[space][sel], cols["syn_dist"][sel])
-            rows.append({"epoch": int(e), "seq_dist": int(d), "rho": rho, "p": p, "n": int(sel.sum())})
+            rows.append(
+                {"epoch": int(e), "seq_dist": int(d), "rho": rho, "p": p, "n": int(sel.sum())}
+            )
     return rows
 
 
@@ -89,8 +93,15 @@ def plot_heatmap(path, cols, space, epoch, syn_cap):
     for a in range(len(seq)):
         for b in range(len(bins)):
             if cnt[a, b]:
-                ax.text(b, a, f"{mean[a, b]:.2f}\n({cnt[a, b]})", ha="center", va="center",
-                        fontsize=6, color="w")  # fmt: skip
+                ax.text(
+                    b,
+                    a,
+                    f"{mean[a, b]:.2f}\n({cnt[a, b]})",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="w",
+                )
     ax.set_xticks(range(len(bins)), [f"{k}" if k < syn_cap else f"{k}+" for k in bins])
     ax.set_yticks(range(len(seq)), [str(d) for d in seq])
     ax.set_xlabel("syntactic (dependency path) distance")
@@ -105,8 +116,13 @@ def plot_rho(path, corr_by_space):
     for ax, (space, corr) in zip(np.atleast_1d(axes), corr_by_space.items()):
         for d in sorted({r["seq_dist"] for r in corr}):
             rs = [r for r in corr if r["seq_dist"] == d]
-            ax.plot([r["epoch"] for r in rs], [r["rho"] for r in rs], marker="o", ms=3,
-                    label=f"seq dist {d}")  # fmt: skip
+            ax.plot(
+                [r["epoch"] for r in rs],
+                [r["rho"] for r in rs],
+                marker="o",
+                ms=3,
+                label=f"seq dist {d}",
+            )
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xlabel("epoch (0 = initialisation)")
         ax.set_ylabel("Spearman(DI, syntactic distance)")
@@ -157,20 +173,33 @@ def write_outputs(workdir: Path, cols, config, *, n_sentences: int) -> dict:
         "significant_negative": {s: [fnd[s][1], fnd[s][2]] for s in SPACES},
     }
     (out / "findings.json").write_text(json.dumps(f, indent=1, default=float))
-    heat = plot_heatmap(rep / "interactions_di_heatmap.png", cols, "di_hidden", last, config.syn_cap)
+    heat = plot_heatmap(
+        rep / "interactions_di_heatmap.png", cols, "di_hidden", last, config.syn_cap
+    )
     rho = plot_rho(rep / "interactions_rho_over_epochs.png", corr)
     at_last = {s: {r["seq_dist"]: r for r in corr[s] if r["epoch"] == last} for s in SPACES}
     rows = [
-        (d, at_last["di_hidden"][d]["n"], at_last["di_hidden"][d]["rho"], at_last["di_hidden"][d]["p"],
-         at_last["di_logits"][d]["rho"], at_last["di_logits"][d]["p"])
+        (
+            d,
+            at_last["di_hidden"][d]["n"],
+            at_last["di_hidden"][d]["rho"],
+            at_last["di_hidden"][d]["p"],
+            at_last["di_logits"][d]["rho"],
+            at_last["di_logits"][d]["p"],
+        )
         for d in sorted(at_last["di_hidden"])
-    ]  # fmt: skip
+    ]
     epochs = sorted({r["epoch"] for r in corr["di_hidden"]})
     traj_rows = [
-        (e, *(next(r["rho"] for r in corr["di_hidden"] if r["epoch"] == e and r["seq_dist"] == d)
-              for d in sorted(at_last["di_hidden"])))
+        (
+            e,
+            *(
+                next(r["rho"] for r in corr["di_hidden"] if r["epoch"] == e and r["seq_dist"] == d)
+                for d in sorted(at_last["di_hidden"])
+            ),
+        )
         for e in epochs
-    ]  # fmt: skip
+    ]
     h = fnd["di_hidden"]
     text = f"""## Interdependence and syntax
 

@@ -143,7 +143,9 @@ SIMILARITY_PRESETS: dict[str, SimilarityConfig] = {
 def similarity_preset(name: str) -> SimilarityConfig:
     """A named preset (``smoke``, ``default``, ``thesis``)."""
     if name not in SIMILARITY_PRESETS:
-        raise ValueError(f"unknown similarity preset {name!r}; choose from {list(SIMILARITY_PRESETS)}")
+        raise ValueError(
+            f"unknown similarity preset {name!r}; choose from {list(SIMILARITY_PRESETS)}"
+        )
     return SIMILARITY_PRESETS[name]
 
 

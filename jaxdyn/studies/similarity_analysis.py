@@ -288,9 +288,15 @@ def probe_accuracy(
     References: Hupkes et al. 2018 (diagnostic classifiers); Saphra & Lopez 2019, Sec. 5.
     """
     feats = jnp.asarray(feats, jnp.float32)
-    labels, mask, train_sel = np.asarray(labels), np.asarray(mask, bool), np.asarray(train_sel, bool)
+    labels, mask, train_sel = (
+        np.asarray(labels),
+        np.asarray(mask, bool),
+        np.asarray(train_sel, bool),
+    )
     if feats.ndim != 3 or labels.shape != (feats.shape[1],) or mask.shape != labels.shape:
-        raise ValueError(f"feats (P, N, D), labels (N,), mask (N,): got {feats.shape}, {labels.shape}, {mask.shape}")
+        raise ValueError(
+            f"feats (P, N, D), labels (N,), mask (N,): got {feats.shape}, {labels.shape}, {mask.shape}"
+        )
     if labels.min() < 0 or labels.max() >= classes:
         raise ValueError(f"labels must lie in [0, {classes})")
     tr, te = np.nonzero(train_sel)[0], np.nonzero(~train_sel)[0]
@@ -315,7 +321,11 @@ def probe_accuracy(
 
 def majority_accuracy(labels, mask, train_sel) -> float:
     """Test accuracy of always predicting the most frequent probe-training label."""
-    labels, mask, train_sel = np.asarray(labels), np.asarray(mask, bool), np.asarray(train_sel, bool)
+    labels, mask, train_sel = (
+        np.asarray(labels),
+        np.asarray(mask, bool),
+        np.asarray(train_sel, bool),
+    )
     tr = labels[train_sel & mask]
     te = labels[~train_sel & mask]
     if tr.size == 0 or te.size == 0:
@@ -330,7 +340,7 @@ def row_split(rows: int, cols: int, frac: float) -> np.ndarray:
     """
     if not 0 < frac < 1:
         raise ValueError(f"probe_train_frac must be in (0, 1), got {frac}")
-    cut = min(max(int(round(cols * frac)), 1), cols - 1) if cols > 1 else 0
+    cut = min(max(round(cols * frac), 1), cols - 1) if cols > 1 else 0
     if cut == 0:
         raise ValueError(f"need at least 2 held-out positions per row, got {cols}")
     return np.tile(np.arange(cols) < cut, rows)

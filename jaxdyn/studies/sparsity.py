@@ -18,6 +18,7 @@ tested on it:
 from __future__ import annotations
 
 import csv
+import sys
 import gzip
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,7 +112,7 @@ def per_type_trajectory(
             )
         out[ck.epoch] = res
         if progress:
-            print(f"[sparsity] epoch {ck.epoch} (step {ck.step}) done", flush=True)
+            print(f"[sparsity] epoch {ck.epoch} (step {ck.step}) done", file=sys.stderr, flush=True)
     return out
 
 

@@ -1,0 +1,262 @@
+"""Findings and plots of the similarity study (tidy rows in, numbers and PNGs out).
+
+Findings (Saphra & Lopez 2019; thesis chapter "Understanding learning dynamics
+with SVCCA") and how this study tests them:
+
+1. Part of speech stabilises before topic. Per tagger and layer, the
+   stabilisation epoch is the first epoch from which SVCCA with the tagger's own
+   final checkpoint stays >= ``stable_threshold`` (0.9); ties are broken by the
+   mean SVCCA-to-final over the epochs before the last (higher = earlier). Every
+   (corpus, init, layer, POS task, topic task) cell votes; the majority decides.
+   Probes give a second view: the epoch at which the language model's probe
+   reaches 90% of its largest accuracy gain over epoch 0.
+2. Recurrent layers grow more similar to the taggers', embeddings less. The
+   change of language-model-vs-tagger SVCCA from epoch 0 to the last epoch,
+   averaged over the own-initialisation taggers (with a shared initialisation
+   every layer is identical at epoch 0, so the start is trivially 1): reproduced
+   when the embedding's change is negative and every LSTM layer's positive.
+3. Embeddings of different tasks start similar and become task-specific. SVCCA
+   between shared-initialisation taggers of different tasks at epoch 1 (epoch 0
+   is trivially 1) and at the last epoch: reproduced when it falls for most pairs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from jaxdyn.report import save
+
+
+def index(rows) -> dict:
+    """``(corpus, comparison, task, init, other, layer, metric) -> {epoch: value}``."""
+    out = defaultdict(dict)
+    for r in rows:
+        key = (
+            r["corpus"],
+            r["comparison"],
+            r["task"],
+            r["init"],
+            r["other"],
+            r["layer"],
+            r["metric"],
+        )
+        out[key][int(r["epoch"])] = float(r["value"])
+    return out
+
+
+def stabilisation_epoch(series: dict[int, float], threshold: float) -> int:
+    """First epoch from which the series stays >= ``threshold`` (the last epoch if never before)."""
+    epochs = sorted(series)
+    for k, e in enumerate(epochs):
+        if all(series[f] >= threshold for f in epochs[k:]):
+            return e
+    return epochs[-1]
+
+
+def _pre_final_mean(series):
+    epochs = sorted(series)[:-1]
+    return float(np.mean([series[e] for e in epochs])) if epochs else float("nan")
+
+
+def _vote(earlier: int, later: int):
+    if earlier == later:
+        return None
+    return earlier > later
+
+
+def _layers(idx):
+    names = {k[5] for k in idx}
+    return sorted(names, key=lambda n: -1 if n == "embedding" else int(n.split("_")[-1]))
+
+
+def finding_pos_before_topic(idx, cfg) -> dict:
+    cells, earlier, later = [], 0, 0
+    corpora = sorted({k[0] for k in idx})
+    for corpus in corpora:
+        for init in ("shared", "own"):
+            for layer in _layers(idx):
+                ser = {
+                    k[2]: v
+                    for k, v in idx.items()
+                    if k[0] == corpus
+                    and k[1] == "vs-own-final"
+                    and k[3] == init
+                    and k[5] == layer
+                    and k[6] == "svcca"
+                }
+                for p in [t for t in ser if t in cfg.pos_tasks]:
+                    for t in [t for t in ser if t in cfg.topic_tasks]:
+                        if len(ser[p]) < 3:
+                            continue
+                        ep, et = (stabilisation_epoch(ser[x], cfg.stable_threshold) for x in (p, t))
+                        mp, mt = _pre_final_mean(ser[p]), _pre_final_mean(ser[t])
+                        first = ep < et or (ep == et and mp > mt)
+                        last = ep > et or (ep == et and mp < mt)
+                        earlier += first
+                        later += last
+                        cells.append((corpus, init, layer, p, ep, mp, t, et, mt))
+    return {"cells": cells, "earlier": earlier, "later": later, "ok": _vote(earlier, later)}
+
+
+def probe_stabilisation(probes, frac: float = 0.9) -> dict:
+    """``(corpus, task, layer) -> epoch`` at which the LM probe reaches ``frac`` of its best gain."""
+    ser = defaultdict(dict)
+    for r in probes:
+        ser[(r["corpus"], r["task"], r["layer"])][int(r["epoch"])] = float(r["test_acc"])
+    out = {}
+    for key, s in ser.items():
+        epochs = sorted(s)
+        gain = max(s.values()) - s[epochs[0]]
+        out[key] = next(e for e in epochs if s[e] - s[epochs[0]] >= frac * gain)
+    return out
+
+
+def finding_probe_view(probes, cfg) -> dict:
+    stab = probe_stabilisation(probes)
+    cells, earlier, later = [], 0, 0
+    for (corpus, task, layer), e in sorted(stab.items()):
+        if task not in cfg.pos_tasks:
+            continue
+        for (c2, t2, l2), e2 in stab.items():
+            if c2 == corpus and l2 == layer and t2 in cfg.topic_tasks:
+                earlier += e < e2
+                later += e > e2
+                cells.append((corpus, layer, task, e, t2, e2))
+    n_epochs = len({r["epoch"] for r in probes})
+    return {
+        "cells": cells,
+        "ok": _vote(earlier, later) if n_epochs >= 3 else None,
+        "earlier": earlier,
+        "later": later,
+    }
+
+
+def finding_recurrent_vs_embedding(idx) -> dict:
+    change = defaultdict(lambda: defaultdict(list))  # (corpus, init) -> layer -> [delta]
+    for k, s in idx.items():
+        corpus, comp, _, init, _, layer, metric = k
+        if comp != "lm-vs-tagger" or metric != "svcca":
+            continue
+        epochs = sorted(s)
+        start = epochs[0] if init == "own" else (epochs[1] if len(epochs) > 2 else None)
+        if start is None or start == epochs[-1]:
+            continue
+        change[(corpus, init)][layer].append(s[epochs[-1]] - s[start])
+    means = defaultdict(dict)  # corpus -> init -> layer -> mean change
+    for (corpus, init), d in sorted(change.items()):
+        means[corpus][init] = {l: float(np.mean(v)) for l, v in d.items()}
+    per_corpus = []
+    for m in (d.get("own", {}) for d in means.values()):
+        if "embedding" not in m:
+            continue
+        rec = [v for l, v in m.items() if l != "embedding"]
+        ok = m["embedding"] < 0 and all(v > 0 for v in rec)
+        bad = m["embedding"] >= 0 and all(v <= 0 for v in rec)
+        per_corpus.append(True if ok else (False if bad else None))
+    if per_corpus and all(v is True for v in per_corpus):
+        verdict_ = True
+    elif per_corpus and all(v is False for v in per_corpus):
+        verdict_ = False
+    else:
+        verdict_ = None
+    return {"mean_change": dict(means), "ok": verdict_}
+
+
+def finding_task_specific_embeddings(idx) -> dict:
+    cells, fell, rose = [], 0, 0
+    for k, s in sorted(idx.items()):
+        corpus, comp, task, init, other, layer, metric = k
+        if comp != "tagger-vs-tagger" or init != "shared" or metric != "svcca":
+            continue
+        epochs = sorted(s)
+        if len(epochs) < 3:
+            continue
+        d = s[epochs[-1]] - s[epochs[1]]
+        cells.append((corpus, layer, f"{task} vs {other}", s[epochs[1]], s[epochs[-1]], d))
+        if layer == "embedding":
+            fell += d < 0
+            rose += d > 0
+    return {"cells": cells, "ok": _vote(fell, rose), "fell": fell, "rose": rose}
+
+
+# ----------------------------------------------------------------------------- plots
+
+_STYLE = {"shared": "-", "own": "--", "-": "-"}
+
+
+def _color(tasks, task):
+    return "k" if task == "lm" else f"C{sorted(t for t in tasks if t != 'lm').index(task) % 10}"
+
+
+def plot_series(path, idx, corpus, comparison, metrics, title):
+    keys = [k for k in idx if k[0] == corpus and k[1] == comparison]
+    layers = _layers({k: 0 for k in keys})
+    tasks = sorted({k[2] for k in keys})
+    fig, axes = plt.subplots(
+        len(metrics), len(layers), figsize=(3.4 * len(layers), 2.8 * len(metrics)), squeeze=False
+    )
+    for i, metric in enumerate(metrics):
+        for j, layer in enumerate(layers):
+            ax = axes[i, j]
+            for k in sorted(keys):
+                if k[5] != layer or k[6] != metric:
+                    continue
+                s = idx[k]
+                label = (
+                    f"{k[2]} ({k[3]})"
+                    if comparison != "tagger-vs-tagger"
+                    else f"{k[2]} vs {k[4]} ({k[3]})"
+                )
+                ax.plot(
+                    sorted(s),
+                    [s[e] for e in sorted(s)],
+                    _STYLE.get(k[3], "-"),
+                    marker="o",
+                    ms=3,
+                    color=_color(tasks, k[2]),
+                    label=label,
+                )
+            ax.set_title(f"{layer}", fontsize=9)
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.set_ylabel(metric, fontsize=8)
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+    axes[0, -1].legend(fontsize=6, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def plot_probes(path, probes, corpus):
+    rows = [r for r in probes if r["corpus"] == corpus]
+    tasks = sorted({r["task"] for r in rows})
+    layers = sorted(
+        {r["layer"] for r in rows}, key=lambda n: -1 if n == "embedding" else int(n.split("_")[-1])
+    )
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for j, layer in enumerate(layers):
+            rr = sorted(
+                (r for r in rows if r["task"] == task and r["layer"] == layer),
+                key=lambda r: r["epoch"],
+            )
+            ax.plot(
+                [r["epoch"] for r in rr],
+                [r["test_acc"] for r in rr],
+                marker="o",
+                ms=3,
+                color=f"C{j}",
+                label=layer,
+            )
+        maj = next(r["majority"] for r in rows if r["task"] == task)
+        ax.axhline(maj, color="gray", ls=":", label="majority")
+        ax.set_title(f"probe: {task}", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("held-out accuracy", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"{corpus}: MLP probes on the language model's frozen activations", fontsize=10)
+    return save(fig, path)

@@ -1,0 +1,138 @@
+"""Tests of the synthetic bottom-up study (jaxdyn.studies.bottom_up)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdyn.analysis.cd import cd_batch
+from jaxdyn.data.synthetic import CLOSE, OPEN, BracketConfig, generate_brackets
+from jaxdyn.models.lstm import language_model, lm_apply
+from jaxdyn.studies.bottom_up import (
+    BottomUpConfig,
+    bracket_task,
+    closing_measures,
+    run_bottom_up,
+)
+from jaxdyn.studies.bottom_up_report import half_rise_epoch
+
+L = 3
+DATA = generate_brackets(
+    BracketConfig(
+        vocab_size=16,
+        num_tokens=3000,
+        rule_length=L,
+        num_rules=100,
+        bank_size=5,
+        familiar_repeats=4,
+        num_eval=7,
+        eval_length=10,
+        seed=3,
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def params():
+    m = language_model(18, emb_dim=6, hidden=5, num_layers=2)
+    p = m.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))["params"]
+    return jax.tree_util.tree_map(lambda a: a * 3.0, p)
+
+
+def test_bracket_task_streams():
+    task = bracket_task(DATA, batch_size=4)
+    assert len(task.vocab) == 18 and task.vocab.itos[:2] == ("(", ")")
+    assert task.train.inputs.shape == (4, 750)
+    np.testing.assert_array_equal(task.train.inputs.reshape(-1), DATA.tokens)
+    np.testing.assert_array_equal(task.valid.inputs.reshape(-1), DATA.eval_familiar.reshape(-1))
+    np.testing.assert_array_equal(task.test.inputs.reshape(-1), DATA.eval_fresh.reshape(-1))
+
+
+@pytest.mark.parametrize("which", ["eval_familiar", "eval_fresh"])
+def test_closing_measures_consistent_with_forward_and_cd(params, which):
+    seqs, op = getattr(DATA, which), DATA.eval_open
+    n = len(seqs)
+    got = closing_measures(params, seqs, op, L)
+    t = op + L
+    assert np.all(seqs[np.arange(n), t + 1] == CLOSE) and np.all(seqs[np.arange(n), op] == OPEN)
+    # full model == the plain forward pass of the model
+    logits, _ = lm_apply(params, jnp.asarray(seqs))
+    lp = np.asarray(jax.nn.log_softmax(logits, -1))[np.arange(n), t, CLOSE]
+    np.testing.assert_allclose(got["full_logp"], lp, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got["correct"], (np.exp(lp) > 0.5).astype(float))
+    # CD pieces == the full CD kernel (beta logits through the softmax, bias apart)
+    pos = np.arange(seqs.shape[1])
+    m_open = pos[None] == op[:, None]
+    m_cond = (pos[None] > op[:, None]) & (pos[None] <= t[:, None])
+    masks = np.stack([m_open, m_cond, m_open | m_cond], axis=1)
+    cd = cd_batch(params, seqs, masks)
+    beta = np.asarray(cd.beta_logits)[np.arange(n), :, t]  # (n, 3, V)
+    ref = np.asarray(jax.nn.log_softmax(beta, -1))[..., CLOSE]
+    for k, key in enumerate(("cd_open", "cd_conduit", "cd_both")):
+        np.testing.assert_allclose(got[key], ref[:, k], rtol=1e-4, atol=1e-5)
+    # beta + gamma + bias == the forward logits, at the measured position
+    full = (
+        beta[:, 2]
+        + np.asarray(cd.gamma_logits)[np.arange(n), 2, t]
+        + np.asarray(cd.bias_logits)[:, 2]
+    )
+    np.testing.assert_allclose(full, np.asarray(logits)[np.arange(n), t], rtol=1e-4, atol=1e-4)
+    bh = np.asarray(cd.beta_h)[np.arange(n), :, -1, t]  # top layer, (n, 3, H)
+    di = np.linalg.norm(bh[:, 2] - bh[:, 0] - bh[:, 1], axis=-1) / np.linalg.norm(bh[:, 2], axis=-1)
+    np.testing.assert_allclose(got["di_hidden"], di, rtol=1e-3, atol=1e-5)
+    dl = np.linalg.norm(beta[:, 2] - beta[:, 0] - beta[:, 1], axis=-1) / np.linalg.norm(
+        beta[:, 2], axis=-1
+    )
+    np.testing.assert_allclose(got["di_logits"], dl, rtol=1e-3, atol=1e-5)
+    # chunked (last call padded) == one call
+    chunked = closing_measures(params, seqs, op, L, chunk=3)
+    for k in got:
+        np.testing.assert_allclose(chunked[k], got[k], rtol=1e-6, atol=1e-7)
+
+
+def test_closing_measures_rejects_misplaced_close(params):
+    with pytest.raises(ValueError, match="open_pos"):
+        closing_measures(params, DATA.eval_familiar, DATA.eval_open, L + 1)
+
+
+def test_half_rise_epoch():
+    ep = np.arange(5)
+    assert half_rise_epoch(ep, np.array([0.0, 0.1, 0.3, 0.6, 0.5]), 0.1) == 2
+    assert half_rise_epoch(ep, np.array([0.2, 0.2, 0.25, 0.2, 0.2]), 0.1) is None
+
+
+TINY = BottomUpConfig(
+    rule_lengths=(2,),
+    familiar_repeats=5,
+    vocab_size=12,
+    num_tokens=3000,
+    num_rules=150,
+    bank_size=5,
+    num_eval=12,
+    eval_length=8,
+    emb_dim=6,
+    hidden=6,
+    epochs=1,
+)
+
+
+def test_stage_end_to_end_tiny(tmp_path):
+    f = run_bottom_up(tmp_path, TINY, progress=False)
+    assert set(f["a_detail"]) == {"L2-unfamiliar", "L2-familiar"} and "L2" in f["b_detail"]
+    with gzip.open(tmp_path / "bottom_up" / "closing.csv.gz", "rt") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 * 2 * 2 * 12  # conditions x epochs x sets x sequences
+    vals = np.array(
+        [[float(r[k]) for k in ("full_logp", "cd_open", "cd_both", "di_hidden")] for r in rows]
+    )
+    assert np.all(np.isfinite(vals)) and np.all(vals[:, :3] <= 0)
+    assert (tmp_path / "bottom_up" / "summary.csv").stat().st_size > 100
+    for png in ("bottom_up_accuracy.png", "bottom_up_logp.png", "bottom_up_di.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 1000
+    text = (tmp_path / "report" / "sections" / "50-bottom_up.md").read_text()
+    assert "## Bottom-up learning" in text and "(b) high interdependence" in text

@@ -1,0 +1,244 @@
+"""The similarity study: aligned activations, paired kernels, probes, the stage end to end."""
+
+from __future__ import annotations
+
+import csv
+import math
+import types
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdyn.analysis.cka import linear_cka
+from jaxdyn.analysis.similarity import pwcca, svcca
+from jaxdyn.data.corpora import TaggedCorpus
+from jaxdyn.studies import similarity as sim
+from jaxdyn.studies.similarity_analysis import (
+    comparison_pairs,
+    majority_accuracy,
+    paired_similarity,
+    probe_accuracy,
+    row_split,
+)
+from jaxdyn.studies.similarity_findings import stabilisation_epoch
+from jaxdyn.studies.similarity_report import similarity_stage
+from jaxdyn.trace.spec import CaptureSpec
+from jaxdyn.train.step import make_analysis_step
+from jaxdyn.train.trajectory import iter_checkpoints, run_model
+
+GENRES = {
+    "news": ["market", "bank", "vote", "law"],
+    "fiction": ["dragon", "night", "sword", "king"],
+}
+FUNCTION = {"the": "DT", "a": "DT", "of": "IN", "in": "IN", "was": "VB", "saw": "VB"}
+
+
+def _toy_split(n_sents: int, seed: int) -> TaggedCorpus:
+    """Genre-sorted toy text: genre-specific nouns, shared function words, POS = word class."""
+    rng = np.random.default_rng(seed)
+    sents, pos, genre = [], [], []
+    for g, nouns in GENRES.items():
+        for _ in range(n_sents // 2):
+            words = []
+            for _ in range(rng.integers(2, 4)):
+                words += [str(rng.choice(["the", "a"])), str(rng.choice(nouns))]
+                words += [str(rng.choice(["was", "saw", "of", "in"]))]
+            sents.append(words)
+            pos.append([FUNCTION.get(w, "NN") for w in words])
+            genre.append([g] * len(words))
+    return TaggedCorpus(sents, {"pos": pos, "genre": genre})
+
+
+def toy_corpus() -> dict[str, TaggedCorpus]:
+    return {"train": _toy_split(300, 0), "valid": _toy_split(60, 1), "test": _toy_split(20, 2)}
+
+
+TOY_CFG = sim.SimilarityConfig(
+    corpora=("toy",),
+    tasks=(("toy", ("pos", "genre")),),
+    own_init=("pos",),
+    emb_dim=8,
+    hidden=8,
+    epochs=1,
+    train_tokens=None,
+    eval_tokens=None,
+    heldout_tokens=300,
+    max_vocab=None,
+    span_tokens=40,
+    probe_hidden=8,
+    probe_steps=20,
+)
+
+
+def _read(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def toy_stage(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("sim")
+    ctx = types.SimpleNamespace(workdir=wd, progress=False, data_dir=None, options={})
+    findings = similarity_stage(ctx, cfg=TOY_CFG, corpora={"toy": toy_corpus()})
+    return wd, findings
+
+
+def test_interleave_topics_keeps_every_sentence_and_mixes_genres():
+    split = _toy_split(40, 0)
+    out = sim.interleave_topics(split, "genre", 30)
+    assert sorted(map(tuple, out.sentences)) == sorted(map(tuple, split.sentences))
+    firsts = [t[0] for t in out.tags["genre"]]
+    assert set(firsts[: len(firsts) // 4]) == {"news", "fiction"}  # the prefix covers both genres
+    for s, p in zip(out.sentences, out.tags["pos"]):
+        assert p == [FUNCTION.get(w, "NN") for w in s]  # tags follow their sentences
+
+
+def test_activations_aligned_and_equal_to_the_analysis_step(toy_stage):
+    wd, _ = toy_stage
+    root = wd / "similarity" / "toy"
+    cfg, model, vocab, _ = run_model(root / "lm")
+    splits = sim.prepare_corpus(toy_corpus(), TOY_CFG)
+    from jaxdyn.train.tasks import lm_task_from_tagged, tagger_task
+
+    lm = lm_task_from_tagged(splits, cfg.data)
+    tags = {t: tagger_task(splits, t, cfg.data, lm.vocab) for t in ("pos", "genre")}
+    for t in tags.values():  # identical inputs for the language model and every tagger
+        np.testing.assert_array_equal(t.valid.inputs, lm.valid.inputs)
+    tokens = sim.heldout_tokens(lm.valid, TOY_CFG.heldout_tokens)
+    b, t = tokens.shape
+    epochs, acts = sim.collect_activations(root / "lm", tokens)
+    assert epochs == [0, 1]
+    assert set(acts) == {"embedding", "lstm_0", "lstm_1"}
+    for a in acts.values():
+        assert a.shape == (2, b * t, 8)
+    _, acts_tag = sim.collect_activations(root / "pos-shared", tokens)
+    np.testing.assert_array_equal(acts_tag["lstm_1"][0], acts["lstm_1"][0])  # shared init
+    assert not np.allclose(acts_tag["lstm_1"][1], acts["lstm_1"][1])
+    # the pure forward pass equals the library's traced evaluation step (carry threaded)
+    spec = CaptureSpec(keep_full=True, act_grads=False, gates=False, modules=("embedding", "lstm"))
+    analyse = make_analysis_step(model, spec)
+    params = list(iter_checkpoints(root / "lm"))[-1].params
+    carry = tuple((jnp.zeros((b, 8)), jnp.zeros((b, 8))) for _ in range(2))
+    got = {k: [] for k in acts}
+    for k in range(math.ceil(t / cfg.data.bptt)):
+        s = k * cfg.data.bptt
+        batch = {"inputs": jnp.asarray(tokens[:, s : s + cfg.data.bptt])}
+        batch["targets"] = batch["inputs"]
+        _, trace, carry = analyse(params, carry, batch)
+        for name in got:
+            got[name].append(np.asarray(trace["act"][name]))
+    for name in got:
+        full = np.concatenate(got[name], axis=1).reshape(-1, 8)
+        np.testing.assert_allclose(full, acts[name][-1], rtol=1e-5, atol=1e-6)
+    y, mask = sim.heldout_labels(
+        tags["pos"].valid, TOY_CFG.heldout_tokens, tags["pos"].out_vocab.eos_id
+    )
+    words = [vocab.itos[i] for i in tokens.reshape(-1)]
+    for w, lab, m in zip(words, y, mask):  # current-position tags line up with the inputs
+        assert m == (w != vocab.eos)
+        if m:
+            assert tags["pos"].out_vocab.itos[lab] == FUNCTION.get(w, "NN")
+
+
+def test_paired_similarity_matches_the_kernels():
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(3, 120, 6)).astype(np.float32)
+    m[1] = m[0] @ rng.normal(size=(6, 6)).astype(np.float32) + 0.3 * m[1]
+    left, right = np.array([0, 1, 2, 1, 0]), np.array([1, 0, 1, 1, 2])
+    refs = {
+        "svcca": lambda a, b: svcca(a, b, 0.99),
+        "pwcca": lambda a, b: pwcca(a, b),
+        "cka": lambda a, b: linear_cka(a, b),
+    }
+    for metric, f in refs.items():
+        got = paired_similarity(m, left, right, metric, chunk=2)
+        want = [float(f(m[a], m[b])) for a, b in zip(left, right)]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="out of range"):
+        paired_similarity(m, [0], [3], "svcca")
+    with pytest.raises(ValueError, match="metric"):
+        paired_similarity(m, [0], [1], "nope")
+
+
+def test_comparison_pairs_cover_the_design():
+    runs = [
+        sim.RunSpec("lm", "lm", "-", None),
+        sim.RunSpec("a-shared", "a", "shared", None),
+        sim.RunSpec("b-shared", "b", "shared", None),
+        sim.RunSpec("a-own", "a", "own", None),
+    ]
+    pairs = comparison_pairs(runs, [0, 1, 2])
+    kinds = {}
+    for p in pairs:
+        kinds.setdefault(p["comparison"], []).append(p)
+    assert len(kinds["lm-vs-tagger"]) == 3 * 3
+    assert len(kinds["vs-own-final"]) == 4 * 3
+    assert [(p["task"], p["other"]) for p in kinds["tagger-vs-tagger"]] == [("a", "b")] * 3
+    p = next(p for p in kinds["lm-vs-tagger"] if p["task"] == "b" and p["epoch"] == 1)
+    assert (p["a"], p["b"]) == (1, 2 * 3 + 1)
+    assert all(p["b"] % 3 == 2 for p in kinds["vs-own-final"])
+
+
+def test_probe_learns_separable_labels_and_not_random_ones():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(800, 6)).astype(np.float32)
+    y = ((x[:, 0] > 0).astype(int) + 2 * (x[:, 1] > 0)).astype(np.int32)
+    y_rand = rng.integers(0, 4, size=800).astype(np.int32)
+    sel = row_split(8, 100, 0.7)
+    mask = np.ones(800, bool)
+    _, acc = probe_accuracy(x[None], y, mask, sel, classes=4, hidden=16, steps=200)
+    assert acc[0] > 0.9
+    _, acc_r = probe_accuracy(x[None], y_rand, mask, sel, classes=4, hidden=16, steps=200)
+    assert abs(acc_r[0] - 0.25) < 0.1
+    assert abs(majority_accuracy(y_rand, mask, sel) - 0.25) < 0.1
+    with pytest.raises(ValueError, match="labels"):
+        probe_accuracy(x[None], y + 4, mask, sel, classes=4)
+
+
+def test_stabilisation_epoch():
+    assert stabilisation_epoch({0: 0.2, 1: 0.95, 2: 0.8, 3: 0.93, 4: 1.0}, 0.9) == 3
+    assert stabilisation_epoch({0: 0.95, 1: 0.99, 2: 1.0}, 0.9) == 0
+    assert stabilisation_epoch({0: 0.1, 1: 1.0}, 0.9) == 1
+
+
+def test_stage_end_to_end_on_toy_corpus(toy_stage):
+    wd, findings = toy_stage
+    rows = _read(wd / "similarity" / "toy" / "similarity.csv")
+    assert {r["comparison"] for r in rows} == {"lm-vs-tagger", "vs-own-final", "tagger-vs-tagger"}
+    assert {r["metric"] for r in rows} == {"svcca", "pwcca", "cka"}
+    assert {r["layer"] for r in rows} == {"embedding", "lstm_0", "lstm_1"}
+    vals = np.array([float(r["value"]) for r in rows])
+    assert np.all(np.isfinite(vals)) and vals.min() >= -1e-4 and vals.max() <= 1 + 1e-4
+    for r in rows:  # trivial identities: a model against itself, shared init at epoch 0
+        if r["comparison"] == "vs-own-final" and r["epoch"] == "1":
+            assert float(r["value"]) == pytest.approx(1, abs=1e-3)
+        if r["comparison"] == "lm-vs-tagger" and r["init"] == "shared" and r["epoch"] == "0":
+            assert float(r["value"]) == pytest.approx(1, abs=1e-3)
+    probes = _read(wd / "similarity" / "toy" / "probes.csv")
+    assert len(probes) == 2 * 3 * 2  # tasks x layers x checkpoints
+    assert all(0 <= float(p["test_acc"]) <= 1 for p in probes)
+    text = (wd / "report" / "sections" / "30-similarity.md").read_text()
+    assert "| 1. part of speech stabilises before topic" in text
+    assert "**inconclusive**" in text  # one epoch cannot show stabilisation order
+    for name in ("lm_vs_tagger", "stability", "cross_task", "probes"):
+        assert (wd / "report" / f"similarity_toy_{name}.png").stat().st_size > 1000
+    assert (wd / "similarity" / "findings.json").exists()
+    assert findings["f1"]["ok"] is None
+
+
+def test_stage_skips_without_data_dir(tmp_path):
+    ctx = types.SimpleNamespace(
+        workdir=tmp_path, progress=False, data_dir=None, options={"preset": "smoke"}
+    )
+    assert similarity_stage(ctx) == {}
+    text = next((tmp_path / "report").rglob("*similarity*.md")).read_text()
+    assert "Skipped" in text and "--data-dir" in text and "JAXDYN_DATA_DIR" in text
+
+
+def test_unknown_preset_is_an_error(tmp_path):
+    ctx = types.SimpleNamespace(
+        workdir=tmp_path, progress=False, data_dir=None, options={"preset": "huge"}
+    )
+    with pytest.raises(ValueError, match="unknown similarity preset"):
+        similarity_stage(ctx)
