@@ -61,8 +61,9 @@ TOY_CFG = sim.SimilarityConfig(
     emb_dim=8,
     hidden=8,
     epochs=1,
-    train_tokens=None,
-    eval_tokens=None,
+    train_tokens=20 * 101,  # stream lengths that are whole multiples of bptt: one chunk
+    eval_tokens=10 * 51,  # shape per stream, so fewer compilations
+    bptt=25,
     heldout_tokens=300,
     max_vocab=None,
     span_tokens=40,
@@ -242,3 +243,54 @@ def test_unknown_preset_is_an_error(tmp_path):
     )
     with pytest.raises(ValueError, match="unknown similarity preset"):
         similarity_stage(ctx)
+
+
+def _rows(series: dict, comparison: str, task: str, init: str, other: str, layer: str):
+    return [
+        dict(
+            corpus="c",
+            comparison=comparison,
+            task=task,
+            init=init,
+            other=other,
+            layer=layer,
+            metric="svcca",
+            epoch=e,
+            value=v,
+        )
+        for e, v in series.items()
+    ]
+
+
+def test_findings_verdicts_follow_the_numbers():
+    from jaxdyn.studies import similarity_findings as fnd
+
+    def f2(emb, rec):
+        rows = _rows({0: 0.5, 3: 0.5 + emb}, "lm-vs-tagger", "pos", "own", "lm", "embedding")
+        rows += _rows({0: 0.5, 3: 0.5 + rec}, "lm-vs-tagger", "pos", "own", "lm", "lstm_0")
+        return fnd.finding_recurrent_vs_embedding(fnd.index(rows), 0.01)["ok"]
+
+    assert f2(-0.2, +0.2) is True
+    assert f2(+0.2, +0.2) is False
+    assert f2(-0.2, -0.2) is False
+    assert f2(-0.005, +0.2) is None  # within the tolerance: no evidence either way
+
+    def f3(d):
+        rows = _rows(
+            {0: 1.0, 1: 0.9, 3: 0.9 + d}, "tagger-vs-tagger", "pos", "shared", "genre", "embedding"
+        )
+        return fnd.finding_task_specific_embeddings(fnd.index(rows), 0.01)["ok"]
+
+    assert (f3(-0.1), f3(+0.1), f3(0.0)) == (True, False, None)
+
+    def f1(pos, topic):
+        rows = _rows(pos, "vs-own-final", "pos", "own", "final", "lstm_0")
+        rows += _rows(topic, "vs-own-final", "genre", "own", "final", "lstm_0")
+        return fnd.finding_pos_before_topic(fnd.index(rows), TOY_CFG.__class__(pos_tasks=("pos",)))[
+            "ok"
+        ]
+
+    early, late = {0: 0.3, 1: 0.95, 2: 0.97, 3: 1.0}, {0: 0.3, 1: 0.5, 2: 0.95, 3: 1.0}
+    assert f1(early, late) is True
+    assert f1(late, early) is False
+    assert f1(early, early) is None

@@ -173,14 +173,22 @@ def _share_r(r, a, b, fn, f_a, f_b):
     return 0.5 * ((fn(r + b) - f_b) + (f_a - fn(a - r)))
 
 
-def beta_cell(bias, r, a, c, bc, sb, decompose_output_gate):
+def forward_acts(a, c):
+    """Forward activations ``(sigma(a_i), sigma(a_f), tanh(a_g), sigma(a_o), tanh(c))``."""
+    sig = jax.nn.sigmoid
+    ai, af, ag, ao = _split4(a)
+    return sig(ai), sig(af), jnp.tanh(ag), sig(ao), jnp.tanh(c)
+
+
+def beta_cell(bias, r, a, c, bc, sb, decompose_output_gate, acts=None):
     """One beta-only CD step of one layer for one span.
 
     Args:
       bias: ``b_ih + b_hh`` ``(4H,)``; r: relevant pre-activation ``(4H,)`` (relevant
         input projection plus ``W_hh beta_h_prev``); a: forward pre-activation ``(4H,)``;
         c: forward cell ``(H,)``; bc: ``beta_c_prev`` ``(H,)``; sb: whether the bias
-        product ``i_b g_b`` is relevant; decompose_output_gate: split ``o`` too.
+        product ``i_b g_b`` is relevant; decompose_output_gate: split ``o`` too;
+      acts: :func:`forward_acts` of ``(a, c)`` if precomputed (computed if None).
 
     Returns:
       ``(beta_h, beta_c)``, each ``(H,)``. The irrelevant parts enter only through
@@ -193,13 +201,13 @@ def beta_cell(bias, r, a, c, bc, sb, decompose_output_gate):
     bi, bf, bg, bo = _split4(bias)
     ri, rf, rg, ro = _split4(r)
     ai, af, ag, ao = _split4(a)
-    s_i, s_f, s_o = sig(ai), sig(af), sig(ao)
+    s_i, s_f, t_g, s_o, t_c = forward_acts(a, c) if acts is None else acts
     i_b, f_b, g_b = sig(bi), sig(bf), jnp.tanh(bg)
     i_r = _share_r(ri, ai, bi, sig, s_i, i_b)
     f_r = _share_r(rf, af, bf, sig, s_f, f_b)
-    g_r = _share_r(rg, ag, bg, jnp.tanh, jnp.tanh(ag), g_b)
+    g_r = _share_r(rg, ag, bg, jnp.tanh, t_g, g_b)
     new_bc = i_r * (g_r + g_b) + i_b * g_r + (f_r + f_b) * bc + jnp.where(sb, i_b * g_b, 0.0)
-    t_r = 0.5 * (jnp.tanh(new_bc) + jnp.tanh(c) - jnp.tanh(c - new_bc))
+    t_r = 0.5 * (jnp.tanh(new_bc) + t_c - jnp.tanh(c - new_bc))
     if decompose_output_gate:
         o_r = _share_r(ro, ao, bo, sig, s_o, sig(bo))
         return (o_r + sig(bo)) * t_r, new_bc
@@ -210,30 +218,37 @@ def _packed_beta(params, tokens, init_carry, sched, *, layer, flags):
     """beta_h of ``layer`` at every packed step, ``(C, R, W, H)``."""
     dog, _, upper_bias_in_span = flags
     names = _layer_names(params)[: layer + 1]
-    _, cs, as_ = jax.vmap(forward, in_axes=(None, 0, 0))(params, tokens, init_carry)
-    a_tab = [a.reshape(-1, a.shape[-1]) for a in as_]
-    c_tab = [c.reshape(-1, c.shape[-1]) for c in cs]
-    emb = params["encoder"]["weight"]
-    xproj = emb[tokens.reshape(-1)] @ params["rnn"][names[0]]["weight_ih"].T
     layers = [params["rnn"][n] for n in names]
+    emb = params["encoder"]["weight"]
+    _, cs, as_ = jax.vmap(forward, in_axes=(None, 0, 0))(params, tokens, init_carry)
+    # one table row per (sentence, position) and layer: [a, c, forward activations],
+    # layer 0 also the word's input projection; one gather per layer and step
+    xproj = emb[tokens.reshape(-1)] @ layers[0]["weight_ih"].T
+    tabs = []
+    for l in range(len(layers)):
+        a, c = as_[l].reshape(-1, as_[l].shape[-1]), cs[l].reshape(-1, cs[l].shape[-1])
+        tabs.append(jnp.concatenate([*([xproj] if l == 0 else []), a, c, *forward_acts(a, c)], 1))
+    w_t = [layers[0]["weight_hh"].T] + [
+        jnp.concatenate([p["weight_ih"], p["weight_hh"]], 1).T for p in layers[1:]
+    ]
 
     def lane_step(carry, xs):  # one lane, one step, all layers
         pos, rel, sb, reset = xs
-        r_in = jnp.where(rel, xproj[pos], 0.0)
         new = []
         for l, p in enumerate(layers):
             bh, bc = (jnp.where(reset, 0.0, v) for v in carry[l])
-            if l:
-                r_in = new[-1][0] @ p["weight_ih"].T
+            row = tabs[l][pos]
+            if l == 0:
+                x_in, row = row[: xproj.shape[1]], row[xproj.shape[1] :]
+                r = jnp.where(rel, x_in, 0.0) + bh @ w_t[0]
+            else:
+                r = jnp.concatenate([new[-1][0], bh]) @ w_t[l]
+            parts = jnp.split(row, [k * bh.shape[0] for k in range(4, 10)])
+            a, c, acts = parts[0], parts[1], tuple(parts[2:])
             bh, bc = beta_cell(
-                p["bias_ih"] + p["bias_hh"],
-                r_in + bh @ p["weight_hh"].T,
-                a_tab[l][pos],
-                c_tab[l][pos],
-                bc,
-                sb & (l == 0 or upper_bias_in_span),
-                dog,
-            )
+                p["bias_ih"] + p["bias_hh"], r, a, c, bc,
+                sb & (l == 0 or upper_bias_in_span), dog, acts,
+            )  # fmt: skip
             new.append((bh, bc))
         return tuple(new), new[-1][0]
 

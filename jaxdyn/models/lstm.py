@@ -214,6 +214,7 @@ class LSTMSequenceModel(nn.Module):
         *,
         train: bool = False,
         return_acts: bool = False,
+        return_gates: bool = True,
         perturbations: Mapping[str, jax.Array] | None = None,
     ):
         """Forward pass.
@@ -222,7 +223,8 @@ class LSTMSequenceModel(nn.Module):
           tokens: ``(B, T)`` int ids.
           carry: per-layer ``(h, c)`` from the previous BPTT chunk; zeros if None.
           train: apply dropout (needs a ``"dropout"`` rng).
-          return_acts: also return every module's activations (gates included).
+          return_acts: also return every module's activations.
+          return_gates: with ``return_acts``, include each layer's ``c`` and gates.
           perturbations: optional zero arrays added to module outputs, keyed
             ``embedding``, ``lstm_{l}``, ``decoder_in``, ``logits``; gradients with
             respect to them are the gradients with respect to those outputs (what
@@ -254,7 +256,7 @@ class LSTMSequenceModel(nn.Module):
         emb = perturb("embedding", encoder["weight"][tokens])
         x = nn.Dropout(self.dropout, deterministic=not train)(emb)
         x, new_carry, acts = _LSTMStack(self.hidden, self.num_layers, self.dropout, name="rnn")(
-            x, carry, train=train, return_gates=return_acts, perturb=perturb
+            x, carry, train=train, return_gates=return_acts and return_gates, perturb=perturb
         )
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         dec_in = perturb("decoder_in", x)

@@ -54,6 +54,7 @@ class SimilarityConfig:
       max_vocab, batch_size, eval_batch_size, bptt, lr, clip, seed: training.
       svcca_keep: SVCCA's variance fraction; cca_method: ``svd`` or ``gram``.
       stable_threshold: SVCCA with the own final checkpoint that counts as "stable".
+      min_effect: similarity differences within this count as ties in the findings.
       probe_*: the diagnostic MLP probes (hidden width, full-batch AdamW steps,
         learning rate, weight decay, fraction of each held-out row used for training).
       pair_chunk: comparisons evaluated together (memory ~ pair_chunk * 2 * N * D).
@@ -87,6 +88,7 @@ class SimilarityConfig:
     svcca_keep: float = 0.99
     cca_method: str = "svd"
     stable_threshold: float = 0.9
+    min_effect: float = 0.01
     probe_hidden: int = 64
     probe_steps: int = 300
     probe_lr: float = 1e-2

@@ -6,7 +6,8 @@ with SVCCA") and how this study tests them:
 1. Part of speech stabilises before topic. Per tagger and layer, the
    stabilisation epoch is the first epoch from which SVCCA with the tagger's own
    final checkpoint stays >= ``stable_threshold`` (0.9); ties are broken by the
-   mean SVCCA-to-final over the epochs before the last (higher = earlier). Every
+   mean SVCCA-to-final over the epochs before the last (higher = earlier; a
+   difference within ``min_effect`` is a tie). Every
    (corpus, init, layer, POS task, topic task) cell votes; the majority decides.
    Probes give a second view: the epoch at which the language model's probe
    reaches 90% of its largest accuracy gain over epoch 0.
@@ -14,10 +15,12 @@ with SVCCA") and how this study tests them:
    change of language-model-vs-tagger SVCCA from epoch 0 to the last epoch,
    averaged over the own-initialisation taggers (with a shared initialisation
    every layer is identical at epoch 0, so the start is trivially 1): reproduced
-   when the embedding's change is negative and every LSTM layer's positive.
+   when the embedding's change is below ``-min_effect`` and every LSTM layer's
+   above ``min_effect``; not reproduced when one clearly goes the other way.
 3. Embeddings of different tasks start similar and become task-specific. SVCCA
    between shared-initialisation taggers of different tasks at epoch 1 (epoch 0
-   is trivially 1) and at the last epoch: reproduced when it falls for most pairs.
+   is trivially 1) and at the last epoch: reproduced when it falls (by more than
+   ``min_effect``) for more pairs than it rises.
 """
 
 from __future__ import annotations
@@ -93,16 +96,18 @@ def finding_pos_before_topic(idx, cfg) -> dict:
                             continue
                         ep, et = (stabilisation_epoch(ser[x], cfg.stable_threshold) for x in (p, t))
                         mp, mt = _pre_final_mean(ser[p]), _pre_final_mean(ser[t])
-                        first = ep < et or (ep == et and mp > mt)
-                        last = ep > et or (ep == et and mp < mt)
+                        tol = cfg.min_effect
+                        first = ep < et or (ep == et and mp - mt > tol)
+                        last = ep > et or (ep == et and mt - mp > tol)
                         earlier += first
                         later += last
                         cells.append((corpus, init, layer, p, ep, mp, t, et, mt))
     return {"cells": cells, "earlier": earlier, "later": later, "ok": _vote(earlier, later)}
 
 
-def probe_stabilisation(probes, frac: float = 0.9) -> dict:
-    """``(corpus, task, layer) -> epoch`` at which the LM probe reaches ``frac`` of its best gain."""
+def probe_stabilisation(probes, frac: float = 0.9, min_gain: float = 0.01) -> dict:
+    """``(corpus, task, layer) -> epoch`` at which the LM probe first reaches ``frac`` of its
+    best accuracy gain over epoch 0 (None when the best gain is below ``min_gain``)."""
     ser = defaultdict(dict)
     for r in probes:
         ser[(r["corpus"], r["task"], r["layer"])][int(r["epoch"])] = float(r["test_acc"])
@@ -110,18 +115,22 @@ def probe_stabilisation(probes, frac: float = 0.9) -> dict:
     for key, s in ser.items():
         epochs = sorted(s)
         gain = max(s.values()) - s[epochs[0]]
-        out[key] = next(e for e in epochs if s[e] - s[epochs[0]] >= frac * gain)
+        out[key] = (
+            next(e for e in epochs if s[e] - s[epochs[0]] >= frac * gain)
+            if gain >= min_gain
+            else None
+        )
     return out
 
 
 def finding_probe_view(probes, cfg) -> dict:
-    stab = probe_stabilisation(probes)
+    stab = probe_stabilisation(probes, min_gain=cfg.min_effect)
     cells, earlier, later = [], 0, 0
     for (corpus, task, layer), e in sorted(stab.items()):
-        if task not in cfg.pos_tasks:
+        if task not in cfg.pos_tasks or e is None:
             continue
         for (c2, t2, l2), e2 in stab.items():
-            if c2 == corpus and l2 == layer and t2 in cfg.topic_tasks:
+            if c2 == corpus and l2 == layer and t2 in cfg.topic_tasks and e2 is not None:
                 earlier += e < e2
                 later += e > e2
                 cells.append((corpus, layer, task, e, t2, e2))
@@ -134,7 +143,7 @@ def finding_probe_view(probes, cfg) -> dict:
     }
 
 
-def finding_recurrent_vs_embedding(idx) -> dict:
+def finding_recurrent_vs_embedding(idx, tol: float) -> dict:
     change = defaultdict(lambda: defaultdict(list))  # (corpus, init) -> layer -> [delta]
     for k, s in idx.items():
         corpus, comp, _, init, _, layer, metric = k
@@ -152,9 +161,10 @@ def finding_recurrent_vs_embedding(idx) -> dict:
     for m in (d.get("own", {}) for d in means.values()):
         if "embedding" not in m:
             continue
-        rec = [v for l, v in m.items() if l != "embedding"]
-        ok = m["embedding"] < 0 and all(v > 0 for v in rec)
-        bad = m["embedding"] >= 0 and all(v <= 0 for v in rec)
+        sign = {l: int(np.sign(v)) if abs(v) > tol else 0 for l, v in m.items()}
+        rec = [v for l, v in sign.items() if l != "embedding"]
+        ok = sign["embedding"] < 0 and all(v > 0 for v in rec)
+        bad = sign["embedding"] > 0 or any(v < 0 for v in rec)  # a clear contradiction
         per_corpus.append(True if ok else (False if bad else None))
     if per_corpus and all(v is True for v in per_corpus):
         verdict_ = True
@@ -165,7 +175,7 @@ def finding_recurrent_vs_embedding(idx) -> dict:
     return {"mean_change": dict(means), "ok": verdict_}
 
 
-def finding_task_specific_embeddings(idx) -> dict:
+def finding_task_specific_embeddings(idx, tol: float) -> dict:
     cells, fell, rose = [], 0, 0
     for k, s in sorted(idx.items()):
         corpus, comp, task, init, other, layer, metric = k
@@ -177,8 +187,8 @@ def finding_task_specific_embeddings(idx) -> dict:
         d = s[epochs[-1]] - s[epochs[1]]
         cells.append((corpus, layer, f"{task} vs {other}", s[epochs[1]], s[epochs[-1]], d))
         if layer == "embedding":
-            fell += d < 0
-            rose += d > 0
+            fell += d < -tol
+            rose += d > tol
     return {"cells": cells, "ok": _vote(fell, rose), "fell": fell, "rose": rose}
 
 

@@ -159,8 +159,8 @@ def similarity_stage(ctx, *, cfg: sim.SimilarityConfig | None = None, corpora=No
     idx = fnd.index(rows)
     f1 = fnd.finding_pos_before_topic(idx, cfg)
     f1b = fnd.finding_probe_view(probes, cfg)
-    f2 = fnd.finding_recurrent_vs_embedding(idx)
-    f3 = fnd.finding_task_specific_embeddings(idx)
+    f2 = fnd.finding_recurrent_vs_embedding(idx, cfg.min_effect)
+    f3 = fnd.finding_task_specific_embeddings(idx, cfg.min_effect)
     findings = {"f1": f1, "f1_probe": f1b, "f2": f2, "f3": f3}
     out = workdir / "similarity"
     (out / "findings.json").write_text(json.dumps(findings, indent=1, default=_json))
@@ -299,7 +299,7 @@ on the language model's frozen activations predicting the current token's tag, t
 | 2. recurrent layers grow more tagger-like, embeddings less (LM vs tagger) | {verdict(f2["ok"])} | mean SVCCA change epoch 0 -> last, own-init taggers: {f2_text}. (Shared init, epoch 1 -> last: {f2_shared or "n/a"}) |
 | 3. embeddings of different tasks start similar, become task-specific (shared-init taggers) | {verdict(f3["ok"])} | epoch 1 -> last: {f3_text} |
 
-With a shared initialisation every layer of a tagger equals the language model's at epoch 0
+Changes within {cfg.min_effect} SVCCA count as no change (ties). With a shared initialisation every layer of a tagger equals the language model's at epoch 0
 (similarity exactly 1), so finding 2 starts from the own-initialisation taggers at epoch 0 and
 finding 3 from epoch 1.
 

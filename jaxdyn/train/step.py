@@ -67,6 +67,7 @@ def _loss_and_grads(model, params, carry, batch, rng, *, train: bool, spec: Capt
             carry,
             train=train,
             return_acts=capture_acts,
+            return_gates=capture_acts and spec.gates,
             perturbations=pert,
             rngs=rngs,
         )
