@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -158,3 +160,136 @@ def test_bad_inputs(params, tokens):
         interdependence(params, tokens, [[0, 1]], 3, space="logits", layer=0)
     with pytest.raises(ValueError, match="target"):
         all_pairs_interdependence(params, tokens, target="first")
+
+
+# --- packed schedule (concrete pairs) vs the traced fixed-shape path -------------------
+
+from jaxdyn.analysis.di_packed import _di_packed_jit, bucket, schedule  # noqa: E402
+
+
+def _traced_batch(params, toks, pairs, target, lengths, carry, **kw):
+    """interdependence_batch with pairs/target/lengths traced: the fixed-shape path."""
+    fn = jax.jit(
+        lambda pr, tg, ln, c: interdependence_batch(
+            params, toks, pr, tg, lengths=ln, init_carry=c, **kw
+        )
+    )
+    return fn(pairs, target, lengths, carry)
+
+
+def _batch_inputs(seed=7):
+    rng = np.random.default_rng(seed)
+    toks = rng.integers(0, V, (3, T)).astype(np.int32)
+    lengths = np.array([T, 7, 4])
+    pairs = np.full((3, 20, 2), -1, np.int32)
+    for b, n in enumerate(lengths):
+        pl = all_pairs(int(n), 3)[:20]
+        pairs[b, : len(pl)] = pl
+    pairs[0, 0] = [4, -1]  # empty partner
+    pairs[0, 1] = [-1, 2]
+    pairs[1, 1] = [3, 3]  # x == y
+    pairs[0, 2] = [6, 2]  # y < x
+    target = np.stack([rng.integers(0, n, 20) for n in lengths]).astype(np.int32)
+    carry = tuple(
+        (
+            jnp.asarray(rng.normal(size=(3, H)) * 0.5, jnp.float32),
+            jnp.asarray(rng.normal(size=(3, H)), jnp.float32),
+        )
+        for _ in range(2)
+    )
+    return toks, pairs, target, lengths, carry
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {},
+        {"space": "logits", "logit_ids": np.array([1, 5, 7])},
+        {"layer": 0, "span_bias": "exclusive_last"},
+        {"decompose_output_gate": True, "upper_bias_in_span": True, "mask_chunk": 8},
+    ],
+)
+def test_packed_equals_traced_path(params, opts):
+    toks, pairs, target, lengths, carry = _batch_inputs()
+    packed = interdependence_batch(
+        params, toks, pairs, target, lengths=lengths, init_carry=carry, **opts
+    )
+    traced = _traced_batch(params, toks, pairs, target, lengths, carry, **opts)
+    np.testing.assert_allclose(np.asarray(packed), np.asarray(traced), atol=1e-5)
+    assert np.asarray(packed)[0, 0] == 0.0 and np.asarray(packed)[0, 1] == 0.0
+    assert float(np.max(np.asarray(packed))) > 1e-3
+
+
+def test_traced_path_matches_numpy_reference_float64(params, tokens, monkeypatch):
+    pairs = all_pairs(T, 3)[:8]
+    target = np.array([T - 1 - (k % 4) for k in range(8)], np.int32)
+    npp = numpy_params(params)
+    ref = [di_ref(npp, tokens, x, y, t) for (x, y), t in zip(pairs, target)]
+    with jax.enable_x64(True):
+        p64 = _f64(params)
+        fn = jax.jit(lambda pr, tg: interdependence(p64, tokens, pr, tg))
+        with monkeypatch.context() as mp:  # the packed path must not run here
+            mp.setattr(sys.modules[interdependence.__module__], "di_packed", None)
+            di = fn(pairs, target)
+        np.testing.assert_allclose(np.asarray(di), ref, atol=1e-10)
+
+
+def test_schedule_reads_each_span_at_its_target():
+    rng = np.random.default_rng(11)
+    b, p, t_len = 4, 30, 12
+    lengths = rng.integers(3, t_len + 1, b)
+    pairs = np.stack([rng.integers(-1, t_len, (p, 2)) for _ in range(b)]).astype(np.int32)
+    target = np.stack([rng.integers(0, n, p) for n in lengths])
+    s = schedule(pairs, target, lengths, t_len, "exclusive_last", chunk=5)
+    c, r, w = s.pos.shape
+    assert w == 5 and s.read.shape == (b * p, 3)
+    pos, rel, bia, reset = (a.transpose(0, 2, 1).reshape(c * w, r) for a in s[:4])
+    zero_row = c * r * w
+    x, y = pairs[..., 0].reshape(-1), pairs[..., 1].reshape(-1)
+    sent, tgt = np.repeat(np.arange(b), p), target.reshape(-1)
+    for k in range(b * p):
+        for j, span in enumerate(({x[k]}, {y[k]}, {x[k], y[k]})):
+            span = {int(q) for q in span if q >= 0}
+            row = s.read[k, j]
+            if not span or min(span) > tgt[k]:
+                assert row == zero_row
+                continue
+            ci, rest = divmod(int(row), r * w)
+            step, li = divmod(rest, w)
+            lane = ci * w + li
+            # walk back from the read step to the span's first step
+            first = step - (tgt[k] - min(span))
+            assert first >= 0 and reset[lane, first] and not reset[lane, first + 1 : step + 1].any()
+            want = np.arange(min(span), tgt[k] + 1)
+            np.testing.assert_array_equal(pos[lane, first : step + 1], sent[k] * t_len + want)
+            np.testing.assert_array_equal(rel[lane, first : step + 1], np.isin(want, list(span)))
+            adj = np.isin(want, list(span)) & np.isin(want + 1, list(span))
+            np.testing.assert_array_equal(
+                bia[lane, first : step + 1], adj & (want + 1 < lengths[sent[k]])
+            )
+    assert reset[:, 0].all() and not (bia & ~rel).any() and r <= t_len
+
+
+def test_bucket_sizes():
+    assert [bucket(n) for n in (0, 1, 8, 9, 15, 16, 17, 100, 1000)] == [
+        8, 8, 8, 9, 15, 16, 18, 104, 1024,
+    ]  # fmt: skip
+    for n in range(1, 3000, 7):
+        assert n <= bucket(n) <= max(8, n * 9 // 8 + 1)
+
+
+def test_packed_no_retrace_and_jit_eager(params, tokens):
+    pairs = all_pairs(T, 2)
+    di = interdependence(params, tokens, pairs, T - 1)
+    n = _di_packed_jit._cache_size()
+    interdependence(params, tokens[::-1].copy(), pairs, T - 2)
+    interdependence(params, tokens, np.clip(pairs + 1, 0, T - 1), T - 1)  # same buckets
+    assert _di_packed_jit._cache_size() == n
+    with jax.disable_jit():
+        eager = interdependence(params, tokens, pairs, T - 1)
+    np.testing.assert_allclose(np.asarray(di), np.asarray(eager), atol=1e-5)
+
+
+def test_bad_mask_chunk(params, tokens):
+    with pytest.raises(ValueError, match="mask_chunk"):
+        interdependence(params, tokens, [[0, 1]], 3, mask_chunk=0)

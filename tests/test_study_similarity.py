@@ -294,3 +294,20 @@ def test_findings_verdicts_follow_the_numbers():
     assert f1(early, late) is True
     assert f1(late, early) is False
     assert f1(early, early) is None
+
+
+@pytest.mark.slow  # ~110 s on 2 busy cores (four training runs on EWT)
+def test_smoke_preset_on_real_ewt(data_dir, tmp_path):
+    ctx = types.SimpleNamespace(
+        workdir=tmp_path, progress=False, data_dir=data_dir, options={"preset": "smoke"}
+    )
+    findings = similarity_stage(ctx)
+    rows = _read(tmp_path / "similarity" / "ewt" / "similarity.csv")
+    assert len(rows) == 3 * 3 * (3 * 3 + 4 * 3 + 1 * 3)  # layers x metrics x comparisons
+    assert all(math.isfinite(float(r["value"])) for r in rows)
+    probes = _read(tmp_path / "similarity" / "ewt" / "probes.csv")
+    xpos = [p for p in probes if p["task"] == "xpos" and p["epoch"] == "2"]
+    assert min(float(p["test_acc"]) for p in xpos) > float(
+        xpos[0]["majority"]
+    )  # trained LM activations beat the baseline
+    assert set(findings) == {"f1", "f1_probe", "f2", "f3"}

@@ -15,15 +15,16 @@ span-by-time grid of the plain computation unnecessary:
 The schedule (host side, NumPy) lists the distinct spans of all sentences
 (``(sentence, lo, hi)``; single-word spans are shared by every pair that uses
 them), gives each its step count ``n = max target - lo + 1`` and packs the
-spans back to back into ``lanes`` of ``R = max n`` steps (best fit,
+spans back to back into ``lanes`` of ``R >= max n`` steps (best fit,
 longest first). A span's first step resets the lane's carry to 0; idle steps
 reset too and produce exact zeros. The kernel is the beta-only recursion of one
 lane (all layers in one step, so no ``(R, lanes, 4H)`` intermediate), vmapped
 over lanes and scanned over ``R``: each step is one ``(lanes, H) x (H, 4H)``
 product per layer and input, reading the shared forward pass
 (pre-activations ``a``, cells ``c``) by position. Lane and step counts are
-rounded up to a few sizes (8 per octave) so that calls of similar size reuse
-one compiled kernel.
+rounded up to a few sizes (``R`` to a multiple of 8, at most ``T``; lanes to at
+least 32, then 8 sizes per octave) so that calls of similar size reuse one
+compiled kernel; a new size compiles once more.
 
 References:
   Murdoch, Liu & Yu (2018), ICLR, Eqs. 8-19 (CD); Saphra & Lopez (2020),
@@ -131,9 +132,9 @@ def schedule(
     n += 1
     s_sent, s_lo, s_hi = uniq // (t_len * t_len), (uniq // t_len) % t_len, uniq % t_len
 
-    steps = max(1, min(t_len, bucket(int(n.max(initial=1)), 4)))
+    steps = min(t_len, bucket(-(-int(n.max(initial=1)) // 8) * 8))
     lane, offset, lanes = _pack(n, steps)
-    width = bucket(lanes) if chunk is None else chunk
+    width = bucket(lanes, 32) if chunk is None else chunk
     n_chunks = 1 if chunk is None else -(-lanes // chunk)
     lane_all = n_chunks * width
 
@@ -146,13 +147,15 @@ def schedule(
     bias = in_span
     if span_bias == "exclusive_last":
         bias = in_span & ((p + 1 == lo_) | (p + 1 == hi_)) & (p + 1 < ln)
-    flat = lambda arr, fill, dt: _scatter(arr, fill, dt, lane, offset, sid, k, steps, lane_all)  # noqa: E731
-    pos = flat(s_sent[sid] * t_len + p, 0, np.int32)
-    rel = flat(in_span, False, bool)
-    bia = flat(bias, False, bool)
-    reset = flat(k == 0, True, bool)
-    shape = (n_chunks, width, steps)
-    pos, rel, bia, reset = (a.reshape(shape).transpose(0, 2, 1) for a in (pos, rel, bia, reset))
+    at = lane[sid] * steps + offset[sid] + k  # lane-major slot of each (span, step)
+
+    def grid(vals, idle):  # (C, R, W): chunk, step, lane in chunk; idle steps get `idle`
+        out = np.full(lane_all * steps, idle, np.asarray(vals).dtype)
+        out[at] = vals
+        return out.reshape(n_chunks, width, steps).transpose(0, 2, 1)
+
+    pos = grid((s_sent[sid] * t_len + p).astype(np.int32), 0)
+    rel, bia, reset = grid(in_span, False), grid(bias, False), grid(k == 0, True)
 
     # output row of each live use: chunk-major, then step, then lane within the chunk
     u_lane, u_step = lane[inv], offset[inv] + (tgt[:, None] - lo)[live]
@@ -160,12 +163,6 @@ def schedule(
     read = np.full(lo.shape, n_chunks * steps * width, np.int64)
     read[live] = rows
     return Schedule(pos, rel, bia, reset, read.astype(np.int32))
-
-
-def _scatter(vals, fill, dtype, lane, offset, sid, k, steps, lanes):
-    out = np.full(lanes * steps, fill, dtype)
-    out[lane[sid] * steps + offset[sid] + k] = vals
-    return out
 
 
 def _share_r(r, a, b, fn, f_a, f_b):
@@ -180,7 +177,13 @@ def forward_acts(a, c):
     return sig(ai), sig(af), jnp.tanh(ag), sig(ao), jnp.tanh(c)
 
 
-def beta_cell(bias, r, a, c, bc, sb, decompose_output_gate, acts=None):
+def bias_acts(bias):
+    """``(sigma(b_i), sigma(b_f), tanh(b_g), sigma(b_o))`` of the summed bias ``(4H,)``."""
+    bi, bf, bg, bo = _split4(bias)
+    return jax.nn.sigmoid(bi), jax.nn.sigmoid(bf), jnp.tanh(bg), jax.nn.sigmoid(bo)
+
+
+def beta_cell(bias, r, a, c, bc, sb, decompose_output_gate, acts=None, b_acts=None):
     """One beta-only CD step of one layer for one span.
 
     Args:
@@ -189,6 +192,8 @@ def beta_cell(bias, r, a, c, bc, sb, decompose_output_gate, acts=None):
         c: forward cell ``(H,)``; bc: ``beta_c_prev`` ``(H,)``; sb: whether the bias
         product ``i_b g_b`` is relevant; decompose_output_gate: split ``o`` too;
       acts: :func:`forward_acts` of ``(a, c)`` if precomputed (computed if None).
+      b_acts: :func:`bias_acts` of ``bias`` if precomputed. Computing both outside a
+        scan keeps them out of the per-step work (XLA does not hoist them).
 
     Returns:
       ``(beta_h, beta_c)``, each ``(H,)``. The irrelevant parts enter only through
@@ -202,15 +207,15 @@ def beta_cell(bias, r, a, c, bc, sb, decompose_output_gate, acts=None):
     ri, rf, rg, ro = _split4(r)
     ai, af, ag, ao = _split4(a)
     s_i, s_f, t_g, s_o, t_c = forward_acts(a, c) if acts is None else acts
-    i_b, f_b, g_b = sig(bi), sig(bf), jnp.tanh(bg)
+    i_b, f_b, g_b, o_b = bias_acts(bias) if b_acts is None else b_acts
     i_r = _share_r(ri, ai, bi, sig, s_i, i_b)
     f_r = _share_r(rf, af, bf, sig, s_f, f_b)
     g_r = _share_r(rg, ag, bg, jnp.tanh, t_g, g_b)
     new_bc = i_r * (g_r + g_b) + i_b * g_r + (f_r + f_b) * bc + jnp.where(sb, i_b * g_b, 0.0)
     t_r = 0.5 * (jnp.tanh(new_bc) + t_c - jnp.tanh(c - new_bc))
     if decompose_output_gate:
-        o_r = _share_r(ro, ao, bo, sig, s_o, sig(bo))
-        return (o_r + sig(bo)) * t_r, new_bc
+        o_r = _share_r(ro, ao, bo, sig, s_o, o_b)
+        return (o_r + o_b) * t_r, new_bc
     return s_o * t_r, new_bc
 
 
@@ -228,6 +233,8 @@ def _packed_beta(params, tokens, init_carry, sched, *, layer, flags):
     for l in range(len(layers)):
         a, c = as_[l].reshape(-1, as_[l].shape[-1]), cs[l].reshape(-1, cs[l].shape[-1])
         tabs.append(jnp.concatenate([*([xproj] if l == 0 else []), a, c, *forward_acts(a, c)], 1))
+    biases = [p["bias_ih"] + p["bias_hh"] for p in layers]
+    b_acts = [bias_acts(b) for b in biases]
     w_t = [layers[0]["weight_hh"].T] + [
         jnp.concatenate([p["weight_ih"], p["weight_hh"]], 1).T for p in layers[1:]
     ]
@@ -235,7 +242,7 @@ def _packed_beta(params, tokens, init_carry, sched, *, layer, flags):
     def lane_step(carry, xs):  # one lane, one step, all layers
         pos, rel, sb, reset = xs
         new = []
-        for l, p in enumerate(layers):
+        for l in range(len(layers)):
             bh, bc = (jnp.where(reset, 0.0, v) for v in carry[l])
             row = tabs[l][pos]
             if l == 0:
@@ -246,9 +253,8 @@ def _packed_beta(params, tokens, init_carry, sched, *, layer, flags):
             parts = jnp.split(row, [k * bh.shape[0] for k in range(4, 10)])
             a, c, acts = parts[0], parts[1], tuple(parts[2:])
             bh, bc = beta_cell(
-                p["bias_ih"] + p["bias_hh"], r, a, c, bc,
-                sb & (l == 0 or upper_bias_in_span), dog, acts,
-            )  # fmt: skip
+                biases[l], r, a, c, bc, sb & (l == 0 or upper_bias_in_span), dog, acts, b_acts[l]
+            )
             new.append((bh, bc))
         return tuple(new), new[-1][0]
 
@@ -315,6 +321,8 @@ def di_packed(
     References:
       Saphra & Lopez (2020), Findings of EMNLP, Eq. 1; Murdoch et al. (2018), Eqs. 8-19.
     """
+    if chunk is not None and (not isinstance(chunk, int | np.integer) or chunk < 1):
+        raise ValueError(f"mask_chunk must be a positive int or None, got {chunk!r}")
     sched = schedule(
         np.asarray(pairs),
         np.asarray(target),

@@ -29,6 +29,7 @@ from collections import defaultdict
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from jaxdyn.report import save
 
@@ -229,6 +230,7 @@ def plot_series(path, idx, corpus, comparison, metrics, title):
                     color=_color(tasks, k[2]),
                     label=label,
                 )
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(f"{layer}", fontsize=9)
             ax.set_xlabel("epoch", fontsize=8)
             ax.set_ylabel(metric, fontsize=8)
@@ -263,6 +265,7 @@ def plot_probes(path, probes, corpus):
             )
         maj = next(r["majority"] for r in rows if r["task"] == task)
         ax.axhline(maj, color="gray", ls=":", label="majority")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"probe: {task}", fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel("held-out accuracy", fontsize=8)
