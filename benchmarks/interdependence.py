@@ -1,7 +1,12 @@
 """Benchmark: decompositional interdependence (DI) of all word pairs of real sentences.
 
 Compares ``jaxdyn.analysis.interdependence.interdependence_batch`` (one compiled
-call for a padded batch of sentences and all their pairs) with
+call for a padded batch of sentences and all their pairs; with concrete pairs it
+uses the packed schedule of :mod:`jaxdyn.analysis.di_packed`: each distinct span
+runs only from its first word to its target, spans packed into lanes) with
+
+0. the same function with traced pairs (under ``jax.jit``), i.e. the fixed-shape
+   path that scans every span over all ``T`` steps (the previous algorithm);
 
 1. the reference implementations' way: one CD call per span (``{x}``, ``{y}``,
    ``{x, y}`` for every pair), a Python loop over time with one matrix-vector
@@ -16,6 +21,9 @@ Pairs: all ``x < y`` with ``y - x <= --max-distance``; DI of the top layer's
 hidden state at the sentence's last word. Values are checked to agree. The
 references are slow, so they run on the first ``--ref-sentences`` sentences
 and their time is scaled to all pairs by their per-pair rate (stated in the output).
+Times are wall clock and CPU time (``time.process_time``, all threads); the JAX
+repetitions are split before and after the reference runs (medians reported), as the
+machine may be shared.
 
 Usage: ``python benchmarks/interdependence.py [--quick] [--data-dir DIR]``
 """
@@ -23,6 +31,8 @@ Usage: ``python benchmarks/interdependence.py [--quick] [--data-dir DIR]``
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import sys
 import time
@@ -95,30 +105,47 @@ def batch_inputs(sents, max_distance):
     return toks, pairs, lengths, pair_lists
 
 
-def time_jax(params, toks, pairs, lengths, reps, **kw):
+def _clock(fn):
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w, time.process_time() - c
+
+
+def jax_runner(params, toks, pairs, lengths, traced=False, **kw):
+    """Returns ``(call, compile_s)``; ``traced`` runs the fixed-shape path (pairs traced)."""
     target = lengths - 1
-    t0 = time.perf_counter()
-    di = interdependence_batch(
-        params, toks, pairs, target, lengths=lengths, **kw
-    ).block_until_ready()
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        interdependence_batch(
-            params, toks, pairs, target, lengths=lengths, **kw
-        ).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return np.asarray(di), compile_s, statistics.median(times)
+
+    def packed():
+        return interdependence_batch(params, toks, pairs, target, lengths=lengths, **kw)
+
+    fixed = jax.jit(
+        lambda p, tk, pr, tg, ln: interdependence_batch(p, tk, pr, tg, lengths=ln, **kw)
+    )
+
+    def call():
+        out = fixed(params, toks, pairs, target, lengths) if traced else packed()
+        return np.asarray(out.block_until_ready())
+
+    di, wall, _ = _clock(call)
+    return call, di, wall
+
+
+def reps(call, n):
+    return [_clock(call)[1:] for _ in range(n)]
+
+
+def med(times):
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
 def time_reference(np_params, sents, pair_lists):
-    t0 = time.perf_counter()
-    vals = [
-        np.array([di_ref(np_params, s, x, y, len(s) - 1) for x, y in pl])
-        for s, pl in zip(sents, pair_lists)
-    ]
-    return vals, time.perf_counter() - t0
+    def run():
+        return [
+            np.array([di_ref(np_params, s, x, y, len(s) - 1) for x, y in pl])
+            for s, pl in zip(sents, pair_lists)
+        ]
+
+    return _clock(run)
 
 
 def time_acd(params1, sents):
@@ -140,7 +167,7 @@ def time_acd(params1, sents):
         head.bias.zero_()
     model = SimpleNamespace(embed=emb, lstm=lstm, hidden_to_label=head, hidden_dim=HID)
     vals = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # acd passes torch tensors to NumPy
         for s in sents:
@@ -153,7 +180,7 @@ def time_acd(params1, sents):
                 den = np.linalg.norm(bxy)
                 row.append(0.0 if den == 0 else np.linalg.norm(bxy - bx - by) / den)
             vals.append(np.array(row))
-    return vals, time.perf_counter() - t0
+    return vals, time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -162,56 +189,96 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=32)
     ap.add_argument("--ref-sentences", type=int, default=4)
     ap.add_argument("--max-distance", type=int, default=5)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=6)
+    ap.add_argument("--fixed-reps", type=int, default=2, help="reps of the fixed-shape path")
     ap.add_argument(
         "--quick", action="store_true", help="8 sentences, 2 reference sentences, 3 reps"
     )
     args = ap.parse_args()
     if args.quick:
-        args.sentences, args.ref_sentences, args.reps = 8, 2, 3
+        args.sentences, args.ref_sentences, args.reps, args.fixed_reps = 8, 2, 3, 1
 
     sents = load_sentences(args.data_dir, args.sentences)
     toks, pairs, lengths, pair_lists = batch_inputs(sents, args.max_distance)
     n_pairs = sum(len(pl) for pl in pair_lists)
-    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {len(sents)} EWT dev sentences, "
-          f"T_max {toks.shape[1]}, {n_pairs} pairs (distance <= {args.max_distance})")  # fmt: skip
+    import torch
 
-    # 1. two-layer model vs the per-span NumPy loop
-    params = random_params(jax.random.PRNGKey(0), 2)
-    di, comp, med = time_jax(params, toks, pairs, lengths, args.reps)
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+         if ln.startswith("model name")), platform.processor(),
+    )  # fmt: skip
+    print(f"machine: {os.cpu_count()} CPUs ({cpu}); load average {os.getloadavg()}")
+    print(f"jax {jax.__version__} ({jax.default_backend()}), numpy {np.__version__}, "
+          f"torch {torch.__version__}, acd {_version('acd')}")  # fmt: skip
+    print(f"{len(sents)} EWT dev sentences, T_max {toks.shape[1]}, {n_pairs} pairs "
+          f"(distance <= {args.max_distance}), hidden-space DI at the last word")  # fmt: skip
     r = args.ref_sentences
-    ref_vals, ref_s = time_reference(numpy_params(params, np.float32), sents[:r], pair_lists[:r])
+    half = max(1, args.reps // 2)
+
+    # 1. two-layer model: packed, fixed-shape path, per-span NumPy loop
+    params = random_params(jax.random.PRNGKey(0), 2)
+    call, di, comp = jax_runner(params, toks, pairs, lengths)
+    t_jax = reps(call, half)
+    fcall, fdi, fcomp = jax_runner(params, toks, pairs, lengths, traced=True)
+    t_fix = reps(fcall, args.fixed_reps)
+    ref_vals, ref_w, ref_c = time_reference(
+        numpy_params(params, np.float32), sents[:r], pair_lists[:r]
+    )
+    t_jax += reps(call, args.reps - half)
     ref_pairs = sum(len(pl) for pl in pair_lists[:r])
     err = max(np.abs(di[b, : len(v)] - v).max() for b, v in enumerate(ref_vals))
-    ref_full = ref_s / ref_pairs * n_pairs
-    print("\n2-layer LSTM 200/200, V=10k, hidden-space DI at the last word")
-    print(f"  jaxdyn interdependence_batch: compile {comp:.2f} s, median {med * 1e3:.1f} ms "
-          f"({med / n_pairs * 1e6:.1f} us/pair)")  # fmt: skip
-    print(f"  per-span NumPy loop: {ref_s:.2f} s for {ref_pairs} pairs ({ref_s / ref_pairs * 1e3:.2f} ms/pair)"
-          f" -> {ref_full:.1f} s for all {n_pairs} pairs")  # fmt: skip
-    print(f"  speed-up {ref_full / med:.0f}x; max |DI_jax - DI_ref| = {err:.2e}")
+    err_fix = float(np.abs(di - fdi).max())
+    scale = n_pairs / ref_pairs
+    (jw, jc), (fw, fc) = med(t_jax), med(t_fix)
+    print("\n2-layer LSTM 200/200, V=10k | wall | CPU | speed-up wall / CPU")
+    print(f"  packed interdependence_batch (compile {comp:.1f} s, median of {len(t_jax)}): "
+          f"{jw:.3f} s | {jc:.3f} s | {fw / jw:.1f}x / {fc / jc:.1f}x vs fixed-shape")  # fmt: skip
+    print(f"  fixed-shape path (compile {fcomp:.1f} s, median of {len(t_fix)}): "
+          f"{fw:.3f} s | {fc:.3f} s | max |DI_packed - DI_fixed| = {err_fix:.2e}")  # fmt: skip
+    print(f"  per-span NumPy loop: {ref_w:.2f} s wall, {ref_c:.2f} s CPU for {ref_pairs} pairs "
+          f"({ref_w / ref_pairs * 1e3:.2f} ms/pair) -> {ref_w * scale:.1f} s for all")  # fmt: skip
+    print(f"  speed-up of packed vs loop: {ref_w * scale / jw:.0f}x wall, "
+          f"{ref_c * scale / jc:.0f}x CPU; fixed-shape vs loop: {ref_w * scale / fw:.0f}x wall; "
+          f"max |DI_packed - DI_ref| = {err:.2e}")  # fmt: skip
 
     # 2. one-layer model vs the acd package (adjacent pairs)
     params1 = random_params(jax.random.PRNGKey(1), 1)
     adj_lists = [all_pairs(len(s), 1) for s in sents]
     _, pairs1, _, _ = batch_inputs(sents, 1)
     n_adj = sum(len(pl) for pl in adj_lists)
-    di1, comp1, med1 = time_jax(params1, toks, pairs1, lengths, args.reps)
+    call1, di1, comp1 = jax_runner(params1, toks, pairs1, lengths)
+    t1 = reps(call1, half)
+    fcall1, fdi1, fcomp1 = jax_runner(params1, toks, pairs1, lengths, traced=True)
+    t1f = reps(fcall1, args.fixed_reps)
     try:
-        acd_vals, acd_s = time_acd(params1, sents[:r])
+        acd_vals, acd_w, acd_c = time_acd(params1, sents[:r])
     except ImportError as e:
         print(f"\nacd not importable ({e}); skipped")
         return
+    t1 += reps(call1, args.reps - half)
     acd_pairs = sum(len(v) for v in acd_vals)
     err1 = max(np.abs(di1[b, : len(v)] - v).max() for b, v in enumerate(acd_vals))
-    acd_full = acd_s / acd_pairs * n_adj
-    print(
-        f"\n1-layer LSTM 200/200, V=10k, adjacent pairs ({n_adj}), hidden-space DI at the last word"
-    )
-    print(f"  jaxdyn interdependence_batch: compile {comp1:.2f} s, median {med1 * 1e3:.1f} ms")
-    print(f"  acd.cd_text (3 calls per pair): {acd_s:.2f} s for {acd_pairs} pairs "
-          f"({acd_s / acd_pairs * 1e3:.2f} ms/pair) -> {acd_full:.1f} s for all")  # fmt: skip
-    print(f"  speed-up {acd_full / med1:.0f}x; max |DI_jax - DI_acd| = {err1:.2e}")
+    scale1 = n_adj / acd_pairs
+    (jw1, jc1), (fw1, fc1) = med(t1), med(t1f)
+    print(f"\n1-layer LSTM 200/200, V=10k, adjacent pairs ({n_adj}) | wall | CPU")
+    print(f"  packed interdependence_batch (compile {comp1:.1f} s, median of {len(t1)}): "
+          f"{jw1:.3f} s | {jc1:.3f} s | {fw1 / jw1:.1f}x / {fc1 / jc1:.1f}x vs fixed-shape")  # fmt: skip
+    print(f"  fixed-shape path (compile {fcomp1:.1f} s, median of {len(t1f)}): {fw1:.3f} s | "
+          f"{fc1:.3f} s | max |DI_packed - DI_fixed| = {float(np.abs(di1 - fdi1).max()):.2e}")  # fmt: skip
+    print(f"  acd.cd_text (3 calls per pair): {acd_w:.2f} s wall, {acd_c:.2f} s CPU for "
+          f"{acd_pairs} pairs ({acd_w / acd_pairs * 1e3:.2f} ms/pair) -> {acd_w * scale1:.1f} s for all")  # fmt: skip
+    print(f"  speed-up of packed vs acd: {acd_w * scale1 / jw1:.0f}x wall, "
+          f"{acd_c * scale1 / jc1:.0f}x CPU; max |DI_packed - DI_acd| = {err1:.2e}")  # fmt: skip
+    print(f"\nload average at the end {os.getloadavg()}")
+
+
+def _version(name):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 if __name__ == "__main__":

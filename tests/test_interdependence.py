@@ -164,7 +164,8 @@ def test_bad_inputs(params, tokens):
 
 # --- packed schedule (concrete pairs) vs the traced fixed-shape path -------------------
 
-from jaxdyn.analysis.di_packed import _di_packed_jit, bucket, schedule  # noqa: E402
+from jaxdyn.analysis.di_packed import _di_packed_jit  # noqa: E402
+from jaxdyn.analysis.di_schedule import bucket, schedule  # noqa: E402
 
 
 def _traced_batch(params, toks, pairs, target, lengths, carry, **kw):
@@ -234,40 +235,66 @@ def test_traced_path_matches_numpy_reference_float64(params, tokens, monkeypatch
         np.testing.assert_allclose(np.asarray(di), ref, atol=1e-10)
 
 
-def test_schedule_reads_each_span_at_its_target():
+def _chain(sched, row):
+    """Walk back from an output row to the span's first step (through a fork):
+    positions, relevant-word and bias flags along the way, first step first."""
+    phases = [sched.single, sched.forked]
+    sizes = [ph.pos.size for ph in phases]
+    if row >= sum(sizes):
+        return None
+    ph = 0 if row < sizes[0] else 1
+    row -= 0 if ph == 0 else sizes[0]
+    out = []
+    while True:
+        _, r, w = phases[ph].pos.shape
+        ci, rest = divmod(int(row), r * w)
+        step, li = divmod(rest, w)
+        while True:
+            out.append(
+                tuple(int(getattr(phases[ph], f)[ci, step, li]) for f in ("pos", "rel", "bias"))
+            )
+            if phases[ph].reset[ci, step, li]:
+                break
+            step -= 1
+            assert step >= 0
+        init = int(phases[ph].init[ci, step, li])
+        if ph == 0 or init < 0:
+            assert init < 0  # phase 1 starts from zeros
+            return np.array(out[::-1])
+        ph, row = 0, init
+
+
+@pytest.mark.parametrize("span_bias", ["inclusive", "exclusive_last"])
+def test_schedule_reads_each_span_at_its_target(span_bias):
     rng = np.random.default_rng(11)
-    b, p, t_len = 4, 30, 12
+    b, p, t_len = 4, 40, 12
     lengths = rng.integers(3, t_len + 1, b)
     pairs = np.stack([rng.integers(-1, t_len, (p, 2)) for _ in range(b)]).astype(np.int32)
+    pairs[:, :8, 1] = np.minimum(pairs[:, :8, 0] + 1, t_len - 1)  # adjacent pairs
     target = np.stack([rng.integers(0, n, p) for n in lengths])
-    s = schedule(pairs, target, lengths, t_len, "exclusive_last", chunk=5)
-    c, r, w = s.pos.shape
-    assert w == 5 and s.read.shape == (b * p, 3)
-    pos, rel, bia, reset = (a.transpose(0, 2, 1).reshape(c * w, r) for a in s[:4])
-    zero_row = c * r * w
+    s = schedule(pairs, target, lengths, t_len, span_bias, chunk=5)
+    assert s.single.pos.shape[2] == 5 and s.read.shape == (b * p, 3)
+    assert s.single.pos.shape[1] <= t_len and s.forked.pos.size > 0
     x, y = pairs[..., 0].reshape(-1), pairs[..., 1].reshape(-1)
     sent, tgt = np.repeat(np.arange(b), p), target.reshape(-1)
     for k in range(b * p):
         for j, span in enumerate(({x[k]}, {y[k]}, {x[k], y[k]})):
-            span = {int(q) for q in span if q >= 0}
-            row = s.read[k, j]
-            if not span or min(span) > tgt[k]:
-                assert row == zero_row
+            span = sorted(int(q) for q in span if q >= 0)
+            chain = _chain(s, s.read[k, j])
+            if not span or span[0] > tgt[k]:
+                assert chain is None
                 continue
-            ci, rest = divmod(int(row), r * w)
-            step, li = divmod(rest, w)
-            lane = ci * w + li
-            # walk back from the read step to the span's first step
-            first = step - (tgt[k] - min(span))
-            assert first >= 0 and reset[lane, first] and not reset[lane, first + 1 : step + 1].any()
-            want = np.arange(min(span), tgt[k] + 1)
-            np.testing.assert_array_equal(pos[lane, first : step + 1], sent[k] * t_len + want)
-            np.testing.assert_array_equal(rel[lane, first : step + 1], np.isin(want, list(span)))
-            adj = np.isin(want, list(span)) & np.isin(want + 1, list(span))
-            np.testing.assert_array_equal(
-                bia[lane, first : step + 1], adj & (want + 1 < lengths[sent[k]])
-            )
-    assert reset[:, 0].all() and not (bia & ~rel).any() and r <= t_len
+            want = np.arange(span[0], tgt[k] + 1)
+            inside = np.isin(want, span)
+            bias = inside
+            if span_bias == "exclusive_last":
+                bias = inside & np.isin(want + 1, span) & (want + 1 < lengths[sent[k]])
+            np.testing.assert_array_equal(chain[:, 0], sent[k] * t_len + want)
+            np.testing.assert_array_equal(chain[:, 1], inside)
+            np.testing.assert_array_equal(chain[:, 2], bias)
+    for ph in s:
+        if isinstance(ph, tuple):
+            assert ph.reset[:, 0].all() and not (ph.bias & ~ph.rel).any()
 
 
 def test_bucket_sizes():

@@ -12,19 +12,25 @@ span-by-time grid of the plain computation unnecessary:
   ``lo`` from a zero carry: it needs ``target - lo + 1`` steps, not ``T``.
 * **Only positions up to the largest target that reads a span matter.**
 
-The schedule (host side, NumPy) lists the distinct spans of all sentences
-(``(sentence, lo, hi)``; single-word spans are shared by every pair that uses
-them), gives each its step count ``n = max target - lo + 1`` and packs the
-spans back to back into ``lanes`` of ``R >= max n`` steps (best fit,
-longest first). A span's first step resets the lane's carry to 0; idle steps
-reset too and produce exact zeros. The kernel is the beta-only recursion of one
-lane (all layers in one step, so no ``(R, lanes, 4H)`` intermediate), vmapped
-over lanes and scanned over ``R``: each step is one ``(lanes, H) x (H, 4H)``
-product per layer and input, reading the shared forward pass
-(pre-activations ``a``, cells ``c``) by position. Lane and step counts are
-rounded up to a few sizes (``R`` to a multiple of 8, at most ``T``; lanes to at
-least 32, then 8 sizes per octave) so that calls of similar size reuse one
-compiled kernel; a new size compiles once more.
+The schedule (:mod:`jaxdyn.analysis.di_schedule`, host side, NumPy) lists the
+distinct spans of all sentences (single words are shared by every pair that uses
+them) and packs them back to back into lanes of ``R`` steps, in two phases:
+single words run from their word to the last target that reads them; a pair
+span ``{lo, hi}`` equals its first word's beta before ``hi``, so it is forked:
+it starts at ``hi`` from the single word's full carry (all layers' ``beta_h``,
+``beta_c``, which phase 1 outputs) and runs only ``target - hi + 1`` steps. A
+span's first step sets the lane's carry (zeros or the fork state); idle steps
+are reset to zeros.
+
+The kernel is the beta-only recursion of one lane, all layers in one step,
+vmapped over lanes and scanned over ``R``: per step one ``(lanes, H) x (H, 4H)``
+product at the first layer and one ``(lanes, 2H) x (2H, 4H)`` product (input and
+recurrent weights stacked) per layer above. It reads the shared forward pass
+(pre-activations ``a``, cells ``c``, their activations and the first layer's word
+projection, computed once per sentence outside the scan) by position. Lane and
+step counts are rounded up to a few sizes (``R`` to a multiple of 8, at most
+``T``; lanes to at least 32, then 8 sizes per octave) so that calls of similar
+size reuse one compiled kernel; a new size compiles once more.
 
 References:
   Murdoch, Liu & Yu (2018), ICLR, Eqs. 8-19 (CD); Saphra & Lopez (2020),
@@ -33,136 +39,12 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.analysis.cd import _decoder_weight, _layer_names, _split4, forward
-
-
-class Schedule(NamedTuple):
-    """Packed spans: step arrays ``(C, R, W)`` (``C`` chunks of ``W`` lanes, ``R`` steps).
-
-    Attributes:
-      pos: flat forward-pass row ``sentence * T + position`` read at each step.
-      rel: the position is in the span (relevant word input at layer 0).
-      bias: the bias product is relevant (span-bias convention applied).
-      reset: first step of a span, or an idle step (carry reset to 0).
-      read: ``(N, 3)`` rows of the flattened ``(C * R * W + 1, H)`` output holding
-        ``beta_x``, ``beta_y`` and ``beta_{x,y}`` of each pair (last row: zeros).
-    """
-
-    pos: np.ndarray
-    rel: np.ndarray
-    bias: np.ndarray
-    reset: np.ndarray
-    read: np.ndarray
-
-
-def bucket(n: int, minimum: int = 8) -> int:
-    """Smallest size ``>= n`` of the form ``m 2^k`` with ``8 <= m < 16`` (or ``minimum``)."""
-    if n <= minimum:
-        return minimum
-    step = 1 << max(0, n.bit_length() - 4)
-    return -(-n // step) * step
-
-
-def _pack(n: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Best-fit decreasing packing of lengths ``n`` (each ``<= cap``) into lanes of ``cap``.
-
-    Returns:
-      ``(lane, offset, lanes)``: each item's lane and first step, and the lane count.
-    """
-    lane = np.zeros(len(n), np.int64)
-    offset = np.zeros(len(n), np.int64)
-    by_room: list[list[int]] = [[] for _ in range(cap + 1)]  # open lanes by room left
-    fill: list[int] = []
-    for i in np.argsort(-n, kind="stable").tolist():
-        need = int(n[i])
-        room = next((r for r in range(need, cap) if by_room[r]), -1)
-        if room < 0:
-            ln = len(fill)
-            fill.append(0)
-        else:
-            ln = by_room[room].pop()
-        lane[i], offset[i] = ln, fill[ln]
-        fill[ln] += need
-        if fill[ln] < cap:
-            by_room[cap - fill[ln]].append(ln)
-    return lane, offset, len(fill)
-
-
-def schedule(
-    pairs: np.ndarray,
-    target: np.ndarray,
-    lengths: np.ndarray,
-    t_len: int,
-    span_bias: str,
-    chunk: int | None = None,
-) -> Schedule:
-    """Distinct spans of all pairs, packed into lanes (host side, concrete inputs).
-
-    Args:
-      pairs: ``(B, P, 2)`` positions (``-1`` = empty); target: ``(B, P)`` read steps;
-      lengths: ``(B,)`` valid lengths; t_len: padded length ``T``;
-      span_bias: ``"inclusive"`` or ``"exclusive_last"`` (see :mod:`jaxdyn.analysis.cd`);
-      chunk: lanes per chunk (``None``: one chunk).
-
-    Returns:
-      :class:`Schedule` with ``N = B P`` pairs.
-
-    References:
-      Murdoch et al. (2018), Eqs. 8-19 (CD recursion, which is 0 before a span).
-    """
-    n_b, n_p = pairs.shape[:2]
-    x = pairs[..., 0].reshape(-1).astype(np.int64)
-    y = pairs[..., 1].reshape(-1).astype(np.int64)
-    tgt = np.asarray(target, np.int64).reshape(-1)
-    sent = np.repeat(np.arange(n_b, dtype=np.int64), n_p)
-    xs, ys = np.where(x >= 0, x, t_len), np.where(y >= 0, y, t_len)
-    lo = np.stack([xs, ys, np.minimum(xs, ys)], 1)  # spans {x}, {y}, {x, y}
-    hi = np.stack([xs, ys, np.maximum(x, y)], 1)
-    live = lo <= tgt[:, None]  # beta at the target is 0 unless the span starts by then
-    key = (sent[:, None] * t_len + lo) * t_len + hi
-    uniq, inv = np.unique(key[live], return_inverse=True)
-    n = np.zeros(len(uniq), np.int64)
-    np.maximum.at(n, inv, (tgt[:, None] - lo)[live])
-    n += 1
-    s_sent, s_lo, s_hi = uniq // (t_len * t_len), (uniq // t_len) % t_len, uniq % t_len
-
-    steps = min(t_len, bucket(-(-int(n.max(initial=1)) // 8) * 8))
-    lane, offset, lanes = _pack(n, steps)
-    width = bucket(lanes, 32) if chunk is None else chunk
-    n_chunks = 1 if chunk is None else -(-lanes // chunk)
-    lane_all = n_chunks * width
-
-    # one entry per (span, step)
-    sid = np.repeat(np.arange(len(n)), n)
-    k = np.arange(len(sid)) - np.repeat(np.cumsum(n) - n, n)
-    p = s_lo[sid] + k
-    lo_, hi_, ln = s_lo[sid], s_hi[sid], np.asarray(lengths, np.int64)[s_sent[sid]]
-    in_span = (p == lo_) | (p == hi_)
-    bias = in_span
-    if span_bias == "exclusive_last":
-        bias = in_span & ((p + 1 == lo_) | (p + 1 == hi_)) & (p + 1 < ln)
-    at = lane[sid] * steps + offset[sid] + k  # lane-major slot of each (span, step)
-
-    def grid(vals, idle):  # (C, R, W): chunk, step, lane in chunk; idle steps get `idle`
-        out = np.full(lane_all * steps, idle, np.asarray(vals).dtype)
-        out[at] = vals
-        return out.reshape(n_chunks, width, steps).transpose(0, 2, 1)
-
-    pos = grid((s_sent[sid] * t_len + p).astype(np.int32), 0)
-    rel, bia, reset = grid(in_span, False), grid(bias, False), grid(k == 0, True)
-
-    # output row of each live use: chunk-major, then step, then lane within the chunk
-    u_lane, u_step = lane[inv], offset[inv] + (tgt[:, None] - lo)[live]
-    rows = ((u_lane // width) * steps + u_step) * width + u_lane % width
-    read = np.full(lo.shape, n_chunks * steps * width, np.int64)
-    read[live] = rows
-    return Schedule(pos, rel, bia, reset, read.astype(np.int32))
+from jaxdyn.analysis.di_schedule import schedule
 
 
 def _share_r(r, a, b, fn, f_a, f_b):
@@ -219,63 +101,103 @@ def beta_cell(bias, r, a, c, bc, sb, decompose_output_gate, acts=None, b_acts=No
     return s_o * t_r, new_bc
 
 
-def _packed_beta(params, tokens, init_carry, sched, *, layer, flags):
-    """beta_h of ``layer`` at every packed step, ``(C, R, W, H)``."""
+def beta_layer(p, a_full, c_full, rel_in, span_bias, started, decompose_output_gate):
+    """Beta-only CD recursion of one layer over ``(T, .)`` sequences; returns ``(T, H)``.
+
+    ``started`` ``(T,)``: at or after the span's first position. Before it beta is 0
+    in exact arithmetic; it is set to 0 there because rounding can differ between
+    ``fn(b)`` and ``fn(0 + b)`` (e.g. when XLA constant-folds one under an outer jit).
+    """
+    bias, w_hh_t = p["bias_ih"] + p["bias_hh"], p["weight_hh"].T
+
+    def step(carry, xs):
+        bh, bc = carry
+        r_in, a, c, sb, live = xs
+        bh, bc = beta_cell(bias, r_in + bh @ w_hh_t, a, c, bc, sb, decompose_output_gate)
+        bh, bc = jnp.where(live, bh, 0.0), jnp.where(live, bc, 0.0)
+        return (bh, bc), bh
+
+    zero = jnp.zeros(c_full.shape[-1], c_full.dtype)
+    _, bh = jax.lax.scan(step, (zero, zero), (rel_in, a_full, c_full, span_bias, started))
+    return bh
+
+
+def _run_phase(layers, tabs, phase, init_table, *, flags, full):
+    """Scan one packed phase: per step, all layers' ``(beta_h, beta_c)`` (``full``) or the
+    top layer's ``beta_h``, ``(C, R, W, .)``. ``tabs``: per-layer forward tables."""
     dog, _, upper_bias_in_span = flags
-    names = _layer_names(params)[: layer + 1]
-    layers = [params["rnn"][n] for n in names]
-    emb = params["encoder"]["weight"]
-    _, cs, as_ = jax.vmap(forward, in_axes=(None, 0, 0))(params, tokens, init_carry)
-    # one table row per (sentence, position) and layer: [a, c, forward activations],
-    # layer 0 also the word's input projection; one gather per layer and step
-    xproj = emb[tokens.reshape(-1)] @ layers[0]["weight_ih"].T
-    tabs = []
-    for l in range(len(layers)):
-        a, c = as_[l].reshape(-1, as_[l].shape[-1]), cs[l].reshape(-1, cs[l].shape[-1])
-        tabs.append(jnp.concatenate([*([xproj] if l == 0 else []), a, c, *forward_acts(a, c)], 1))
+    hid = [p["weight_hh"].shape[1] for p in layers]
+    off = np.cumsum([0] + [2 * h for h in hid])
+    n_in = tabs[0].shape[1] - 10 * hid[0]  # layer 0 rows start with the word projection
     biases = [p["bias_ih"] + p["bias_hh"] for p in layers]
-    b_acts = [bias_acts(b) for b in biases]
+    b_acts = [bias_acts(b) for b in biases]  # outside the scan: XLA does not hoist them
     w_t = [layers[0]["weight_hh"].T] + [
         jnp.concatenate([p["weight_ih"], p["weight_hh"]], 1).T for p in layers[1:]
     ]
+    zero_row = init_table.shape[0] - 1
 
     def lane_step(carry, xs):  # one lane, one step, all layers
-        pos, rel, sb, reset = xs
+        pos, rel, sb, reset, init = xs
+        start = init_table[jnp.where(init < 0, zero_row, init)]
         new = []
-        for l in range(len(layers)):
-            bh, bc = (jnp.where(reset, 0.0, v) for v in carry[l])
+        for l, h in enumerate(hid):
+            bh = jnp.where(reset, start[off[l] : off[l] + h], carry[l][0])
+            bc = jnp.where(reset, start[off[l] + h : off[l + 1]], carry[l][1])
             row = tabs[l][pos]
             if l == 0:
-                x_in, row = row[: xproj.shape[1]], row[xproj.shape[1] :]
-                r = jnp.where(rel, x_in, 0.0) + bh @ w_t[0]
+                r = jnp.where(rel, row[:n_in], 0.0) + bh @ w_t[0]
+                row = row[n_in:]
             else:
                 r = jnp.concatenate([new[-1][0], bh]) @ w_t[l]
-            parts = jnp.split(row, [k * bh.shape[0] for k in range(4, 10)])
-            a, c, acts = parts[0], parts[1], tuple(parts[2:])
+            parts = jnp.split(row, [k * h for k in range(4, 10)])
             bh, bc = beta_cell(
-                biases[l], r, a, c, bc, sb & (l == 0 or upper_bias_in_span), dog, acts, b_acts[l]
-            )
+                biases[l], r, parts[0], parts[1], bc, sb & (l == 0 or upper_bias_in_span),
+                dog, tuple(parts[2:]), b_acts[l],
+            )  # fmt: skip
             new.append((bh, bc))
-        return tuple(new), new[-1][0]
+        out = jnp.concatenate([v for hc in new for v in hc]) if full else new[-1][0]
+        return tuple(new), out
 
     step = jax.vmap(lane_step)
 
     def run(xs):  # (R, W) step arrays of one chunk
-        zero = tuple(
-            (jnp.zeros((xs[0].shape[1], p["weight_hh"].shape[1]), emb.dtype),) * 2 for p in layers
-        )
+        w = xs[0].shape[1]
+        zero = tuple((jnp.zeros((w, h), init_table.dtype),) * 2 for h in hid)
         return jax.lax.scan(step, zero, xs)[1]
 
-    xs = (sched.pos, sched.rel, sched.bias, sched.reset)
-    if sched.pos.shape[0] == 1:
-        return run(tuple(v[0] for v in xs))[None]
-    return jax.lax.map(run, xs)
+    if phase.pos.shape[0] == 1:
+        return run(tuple(v[0] for v in phase))[None]
+    return jax.lax.map(run, tuple(phase))
+
+
+def _forward_tables(params, tokens, init_carry, names):
+    """Per-layer ``(B T, .)`` rows ``[a, c, forward activations]`` (layer 0: word
+    projection first), computed once for all spans."""
+    layers = [params["rnn"][n] for n in names]
+    _, cs, as_ = jax.vmap(forward, in_axes=(None, 0, 0))(params, tokens, init_carry)
+    xproj = params["encoder"]["weight"][tokens.reshape(-1)] @ layers[0]["weight_ih"].T
+    tabs = []
+    for l in range(len(layers)):
+        a, c = as_[l].reshape(-1, as_[l].shape[-1]), cs[l].reshape(-1, cs[l].shape[-1])
+        tabs.append(jnp.concatenate([*([xproj] if l == 0 else []), a, c, *forward_acts(a, c)], 1))
+    return layers, tabs
 
 
 def _di_packed(params, tokens, init_carry, logit_ids, sched, *, space, layer, flags):
-    out = _packed_beta(params, tokens, init_carry, sched, layer=layer, flags=flags)
-    flat = out.reshape(-1, out.shape[-1])
-    flat = jnp.concatenate([flat, jnp.zeros((1, flat.shape[1]), flat.dtype)])
+    layers, tabs = _forward_tables(params, tokens, init_carry, _layer_names(params)[: layer + 1])
+    hid = [p["weight_hh"].shape[1] for p in layers]
+    width = 2 * sum(hid)
+    dtype = params["encoder"]["weight"].dtype
+    zero = jnp.zeros((1, width), dtype)
+    out1 = _run_phase(layers, tabs, sched.single, zero, flags=flags, full=True)
+    out1 = out1.reshape(-1, width)
+    out2 = _run_phase(
+        layers, tabs, sched.forked, jnp.concatenate([out1, zero]), flags=flags, full=False
+    )
+    top = width - 2 * hid[-1]
+    flat = jnp.concatenate(
+        [out1[:, top : top + hid[-1]], out2.reshape(-1, hid[-1]), zero[:, : hid[-1]]]
+    )
     b3 = flat[sched.read]
     bx, by, bxy = b3[:, 0], b3[:, 1], b3[:, 2]
     diff = bxy - bx - by

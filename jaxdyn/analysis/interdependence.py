@@ -24,11 +24,12 @@ Choices:
   ``target`` and the lengths are concrete, i.e. not traced): beta is exactly 0
   before a span's first word, so each distinct span (``{x}``, ``{y}``, ``{x, y}``;
   single words shared by all pairs of a sentence) runs only from its first word
-  to the last target that reads it, instead of over all ``T`` steps. The spans
-  of all sentences are packed back to back into lanes of ``R = max steps`` and
-  run as one scan over ``R`` with one ``(lanes, H) x (H, 4H)`` product per layer
-  and input; padding and steps before the spans cost nothing. Same values as the
-  plain path up to float32 rounding (tests check both against the references).
+  to the last target that reads it, instead of over all ``T`` steps; a pair span
+  ``{x, y}`` equals ``{x}`` before ``y`` and is forked from ``{x}``'s state there.
+  The spans of all sentences are packed back to back into lanes and run as one
+  scan per phase with one ``(lanes, .) x (., 4H)`` product per layer and step;
+  padding and steps before the spans cost nothing. Same values as the plain
+  path up to float32 rounding (tests check both against the references).
 * **Traced inputs** (``pairs``/``target``/``length`` under an outer ``jit`` or
   ``vmap``): every span is scanned over all ``T`` steps, fixed shapes. With
   ``2P > T`` pairs the ``T`` single-word spans are computed once and shared
@@ -59,30 +60,9 @@ from jaxdyn.analysis.cd import (
     span_bias_mask,
     zero_carry_single,
 )
-from jaxdyn.analysis.di_packed import beta_cell, di_packed
+from jaxdyn.analysis.di_packed import beta_layer, di_packed
 
 SPACES = ("hidden", "logits")
-
-
-def _beta_layer(p, a_full, c_full, rel_in, span_bias, started, decompose_output_gate):
-    """Beta-only CD recursion of one layer over ``(T, .)`` sequences; returns ``(T, H)``.
-
-    ``started`` ``(T,)``: at or after the span's first position. Before it beta is 0
-    in exact arithmetic; it is set to 0 there because rounding can differ between
-    ``fn(b)`` and ``fn(0 + b)`` (e.g. when XLA constant-folds one under an outer jit).
-    """
-    bias, w_hh_t = p["bias_ih"] + p["bias_hh"], p["weight_hh"].T
-
-    def step(carry, xs):
-        bh, bc = carry
-        r_in, a, c, sb, live = xs
-        bh, bc = beta_cell(bias, r_in + bh @ w_hh_t, a, c, bc, sb, decompose_output_gate)
-        bh, bc = jnp.where(live, bh, 0.0), jnp.where(live, bc, 0.0)
-        return (bh, bc), bh
-
-    zero = jnp.zeros(c_full.shape[-1], c_full.dtype)
-    _, bh = jax.lax.scan(step, (zero, zero), (rel_in, a_full, c_full, span_bias, started))
-    return bh
 
 
 def _beta_of_mask(params, fwd, x_emb, valid, mask, layer, flags):
@@ -96,7 +76,7 @@ def _beta_of_mask(params, fwd, x_emb, valid, mask, layer, flags):
     for l, name in enumerate(_layer_names(params)[: layer + 1]):
         p = params["rnn"][name]
         sb = sb0 if (l == 0 or upper_bias_in_span) else jnp.zeros_like(sb0)
-        rel = _beta_layer(
+        rel = beta_layer(
             p, as_[l], cs[l], rel @ p["weight_ih"].T, sb, started, decompose_output_gate
         )
     return jnp.where(valid[:, None], rel, 0.0)

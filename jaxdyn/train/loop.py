@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -33,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxdyn.checkpoint import CheckpointError, Trajectory, to_jsonable
-from jaxdyn.config import RunConfig
+from jaxdyn.config import OptimConfig, RunConfig
 from jaxdyn.models.lstm import LSTMSequenceModel
 from jaxdyn.trace.records import batch_means
 from jaxdyn.trace.spec import CaptureSpec
@@ -73,6 +74,19 @@ def capture_spec(cfg: RunConfig) -> CaptureSpec | None:
     if not c.enabled:
         return None
     return CaptureSpec(every=c.every, reductions=c.reductions, param_grads=c.param_grads)
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_steps(model: LSTMSequenceModel, optim: OptimConfig, spec: CaptureSpec | None):
+    """``(tx, step, capture_step, eval_step)`` for a model/optimizer/spec, memoised.
+
+    All arguments are frozen and hashable, so runs of the same shapes in one
+    process (taggers of a study, resumed runs, tests) reuse the jitted
+    functions and XLA's compiled programs instead of recompiling.
+    """
+    tx = make_optimizer(optim.name, optim.lr, optim.clip, optim.weight_decay)
+    capture = make_train_step(model, tx, spec) if spec is not None else None
+    return tx, make_train_step(model, tx, None), capture, make_eval_step(model)
 
 
 def evaluate(eval_step, params, stream: Stream, bptt: int) -> float:
@@ -182,12 +196,9 @@ def train(
     data.out_vocab.save(workdir / "out_vocab.json")
     bptt = cfg.data.bptt
     model = build_model(cfg, data)
-    tx = make_optimizer(cfg.optim.name, cfg.optim.lr, cfg.optim.clip, cfg.optim.weight_decay)
-    state = init_train_state(model, tx, cfg.seed, data.train.inputs.shape[0], params=init_params)
     spec = capture_spec(cfg)
-    step_plain = make_train_step(model, tx, None)
-    step_capture = make_train_step(model, tx, spec) if spec is not None else None
-    eval_step = make_eval_step(model)
+    tx, step_plain, step_capture, eval_step = compiled_steps(model, cfg.optim, spec)
+    state = init_train_state(model, tx, cfg.seed, data.train.inputs.shape[0], params=init_params)
     writer = _Writer(workdir)
     n_chunks = data.train.num_chunks(bptt)
 
