@@ -33,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdyn.models.recurrence import lstm_recurrence
+
 Carry = tuple[tuple[jax.Array, jax.Array], ...]
 GATES = ("i", "f", "g", "o")
 
@@ -71,21 +73,11 @@ def lstm_layer_scan(
     References:
       Hochreiter & Schmidhuber (1997); PyTorch ``nn.LSTM`` equations (gate order i, f, g, o).
     """
-    w_hh = p["weight_hh"]
-    # Input projection for all timesteps at once, time-major for the scan.
+    # Input projection for all timesteps at once (one matmul), time-major for the scan;
+    # the recurrence has a fused backward pass (jaxdyn.models.recurrence).
     pre = jnp.einsum("bti,gi->tbg", xs, p["weight_ih"]) + (p["bias_ih"] + p["bias_hh"])
-
-    def cell(state, a_x):
-        h, c = state
-        a = a_x + h @ w_hh.T
-        ai, af, ag, ao = jnp.split(a, 4, axis=-1)
-        i, f, g, o = jax.nn.sigmoid(ai), jax.nn.sigmoid(af), jnp.tanh(ag), jax.nn.sigmoid(ao)
-        c = f * c + i * g
-        h = o * jnp.tanh(c)
-        ys = {"h": h, "c": c, "i": i, "f": f, "g": g, "o": o} if return_gates else {"h": h}
-        return (h, c), ys
-
-    (h, c), ys = jax.lax.scan(cell, carry, pre)
+    hs, cs, i, f, g, o, h, c = lstm_recurrence(p["weight_hh"], pre, carry[0], carry[1])
+    ys = {"h": hs, "c": cs, "i": i, "f": f, "g": g, "o": o} if return_gates else {"h": hs}
     return {k: jnp.swapaxes(v, 0, 1) for k, v in ys.items()}, (h, c)
 
 
