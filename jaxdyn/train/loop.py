@@ -34,7 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxdyn.checkpoint import CheckpointError, Trajectory, to_jsonable
-from jaxdyn.config import OptimConfig, RunConfig
+from jaxdyn.config import ModelConfig, OptimConfig, RunConfig
 from jaxdyn.models.lstm import LSTMSequenceModel
 from jaxdyn.trace.records import batch_means
 from jaxdyn.trace.spec import CaptureSpec
@@ -53,12 +53,11 @@ from jaxdyn.train.tasks import Stream, TaskData
 TraceSink = Callable[[int, int, dict], None]
 
 
-def build_model(cfg: RunConfig, data: TaskData) -> LSTMSequenceModel:
-    """The model a config and task describe."""
-    m = cfg.model
+def model_for(m: ModelConfig, vocab_size: int, num_outputs: int) -> LSTMSequenceModel:
+    """The LSTM model a model config describes, for given input/output sizes."""
     return LSTMSequenceModel(
-        vocab_size=len(data.vocab),
-        num_outputs=len(data.out_vocab),
+        vocab_size=vocab_size,
+        num_outputs=num_outputs,
         emb_dim=m.emb_dim,
         hidden=m.hidden,
         num_layers=m.num_layers,
@@ -66,6 +65,11 @@ def build_model(cfg: RunConfig, data: TaskData) -> LSTMSequenceModel:
         tie_weights=m.tie_weights,
         init_range=m.init_range,
     )
+
+
+def build_model(cfg: RunConfig, data: TaskData) -> LSTMSequenceModel:
+    """The model a config and task describe."""
+    return model_for(cfg.model, len(data.vocab), len(data.out_vocab))
 
 
 def capture_spec(cfg: RunConfig) -> CaptureSpec | None:

@@ -23,6 +23,7 @@ from jaxdyn.config import RunConfig
 from jaxdyn.data.vocab import Vocab
 from jaxdyn.models.lstm import LSTMSequenceModel
 from jaxdyn.trace.spec import CaptureSpec
+from jaxdyn.train.loop import model_for
 from jaxdyn.train.optim import make_optimizer
 from jaxdyn.train.state import init_train_state
 from jaxdyn.train.step import make_analysis_step
@@ -47,17 +48,7 @@ def run_model(workdir: str | Path) -> tuple[RunConfig, LSTMSequenceModel, Vocab,
     cfg = RunConfig.from_dict(json.loads((workdir / "config.json").read_text()))
     vocab = Vocab.load(workdir / "vocab.json")
     out_vocab = Vocab.load(workdir / "out_vocab.json")
-    m = cfg.model
-    model = LSTMSequenceModel(
-        vocab_size=len(vocab),
-        num_outputs=len(out_vocab),
-        emb_dim=m.emb_dim,
-        hidden=m.hidden,
-        num_layers=m.num_layers,
-        dropout=m.dropout,
-        tie_weights=m.tie_weights,
-        init_range=m.init_range,
-    )
+    model = model_for(cfg.model, len(vocab), len(out_vocab))
     return cfg, model, vocab, out_vocab
 
 
