@@ -5,7 +5,8 @@ Testable versions of the thesis's findings (each per condition, then a majority)
 * **(a) familiar conduits are learned before fresh ones**: accuracy on the
   ``familiar`` set rises by at least ``learned_gain`` over training, reaches half
   of its rise no later than the ``fresh`` set does (never, if the fresh set does
-  not rise by ``learned_gain``), and is higher on average over epochs 1..E.
+  not rise by ``learned_gain``), and is higher on average over epochs 1..E by at
+  least ``ACC_MARGIN`` (smaller differences are ties: inconclusive).
 * **(a') the shorter constituent before the long relation**: on the ``familiar``
   set, the CD log-probability of ``")"`` from the conduit alone reaches half of its
   rise no later than the one from the open symbol alone (the open symbol's
@@ -100,6 +101,11 @@ def curve(summary, name, s, key) -> tuple[np.ndarray, np.ndarray]:
     return np.array([r["epoch"] for r in rs]), np.array([r[key] for r in rs])
 
 
+#: Smallest mean-accuracy difference (familiar minus fresh set) counted as a difference
+#: in finding (a); smaller ones are ties (with 200 evaluation sequences one sequence is 0.005).
+ACC_MARGIN = 0.02
+
+
 def half_rise_epoch(epochs, values, min_gain) -> int | None:
     """First epoch at which ``values`` has risen by half its maximum rise over epoch 0
     (None when the maximum rise is below ``min_gain``)."""
@@ -117,9 +123,12 @@ def findings(results, summary, config) -> dict:
         ep, fam = curve(summary, name, "familiar", "correct")
         _, fre = curve(summary, name, "fresh", "correct")
         tf, tr = half_rise_epoch(ep, fam, g), half_rise_epoch(ep, fre, g)
-        ok = None
-        if tf is not None:
-            ok = bool((tr is None or tf <= tr) and fam[1:].mean() > fre[1:].mean())
+        ok, diff = None, float(fam[1:].mean() - fre[1:].mean())
+        if tf is not None:  # accuracy differences under ACC_MARGIN count as ties
+            if (tr is not None and tf > tr) or diff <= -ACC_MARGIN:
+                ok = False
+            elif diff >= ACC_MARGIN:
+                ok = True
         a[name] = {
             "ok": ok,
             "half_familiar": tf,
@@ -275,7 +284,8 @@ Measured on {config.num_eval} evaluation sequences per set (`familiar` = bank co
 unseen conduits) at the position whose next token is `)`: full-model log p(`)`), CD log p(`)`)
 = log softmax of the relevant logits (decoder bias left out, as the thesis script) with relevant =
 open symbol / conduit / both, DI(open, conduit) and accuracy (p(`)`) > 1/2). Half-rise epoch =
-first epoch reaching half of the curve's maximum rise over epoch 0 (rise < {config.learned_gain} = never).
+first epoch reaching half of the curve's maximum rise over epoch 0 (rise < {config.learned_gain} = never);
+mean-accuracy differences under {ACC_MARGIN} count as ties in (a).
 Tables: `bottom_up/closing.csv.gz` ({n_rows:,} rows), `bottom_up/summary.csv`; `bottom_up/findings.json`.
 
 | finding (thesis) | this run | numbers |

@@ -1,0 +1,115 @@
+"""Where a thesis-shaped train step spends its time (jaxdyn vs PyTorch pieces).
+
+    python benchmarks/train_step_breakdown.py
+
+Times (median of rounds, ms): the LSTM body forward, one LSTM layer forward+backward
+(jaxdyn's fused-backward recurrence vs ``torch.nn.LSTM``), the decoder matmul,
+log-sum-exp over the logits standalone and fused after the matmul, and the whole
+loss gradient with and without the decoder's gradient.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from jaxdyn.models import language_model
+from jaxdyn.models.lstm import lstm_layer_scan
+from jaxdyn.models.recurrence import lstm_recurrence
+from jaxdyn.train.step import masked_xent
+
+V, H, B, T = 10_000, 200, 20, 35
+
+
+def timeit(f, *a, n=20, rounds=3):
+    jax.block_until_ready(f(*a))
+    out = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(n):
+            r = f(*a)
+        jax.block_until_ready(r)
+        out.append((time.perf_counter() - t) / n * 1e3)
+    return statistics.median(out)
+
+
+def torch_time(f, n=20, rounds=3):
+    f()
+    out = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(n):
+            f()
+        out.append((time.perf_counter() - t) / n * 1e3)
+    return statistics.median(out)
+
+
+def main():
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    model = language_model(V, dropout=0.0)
+    p = model.init(jax.random.key(0), jnp.zeros((B, 1), jnp.int32))["params"]
+    x = jnp.asarray(rng.integers(0, V, (B, T)), jnp.int32)
+    y = jnp.asarray(rng.integers(0, V, (B, T)), jnp.int32)
+    m = jnp.ones((B, T), bool)
+    zc = (jnp.zeros((B, H)),) * 2
+
+    def body(p):
+        e = p["encoder"]["weight"][x]
+        o, _ = lstm_layer_scan(p["rnn"]["l0"], e, zc)
+        o, _ = lstm_layer_scan(p["rnn"]["l1"], o["h"], zc)
+        return o["h"].sum()
+
+    def loss(p):
+        return masked_xent(model.apply({"params": p}, x)[0], y, m)[0]
+
+    def loss_no_dec(p):
+        p = {**p, "decoder": jax.lax.stop_gradient(p["decoder"])}
+        return loss(p)
+
+    w = p["rnn"]["l0"]["weight_hh"]
+    pre = jax.random.normal(jax.random.key(1), (T, B, 4 * H))
+    h2 = jax.random.normal(jax.random.key(2), (B * T, H))
+    W, b = p["decoder"]["weight"], p["decoder"]["bias"]
+    logits = h2 @ W.T
+    lstm = torch.nn.LSTM(H, H, 1)
+    xt = torch.randn(T, B, H)
+
+    def torch_layer():
+        out, _ = lstm(xt)
+        out.sum().backward()
+
+    rows = [
+        ("LSTM body forward (2 layers)", timeit(jax.jit(body), p)),
+        (
+            "one layer fwd+bwd, jaxdyn recurrence (+input proj excluded)",
+            timeit(
+                jax.jit(jax.grad(lambda w, q: lstm_recurrence(w, q, *zc)[0].sum(), (0, 1))), w, pre
+            ),
+        ),
+        ("one layer fwd+bwd, torch.nn.LSTM (incl. input proj)", torch_time(torch_layer)),
+        ("decoder matmul (700 x 200 x 10k)", timeit(jax.jit(lambda h, W: h @ W.T), h2, W)),
+        (
+            "logsumexp of materialised logits",
+            timeit(jax.jit(lambda z: jax.nn.logsumexp(z, -1)), logits),
+        ),
+        (
+            "matmul + bias + logsumexp fused",
+            timeit(jax.jit(lambda h, W, b: jax.nn.logsumexp(h @ W.T + b, -1)), h2, W, b),
+        ),
+        ("loss gradient, all parameters", timeit(jax.jit(jax.grad(loss)), p)),
+        ("loss gradient, decoder frozen", timeit(jax.jit(jax.grad(loss_no_dec)), p)),
+    ]
+    print(f"# jax {jax.__version__}, torch {torch.__version__}; V={V}, H={H}, B={B}, T={T}")
+    print("| piece | median (ms) |\n|---|---|")
+    for name, ms in rows:
+        print(f"| {name} | {ms:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
