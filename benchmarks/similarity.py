@@ -20,6 +20,7 @@ Usage: ``python benchmarks/similarity.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -104,11 +105,43 @@ def timed(fn, *args, **kw):
     return time.perf_counter() - t, out
 
 
+def cka_only(quick):
+    layers, c, n, d = (3, 8, 2000, 64) if quick else (3, 40, 10000, 200)
+    xs = trajectory(layers, c, n, d)
+    pairs = pair_list(layers, c)
+    sub = jnp.asarray(xs)
+    print(f"# {layers} layers x {c} checkpoints x ({n} x {d}); {len(pairs)} pairs")
+    print(f"# load average at start: {os.getloadavg()}")
+    res = {}
+    for label, kw in (("block Gram (default)", {}), ("per-pair (gram_cols=0)", {"gram_cols": 0})):
+        t_first, _ = timed(pairwise, "linear_cka", sub, **kw)
+        t, out = timed(pairwise, "linear_cka", sub, **kw)
+        res[label] = (t, np.asarray(out))
+        print(f"jaxdyn linear_cka {label}: warm {t:.2f}s (first {t_first:.2f}s)", flush=True)
+    g, p = res["block Gram (default)"][1], res["per-pair (gram_cols=0)"][1]
+    print(f"max |block Gram - per-pair| = {np.abs(g - p).max():.2e}")
+    t_ck, sel, vals = time_subset(np_linear_cka, xs, pairs, 10)
+    for (l, a, b), v in zip(sel, vals):
+        assert abs(v - g[l, a, b]) < 1e-4, ("numpy cka disagrees", v, g[l, a, b])
+    t_np = t_ck * len(pairs)
+    print(f"NumPy per-pair loop (extrapolated from 10 pairs): {t_np:.1f}s")
+    for label, (t, _) in res.items():
+        print(f"  NumPy loop / jaxdyn {label}: {t_np / t:.1f}x")
+    print(f"# load average at end: {os.getloadavg()}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-scaling", action="store_true", help="time jaxdyn at full C only")
+    ap.add_argument(
+        "--cka-only",
+        action="store_true",
+        help="linear CKA only at full C: block-Gram vs per-pair path vs NumPy loop",
+    )
     args = ap.parse_args()
+    if args.cka_only:
+        return cka_only(args.quick)
     layers, c, n, d = (3, 8, 2000, 64) if args.quick else (3, 40, 10000, 200)
     counts = [c] if args.no_scaling else [c // 4, c // 2, c]
     xs = trajectory(layers, c, n, d)

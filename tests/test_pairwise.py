@@ -131,3 +131,48 @@ def test_single_device_shard_flag_works():
     xs = _stack(layers=1, c=3)[0]
     np.testing.assert_allclose(pairwise("svcca", xs, shard=True), pairwise("svcca", xs), atol=1e-6)
     assert jax.device_count() >= 1
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize("gram_cols", [12, 18, 4096])
+def test_linear_cka_block_gram_equals_kernel_loop(debiased, gram_cols):
+    # block sizes 2 (padded: 7 checkpoints), 3 and one block; weights, a constant view
+    xs = _stack(c=7, d=6)
+    xs[0, 3] = 2.5  # constant view: CKA 0 against everything, never NaN
+    mask = (np.arange(60) < 50).astype(np.float32)
+    for w in (None, mask):
+        out = np.asarray(
+            pairwise("linear_cka", xs, weights=w, debiased=debiased, gram_cols=gram_cols)
+        )
+        loop = [[[linear_cka(a, b, debiased, weights=w) for b in lay] for a in lay] for lay in xs]
+        assert out.shape == (2, 7, 7) and not np.isnan(out).any()
+        np.testing.assert_allclose(out, np.array(loop), atol=5e-6)
+        np.testing.assert_array_equal(out, np.swapaxes(out, 1, 2))
+        assert np.all(out[0, 3] == 0)
+        old = np.asarray(pairwise("linear_cka", xs, weights=w, debiased=debiased, gram_cols=0))
+        np.testing.assert_allclose(out, old, atol=5e-6)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_linear_cka_block_gram_with_ys_and_leading_axes(debiased):
+    xs = _stack(layers=2, c=5, d=6).reshape(1, 2, 5, 60, 6)
+    ys = _stack(layers=2, c=3, d=4, seed=1).reshape(1, 2, 3, 60, 4)
+    out = np.asarray(pairwise("linear_cka", xs, ys, debiased=debiased, gram_cols=10))
+    loop = [[[linear_cka(a, b, debiased) for b in ly] for a in lx] for lx, ly in zip(xs[0], ys[0])]
+    assert out.shape == (1, 2, 5, 3)
+    np.testing.assert_allclose(out[0], np.array(loop), atol=5e-6)
+
+
+def test_linear_cka_block_gram_no_retrace_and_bad_gram_cols():
+    from jaxdyn.analysis.pairwise import _compiled
+
+    xs = _stack(c=3)
+    pairwise("linear_cka", xs, gram_cols=12)
+    fn = _compiled("linear_cka", (), "gram", xs.shape, None, 16, False, 12)
+    size = fn._cache_size()
+    pairwise("linear_cka", xs + 1, gram_cols=12)
+    assert fn._cache_size() == size == 1
+    with pytest.raises(ValueError, match="gram_cols"):
+        pairwise("linear_cka", xs, gram_cols=-1)
+    with pytest.raises(ValueError, match="unknown options"):
+        pairwise("linear_cka", xs, sigma=1.0)

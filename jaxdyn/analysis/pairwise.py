@@ -25,6 +25,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxdyn.analysis import cka as _cka
+from jaxdyn.analysis import cka_gram as _cka_gram
 from jaxdyn.analysis import similarity as _sim
 from jaxdyn.analysis._linalg import float_dtype, sample_weights
 
@@ -97,9 +98,36 @@ def _pair_indices(cx: int, cy: int, triangle: bool):
     return i.ravel(), j.ravel()
 
 
+def _gram_block(c: int, d: int, gram_cols: int) -> int:
+    """Checkpoints per Gram block: at most ``gram_cols`` columns, blocks balanced."""
+    most = max(1, gram_cols // max(d, 1))
+    nb = -(-c // most)
+    return -(-c // nb)
+
+
+def _compiled_gram(opts: dict, xshape, yshape, gram_cols: int):
+    lead, c, n, d = xshape[:-3], *xshape[-3:]
+    cy = c if yshape is None else yshape[-3]
+    dy = d if yshape is None else yshape[-1]
+    block = _gram_block(max(c, cy), max(d, dy), gram_cols)
+    debiased = bool(opts.get("debiased", False))
+
+    def run(xs, ys, weights):
+        xf = xs.reshape((-1, c, n, d))
+        yf = None if ys is None else ys.reshape((-1, cy, n, dy))
+        out = _cka_gram.gram_cka_all_pairs(xf, yf, weights, debiased=debiased, block=block)
+        return out.reshape((*lead, c, cy))
+
+    return jax.jit(run)
+
+
 @functools.lru_cache(maxsize=64)
-def _compiled(metric, opts: tuple, method: str, xshape, yshape, chunk: int, shard: bool):
+def _compiled(
+    metric, opts: tuple, method: str, xshape, yshape, chunk: int, shard: bool, gram_cols: int = 0
+):
     spec = _spec(metric, dict(opts), method)
+    if metric == "linear_cka" and not shard and gram_cols > 0:
+        return _compiled_gram(dict(opts), xshape, yshape, gram_cols)
     lead, cx = xshape[:-3], xshape[-3]
     cy = cx if yshape is None else yshape[-3]
     n_layers = int(np.prod(lead, dtype=int))
@@ -177,6 +205,7 @@ def pairwise(
     chunk_size: int = 16,
     method: str = "gram",
     shard: bool = False,
+    gram_cols: int = 2048,
     **options,
 ):
     """Similarity of all pairs of activation matrices, in one compiled call.
@@ -194,6 +223,10 @@ def pairwise(
       chunk_size: pairs processed together (peak memory ~ chunk_size * 2 * N * D).
       method: factorisation for CCA metrics, "gram" (D x D, for N >> D) or "svd".
       shard: split matrices and pairs across all local devices (``jax.devices()``).
+      gram_cols: "linear_cka" without ``shard``: views are normalised once, laid side
+        by side in blocks of at most ``gram_cols`` columns (checkpoints x units) and
+        each block pair's cross products come from one large GEMM (peak memory
+        ~ gram_cols^2 floats); ``chunk_size`` is then unused. 0: per-pair path.
 
     Returns:
       (..., C, C', *out) with out = () for scalar metrics, (min(D, D'),) for "cca".
@@ -210,6 +243,8 @@ def pairwise(
             raise ValueError(f"pairwise: ys {ys.shape} incompatible with xs {xs.shape}")
     if chunk_size < 1:
         raise ValueError(f"pairwise: chunk_size must be >= 1, got {chunk_size}")
+    if gram_cols < 0:
+        raise ValueError(f"pairwise: gram_cols must be >= 0, got {gram_cols}")
     if weights is not None and jnp.shape(weights) != (xs.shape[-2],):
         raise ValueError(f"pairwise: weights must be ({xs.shape[-2]},), got {jnp.shape(weights)}")
     fn = _compiled(
@@ -220,5 +255,7 @@ def pairwise(
         None if ys is None else ys.shape,
         int(chunk_size),
         bool(shard),
+        # only a fast-path call carries gram_cols (other metrics keep one cache key)
+        *((int(gram_cols),) if metric == "linear_cka" and gram_cols and not shard else ()),
     )
     return fn(xs, ys, weights)

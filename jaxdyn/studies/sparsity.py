@@ -18,8 +18,8 @@ tested on it:
 from __future__ import annotations
 
 import csv
-import sys
 import gzip
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 

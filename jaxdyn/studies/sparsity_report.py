@@ -70,7 +70,9 @@ def findings(traj, vocab, corr, fc, *, stat="te") -> dict:
     """Evaluate the chapter's four findings; returns a JSON-able summary."""
     last = max(traj)
     mods = modules_of(traj)
-    rep = [m for m in mods if m != "logits"]  # word representations: embedding and LSTM layers
+    # The findings concern word representations: the embedding and the LSTM layers
+    # (the decoder's logits are in the tables and plots, not in the verdicts).
+    rep = [m for m in mods if m != "logits"]
     at_last = {(r["keying"], r["module"], r["direction"]): r for r in corr if r["epoch"] == last}
 
     def sig(r, sign):
@@ -87,7 +89,11 @@ def findings(traj, vocab, corr, fc, *, stat="te") -> dict:
     g_ok = _majority([sig(at_last[("target", m, "act_grad")], -1) for m in rep])
     if a_ok is not None and g_ok is not None:
         f2_ok = a_ok and g_ok
-    f3 = {r["module"]: (r["diff"], r["lo"], r["hi"]) for r in fc if r["direction"] == "act_grad"}
+    f3 = {
+        r["module"]: (r["diff"], r["lo"], r["hi"])
+        for r in fc
+        if r["direction"] == "act_grad" and r["module"] in rep
+    }
     f3_ok = None
     if fc and any(np.isfinite(v[0]) for v in f3.values()):
         f3_ok = _majority([bool(hi < 0) if np.isfinite(hi) else None for _, _, hi in f3.values()])
@@ -246,7 +252,8 @@ def sparsity_stage(ctx, *, max_chunks: int | None = None, min_count: int = 3) ->
 Held-out tokens: {stream.num_tokens:,} (validation stream); statistics per word type,
 keyed by the input word and by the target word, for {len(traj)} checkpoints (epochs
 {", ".join(str(e) for e in sorted(traj))}). Types seen fewer than {min_count} times are left out of
-correlations. Tidy table: `sparsity/per_type.csv.gz` ({n_rows:,} rows); findings: `sparsity/findings.json`.
+correlations. Verdicts concern word representations (embedding and LSTM layers); the
+decoder's logits are in the tables and plots only. Tidy table: `sparsity/per_type.csv.gz` ({n_rows:,} rows); findings: `sparsity/findings.json`.
 
 | finding (thesis) | this run | numbers (epoch {last}) |
 |---|---|---|
