@@ -31,6 +31,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import torch
 from torch import nn
 
@@ -294,25 +295,22 @@ def main():
 
 
 def fused_marginal(a, chunks, hooked_model, store, state0):
-    """Marginal cost of the aggregation inside one evaluation pass, both ways.
+    """A whole evaluation pass with per-type aggregation, both ways (same shape, tokens).
 
-    jaxdyn: (analysis step with on-device TE reductions + aggregate_update, one
-    jitted call per chunk) minus (the same forward/backward without capture).
-    thesis: (torch forward/backward with hooks + per-token loop) minus (torch
-    forward/backward without hooks). Same model shape and tokens.
+    jaxdyn: analysis step with on-device TE reductions + aggregate_update, one jitted
+    call per chunk. thesis: torch forward/backward with hooks + per-token loop. The
+    plain forward+backward of each framework is printed for context; the two plain
+    passes compute different things (jaxdyn's analysis step needs no parameter
+    gradients), so no "marginal cost" is derived from them.
     """
     from jaxdyn.models import language_model
     from jaxdyn.studies.sparsity import sparsity_spec
-    from jaxdyn.trace import CaptureSpec
-    from jaxdyn.train.step import make_analysis_step
+    from jaxdyn.train.step import make_analysis_step, masked_xent
 
     model = language_model(a.vocab, emb_dim=a.hidden, hidden=a.hidden, dropout=0.0)
     params = model.init(jax.random.key(0), jnp.zeros((a.batch, 1), jnp.int32))["params"]
     spec = sparsity_spec(("te",))
     analyse = make_analysis_step(model, spec)
-    plain = make_analysis_step(
-        model, CaptureSpec(activations=False, act_grads=False, reductions=())
-    )
     batches = [
         {"inputs": jnp.asarray(i.T, jnp.int32), "targets": jnp.asarray(t.T, jnp.int32)}
         for i, t in chunks
@@ -330,9 +328,17 @@ def fused_marginal(a, chunks, hooked_model, store, state0):
         return acc, carry
 
     @jax.jit
-    def base(carry, batch):
-        m, _, carry = plain(params, carry, batch)
-        return m["loss"], carry
+    def base(carry, batch):  # the same forward and backward pass, nothing captured
+        def loss_fn(p):
+            logits, new_carry = model.apply({"params": p}, batch["inputs"], carry)
+            return masked_xent(logits, batch["targets"], jnp.ones(batch["inputs"].shape, bool))[
+                0
+            ], new_carry
+
+        (loss, carry), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return loss + 0.0 * optax.tree.norm(
+            grads
+        ), carry  # grads consumed: no dead-code elimination
 
     def run_fused():
         acc, carry = aggregate_init(a.vocab, stats_from_trace(tr)), carry0
@@ -382,23 +388,19 @@ def fused_marginal(a, chunks, hooked_model, store, state0):
             runs[k]()
             times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    jm, tm = med["jax_fused"] - med["jax_plain"], med["torch_thesis"] - med["torch_plain"]
     print(
-        f"\n## aggregation inside one evaluation pass (all 4 modules, both directions, both keyings; {a.repeats} repeats, compile {compile_s:.1f} s)\n"
+        f"\n## whole evaluation pass with per-type aggregation (all 4 modules, both directions, "
+        f"both keyings; {a.repeats} repeats, compile {compile_s:.1f} s)\n"
+    )
+    print("| contender | pass with aggregation (s) | plain forward+backward pass (s) |")
+    print("|---|---|---|")
+    print(
+        f"| thesis: torch hooks + per-token loop | {med['torch_thesis']:.3f} | {med['torch_plain']:.3f} |"
     )
     print(
-        "| contender | pass with aggregation (s) | same pass without (s) | marginal cost of aggregation (s) |"
+        f"| jaxdyn: fused on-device reductions + aggregate | {med['jax_fused']:.3f} | {med['jax_plain']:.3f} |"
     )
-    print("|---|---|---|---|")
-    print(
-        f"| thesis: torch hooks + per-token loop | {med['torch_thesis']:.3f} | {med['torch_plain']:.3f} | {tm:.3f} |"
-    )
-    print(
-        f"| jaxdyn: fused on-device reductions + aggregate | {med['jax_fused']:.3f} | {med['jax_plain']:.3f} | {jm:.3f} |"
-    )
-    print(
-        f"\nmarginal-cost ratio thesis / jaxdyn: {tm / max(jm, 1e-9):.1f}x; whole-pass ratio: {med['torch_thesis'] / med['jax_fused']:.1f}x"
-    )
+    print(f"\nwhole-pass ratio thesis / jaxdyn: {med['torch_thesis'] / med['jax_fused']:.1f}x")
 
 
 if __name__ == "__main__":
