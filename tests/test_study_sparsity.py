@@ -44,7 +44,9 @@ def test_per_type_means_match_direct_computation(run):
     sums, counts = {}, {}
     for k in range(stream.num_chunks(bptt)):
         b = stream.chunk(k, bptt)
-        _, carry, acts = model.apply({"params": ck.params}, jnp.asarray(b["inputs"]), carry, return_acts=True)
+        _, carry, acts = model.apply(
+            {"params": ck.params}, jnp.asarray(b["inputs"]), carry, return_acts=True
+        )
         te = _te(acts["lstm_1"]["h"])
         for w, v in zip(b["targets"].ravel(), te.ravel()):
             sums[w] = sums.get(w, 0.0) + v
@@ -54,7 +56,9 @@ def test_per_type_means_match_direct_computation(run):
         assert int(got["count"][w]) == n
         np.testing.assert_allclose(float(got["mean"][w]), sums[w] / n, rtol=1e-5)
     total = sum(sums.values()) / sum(counts.values())
-    np.testing.assert_allclose(token_weighted_mean(traj, 2, "target", "lstm_1", "act", "te"), total, rtol=1e-5)
+    np.testing.assert_allclose(
+        token_weighted_mean(traj, 2, "target", "lstm_1", "act", "te"), total, rtol=1e-5
+    )
 
 
 def test_findings_are_computed_from_the_table(run):
