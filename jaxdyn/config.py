@@ -131,7 +131,7 @@ PRESETS: dict[str, RunConfig] = {
         epochs=3,
         log_every=20,
     ),
-    # `jaxdyn run` with no arguments: about 10 minutes on a 2-core laptop.
+    # `jaxdyn run` with no arguments: about 5 minutes on 2 cores (15 with --data-dir).
     "default": RunConfig(
         model=ModelConfig(emb_dim=128, hidden=128, num_layers=2, dropout=0.2),
         data=DataConfig(max_train_tokens=250_000, max_eval_tokens=40_000),
