@@ -285,7 +285,7 @@ def main():
     med_t = statistics.median(times["thesis", "all"])
     med_j = statistics.median(times["jax", "all"])
     if a.fused:
-        fused_marginal(a, chunks, model, store, ((zeros, zeros), (zeros, zeros)))
+        whole_pass(a, chunks, model, store, ((zeros, zeros), (zeros, zeros)))
     print(
         f"\nend-to-end, all modules, incl. torch hooked forward/backward ({t_hooks:.3f} s per "
         f"pass, measured once): thesis {t_hooks + med_t:.3f} s, torch hooks + jaxdyn "
@@ -294,7 +294,7 @@ def main():
     )
 
 
-def fused_marginal(a, chunks, hooked_model, store, state0):
+def whole_pass(a, chunks, hooked_model, store, state0):
     """A whole evaluation pass with per-type aggregation, both ways (same shape, tokens).
 
     jaxdyn: analysis step with on-device TE reductions + aggregate_update, one jitted

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.analysis.per_type import (
@@ -33,6 +32,7 @@ from jaxdyn.analysis.per_type import (
     aggregate_update,
     stats_from_trace,
 )
+from jaxdyn.models.lstm import zero_carry
 from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.step import make_analysis_step
 from jaxdyn.train.tasks import Stream
@@ -86,7 +86,9 @@ def per_type_trajectory(
     out = {}
     for ck in iter_checkpoints(workdir):
         first = stream.chunk(0, cfg.data.bptt)
-        _, tr, _ = jax.eval_shape(analyse, ck.params, _zero(model, stream.inputs.shape[0]), first)
+        _, tr, _ = jax.eval_shape(
+            analyse, ck.params, zero_carry(ck.params, stream.inputs.shape[0]), first
+        )
         acc = aggregate_init(len(vocab), stats_from_trace(tr), KEYINGS)
         acc = trace_stream(
             model,
@@ -114,13 +116,6 @@ def per_type_trajectory(
         if progress:
             print(f"[sparsity] epoch {ck.epoch} (step {ck.step}) done", file=sys.stderr, flush=True)
     return out
-
-
-def _zero(model, b):
-    return tuple(
-        (jnp.zeros((b, model.hidden)), jnp.zeros((b, model.hidden)))
-        for _ in range(model.num_layers)
-    )
 
 
 def write_table(

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from jaxdyn.checkpoint import CheckpointError, Trajectory, to_jsonable
 from jaxdyn.config import ModelConfig, OptimConfig, RunConfig
-from jaxdyn.models.lstm import LSTMSequenceModel
+from jaxdyn.models.lstm import LSTMSequenceModel, zero_carry
 from jaxdyn.trace.records import batch_means
 from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.optim import (
@@ -95,9 +95,7 @@ def compiled_steps(model: LSTMSequenceModel, optim: OptimConfig, spec: CaptureSp
 
 def evaluate(eval_step, params, stream: Stream, bptt: int) -> float:
     """Mean per-token cross-entropy of ``params`` on a stream (zero initial state)."""
-    b = stream.inputs.shape[0]
-    hidden = params["rnn"]["l0"]["weight_hh"].shape[1]
-    carry = tuple((jnp.zeros((b, hidden)), jnp.zeros((b, hidden))) for _ in params["rnn"])
+    carry = zero_carry(params, stream.inputs.shape[0])
     total = jnp.zeros(())
     count = jnp.zeros(())
     for k in range(stream.num_chunks(bptt)):

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdyn.models.lstm import zero_carry
+
 
 class TrainState(NamedTuple):
     """Everything that changes during training, as one pytree.
@@ -49,10 +51,7 @@ def init_train_state(
     if params is None:
         dummy = jnp.zeros((batch_size, 1), jnp.int32)
         params = model.init(jax.random.fold_in(key, 0), dummy)["params"]
-    carry = tuple(
-        (jnp.zeros((batch_size, model.hidden)), jnp.zeros((batch_size, model.hidden)))
-        for _ in range(model.num_layers)
-    )
+    carry = zero_carry(params, batch_size)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,

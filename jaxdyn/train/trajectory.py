@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jaxdyn.checkpoint import CheckpointError, Trajectory
 from jaxdyn.config import RunConfig
 from jaxdyn.data.vocab import Vocab
-from jaxdyn.models.lstm import LSTMSequenceModel
+from jaxdyn.models.lstm import LSTMSequenceModel, zero_carry
 from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.loop import model_for
 from jaxdyn.train.optim import make_optimizer
@@ -107,10 +107,7 @@ def trace_stream(
     """
     analyse = analyse or make_analysis_step(model, spec)
     b = stream.inputs.shape[0]
-    carry = tuple(
-        (jnp.zeros((b, model.hidden)), jnp.zeros((b, model.hidden)))
-        for _ in range(model.num_layers)
-    )
+    carry = zero_carry(params, b)
     n = stream.num_chunks(bptt)
     if max_chunks is not None:
         n = min(n, max_chunks)
