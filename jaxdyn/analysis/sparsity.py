@@ -3,9 +3,9 @@
 Every kernel reduces one vector along ``axis`` (default: last) and accepts any
 number of leading axes, so a ``(B, T, D)`` activation gives ``(B, T)`` per-token
 values. All kernels are pure, ``jit``/``vmap``/``grad``-able and numerically safe:
-the norms take one pass over x when no sum of squares under/overflows, and
-otherwise divide magnitudes by the vector's max ``|x|`` before squaring, so float32
-inputs of size ``1e-30`` or ``1e30`` give the same ratios as size-1 inputs.
+the norms divide the entries by the vector's L1 norm before squaring (two
+reductions, no data-dependent branch), so float32 inputs of size ``1e-30`` or
+``1e30`` give the same ratios as size-1 inputs.
 
 Conventions for degenerate input (never NaN, gradients never NaN either):
 
