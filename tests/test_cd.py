@@ -312,3 +312,15 @@ def test_bad_inputs(params, tokens):
         contextual_decomposition(params, tokens, _mask([1]), span_bias="half")
     with pytest.raises(ValueError, match="relevant"):
         cd_batch(params, tokens[None], _mask([1])[None])
+
+
+def test_bad_logit_ids_and_lengths_shape(params, tokens):
+    # out-of-range decoder rows used to be clamped silently to the last row
+    with pytest.raises(ValueError, match="logit_ids"):
+        contextual_decomposition(params, tokens, _mask([1]), logit_ids=[V])
+    with pytest.raises(ValueError, match="logit_ids"):
+        cd_batch(params, tokens[None], _mask([1])[None, None], logit_ids=[0, V + 3])
+    with pytest.raises(ValueError, match="length"):
+        cd_batch(params, np.stack([tokens, tokens]), np.zeros((2, 1, T), bool), lengths=[T])
+    with pytest.raises(ValueError, match="length"):
+        contextual_decomposition(params, tokens, _mask([1]), length=[T, T])

@@ -320,3 +320,29 @@ def test_packed_no_retrace_and_jit_eager(params, tokens):
 def test_bad_mask_chunk(params, tokens):
     with pytest.raises(ValueError, match="mask_chunk"):
         interdependence(params, tokens, [[0, 1]], 3, mask_chunk=0)
+
+
+def test_bad_logit_ids_targets_lengths_and_chunks(params, tokens):
+    # out-of-range decoder rows used to be clamped silently to the last row
+    with pytest.raises(ValueError, match="logit_ids"):
+        interdependence(params, tokens, [[0, 1]], 3, space="logits", logit_ids=[V])
+    toks, pairs, tgt = np.stack([tokens, tokens]), np.zeros((2, 1, 2), np.int32), [3, 3]
+    with pytest.raises(ValueError, match="logit_ids"):
+        interdependence_batch(params, toks, pairs, tgt, space="logits", logit_ids=[V + 1])
+    # lengths must be (B,): a (1,) vector for two sentences was accepted (or IndexError)
+    for sb in ("inclusive", "exclusive_last"):
+        with pytest.raises(ValueError, match="length"):
+            interdependence_batch(params, toks, pairs, tgt, lengths=[T], span_bias=sb)
+    # an int target outside the sentence used to give an empty result silently
+    for bad in (-1, T):
+        with pytest.raises(ValueError, match="target"):
+            all_pairs_interdependence(params, tokens, target=bad)
+    with pytest.raises(ValueError, match="target"):
+        all_pairs_interdependence(params, tokens[:1], target=3)
+    for chunk in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="mask_chunk"):
+            span_beta(params, tokens, np.eye(T, dtype=bool)[:3], mask_chunk=chunk)
+        with pytest.raises(ValueError, match="mask_chunk"):
+            jax.jit(
+                lambda tg, c=chunk: interdependence(params, tokens, [[0, 1]], tg, mask_chunk=c)
+            )(3)

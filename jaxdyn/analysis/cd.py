@@ -65,6 +65,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdyn.analysis.lstm_forward import (  # noqa: F401  (re-exported for callers of cd)
+    _decoder_weight,
+    _layer_names,
+    _split4,
+    forward,
+    forward_layer,
+    zero_carry_single,
+)
+
 SPAN_BIAS = ("inclusive", "exclusive_last")
 
 
@@ -95,16 +104,6 @@ class CDResult(NamedTuple):
     residual_logits: jax.Array
 
 
-def _layer_names(params: Mapping[str, Any]) -> list[str]:
-    return sorted(params["rnn"], key=lambda s: int(s[1:]))
-
-
-def _decoder_weight(params: Mapping[str, Any]) -> jax.Array:
-    """Decoder weight ``(K, H)``: ``decoder.weight``, or the encoder's when tied."""
-    dec = params["decoder"]
-    return dec["weight"] if "weight" in dec else params["encoder"]["weight"]
-
-
 def shapley3(r: jax.Array, i: jax.Array, b: jax.Array, fn) -> tuple[jax.Array, ...]:
     """Split ``fn(r + i + b)`` into relevant, irrelevant and bias shares.
 
@@ -133,51 +132,6 @@ def shapley2(r: jax.Array, i: jax.Array, fn) -> tuple[jax.Array, jax.Array]:
     """
     f_all = fn(r + i)
     return 0.5 * (fn(r) + f_all - fn(i)), 0.5 * (fn(i) + f_all - fn(r))
-
-
-def _split4(a: jax.Array) -> tuple[jax.Array, ...]:
-    return tuple(jnp.split(a, 4, axis=-1))
-
-
-def forward_layer(p, xs, h0, c0):
-    """Plain LSTM layer over one sequence.
-
-    Args:
-      p: layer parameters (``weight_ih (4H, In)``, ``weight_hh``, ``bias_ih``, ``bias_hh``).
-      xs: inputs ``(T, In)``; h0, c0: ``(H,)``.
-
-    Returns:
-      ``(h (T, H), c (T, H), a (T, 4H))`` with ``a`` the gate pre-activations.
-
-    References:
-      Hochreiter & Schmidhuber (1997); PyTorch ``nn.LSTM`` equations.
-    """
-    bias = p["bias_ih"] + p["bias_hh"]
-    pre = xs @ p["weight_ih"].T + bias
-
-    def step(carry, pre_t):
-        h, c = carry
-        a = pre_t + h @ p["weight_hh"].T
-        ai, af, ag, ao = _split4(a)
-        c = jax.nn.sigmoid(af) * c + jax.nn.sigmoid(ai) * jnp.tanh(ag)
-        h = jax.nn.sigmoid(ao) * jnp.tanh(c)
-        return (h, c), (h, c, a)
-
-    _, (h, c, a) = jax.lax.scan(step, (h0, c0), pre)
-    return h, c, a
-
-
-def forward(params, tokens, init_carry):
-    """Plain forward of one sequence: per-layer lists of ``h``, ``c``, ``a`` and logits."""
-    x = params["encoder"]["weight"][tokens]
-    hs, cs, as_ = [], [], []
-    for l, name in enumerate(_layer_names(params)):
-        h, c, a = forward_layer(params["rnn"][name], x, *init_carry[l])
-        hs.append(h)
-        cs.append(c)
-        as_.append(a)
-        x = h
-    return hs, cs, as_
 
 
 def _cd_layer(p, rel_in, irr_in, span_bias, h0, c0, decompose_output_gate):
@@ -229,15 +183,6 @@ def span_bias_mask(relevant: jax.Array, span_bias: str) -> jax.Array:
         nxt = jnp.concatenate([relevant[1:], jnp.zeros((1,), bool)])
         return relevant & nxt
     raise ValueError(f"span_bias must be one of {SPAN_BIAS}, got {span_bias!r}")
-
-
-def zero_carry_single(params, dtype):
-    """All-zero per-layer ``(h, c)`` of shape ``(H,)`` each."""
-    out = []
-    for name in _layer_names(params):
-        z = jnp.zeros((params["rnn"][name]["weight_hh"].shape[1],), dtype)
-        out.append((z, z))
-    return tuple(out)
 
 
 def _cd_single(
@@ -306,9 +251,18 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def check_inputs(params, tokens, length) -> None:
-    """Raise ValueError for out-of-range tokens or lengths (when values are concrete)."""
+def check_inputs(params, tokens, length, logit_ids=None) -> None:
+    """Raise ValueError for out-of-range tokens, lengths or ``logit_ids`` (when values are
+    concrete; JAX would clamp a decoder row silently), or a length not one per sequence."""
     vocab = params["encoder"]["weight"].shape[0]
+    if length is not None and np.shape(length) != tokens.shape[:-1]:
+        raise ValueError(
+            f"length must have shape {tokens.shape[:-1]} (one per sequence), got {np.shape(length)}"
+        )
+    if logit_ids is not None and _is_concrete(logit_ids):
+        ids, k = np.asarray(logit_ids), params["decoder"]["bias"].shape[0]
+        if ids.size and (ids.min() < 0 or ids.max() >= k):
+            raise ValueError(f"logit_ids must lie in [0, {k}), got {ids}")
     if _is_concrete(tokens):
         tk = np.asarray(tokens)
         if tk.size and (tk.min() < 0 or tk.max() >= vocab):
@@ -351,7 +305,8 @@ def contextual_decomposition(
       :class:`CDResult` (shapes without batch axes).
 
     Raises:
-      ValueError: shape mismatch, tokens or length out of range, unknown ``span_bias``.
+      ValueError: shape mismatch, tokens, length or ``logit_ids`` out of range, unknown
+        ``span_bias``.
 
     References:
       Murdoch et al. (2018), ICLR, Eqs. 8-19; Saphra (2021), thesis, CD chapter.
@@ -363,7 +318,7 @@ def contextual_decomposition(
         )
     if span_bias not in SPAN_BIAS:
         raise ValueError(f"span_bias must be one of {SPAN_BIAS}, got {span_bias!r}")
-    check_inputs(params, tokens, length)
+    check_inputs(params, tokens, length, logit_ids)
     dtype = params["encoder"]["weight"].dtype
     if init_carry is None:
         init_carry = zero_carry_single(params, dtype)
@@ -418,7 +373,7 @@ def cd_batch(
         )
     if span_bias not in SPAN_BIAS:
         raise ValueError(f"span_bias must be one of {SPAN_BIAS}, got {span_bias!r}")
-    check_inputs(params, tokens, lengths)
+    check_inputs(params, tokens, lengths, logit_ids)
     b, t = tokens.shape
     dtype = params["encoder"]["weight"].dtype
     if init_carry is None:

@@ -43,8 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.cd import _decoder_weight, _layer_names, _split4, forward
 from jaxdyn.analysis.di_schedule import schedule
+from jaxdyn.analysis.lstm_forward import _decoder_weight, _layer_names, _split4, forward
 
 
 def _share_r(r, a, b, fn, f_a, f_b):

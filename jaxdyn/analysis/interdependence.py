@@ -51,16 +51,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.cd import (
-    SPAN_BIAS,
+from jaxdyn.analysis.cd import SPAN_BIAS, check_inputs, span_bias_mask
+from jaxdyn.analysis.di_packed import beta_layer, di_packed
+from jaxdyn.analysis.lstm_forward import (
     _decoder_weight,
     _layer_names,
-    check_inputs,
     forward,
-    span_bias_mask,
     zero_carry_single,
 )
-from jaxdyn.analysis.di_packed import beta_layer, di_packed
 
 SPACES = ("hidden", "logits")
 
@@ -148,7 +146,9 @@ def _concrete(*xs) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in xs)
 
 
-def _resolve(params, space, layer, span_bias):
+def _resolve(params, space, layer, span_bias, mask_chunk):
+    if mask_chunk is not None and (not isinstance(mask_chunk, int | np.integer) or mask_chunk < 1):
+        raise ValueError(f"mask_chunk must be a positive int or None, got {mask_chunk!r}")
     if space not in SPACES:
         raise ValueError(f"space must be one of {SPACES}, got {space!r}")
     if span_bias not in SPAN_BIAS:
@@ -223,10 +223,10 @@ def interdependence(
     tokens, pairs = jnp.asarray(tokens), jnp.asarray(pairs, jnp.int32)
     if tokens.ndim != 1 or pairs.ndim != 2:
         raise ValueError(f"need tokens (T,), pairs (P, 2); got {tokens.shape}, {pairs.shape}")
-    layer = _resolve(params, space, layer, span_bias)
+    layer = _resolve(params, space, layer, span_bias, mask_chunk)
     target = jnp.broadcast_to(jnp.asarray(target, jnp.int32), pairs.shape[:1])
+    check_inputs(params, tokens, length, logit_ids)
     _check_pairs(pairs, target, tokens.shape[0], length)
-    check_inputs(params, tokens, length)
     if init_carry is None:
         init_carry = zero_carry_single(params, params["encoder"]["weight"].dtype)
     length = jnp.asarray(tokens.shape[0] if length is None else length, jnp.int32)
@@ -282,12 +282,12 @@ def interdependence_batch(
     tokens, pairs = jnp.asarray(tokens), jnp.asarray(pairs, jnp.int32)
     if tokens.ndim != 2 or pairs.ndim != 3 or pairs.shape[0] != tokens.shape[0]:
         raise ValueError(f"need tokens (B, T), pairs (B, P, 2); got {tokens.shape}, {pairs.shape}")
-    layer = _resolve(params, space, layer, span_bias)
+    layer = _resolve(params, space, layer, span_bias, mask_chunk)
     b, t = tokens.shape
     target = jnp.asarray(target, jnp.int32)
     target = jnp.broadcast_to(target[:, None] if target.ndim == 1 else target, pairs.shape[:2])
+    check_inputs(params, tokens, lengths, logit_ids)
     _check_pairs(pairs, target, t, lengths)
-    check_inputs(params, tokens, lengths)
     if init_carry is None:
         init_carry = jax.tree_util.tree_map(
             lambda z: jnp.broadcast_to(z, (b, *z.shape)),
@@ -337,7 +337,7 @@ def span_beta(
     tokens, masks = jnp.asarray(tokens), jnp.asarray(masks, bool)
     if tokens.ndim != 1 or masks.ndim != 2 or masks.shape[1] != tokens.shape[0]:
         raise ValueError(f"need tokens (T,), masks (M, T); got {tokens.shape}, {masks.shape}")
-    layer = _resolve(params, "hidden", layer, span_bias)
+    layer = _resolve(params, "hidden", layer, span_bias, mask_chunk)
     check_inputs(params, tokens, length)
     if init_carry is None:
         init_carry = zero_carry_single(params, params["encoder"]["weight"].dtype)
@@ -386,6 +386,8 @@ def all_pairs_interdependence(
     elif target == "pair_end":
         tgt = pairs[:, 1].copy()
     elif isinstance(target, int | np.integer):
+        if not 0 <= target < n:
+            raise ValueError(f"target must lie in [0, {n}) (the valid length), got {target}")
         pairs = pairs[pairs[:, 1] <= target]
         tgt = np.full(len(pairs), target, np.int32)
     else:

@@ -41,8 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.cd import forward, zero_carry_single
 from jaxdyn.analysis.interdependence import span_beta
+from jaxdyn.analysis.lstm_forward import forward, zero_carry_single
 from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, OptimConfig, RunConfig
 from jaxdyn.data.batching import batchify
 from jaxdyn.data.synthetic import CLOSE, BracketConfig, BracketData, as_vocab, generate_brackets

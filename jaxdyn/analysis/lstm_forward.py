@@ -1,0 +1,84 @@
+"""Plain forward pass of a PyTorch-layout LSTM stack, one sequence at a time.
+
+Shared by contextual decomposition (:mod:`jaxdyn.analysis.cd`), the packed
+interdependence schedule (:mod:`jaxdyn.analysis.di_packed`) and the studies that
+need the reference forward activations ``h``, ``c`` and gate pre-activations
+``a`` of each layer. Parameters follow :mod:`jaxdyn.models.lstm` (gate order i,
+f, g, o).
+
+References:
+  Hochreiter & Schmidhuber (1997), "Long short-term memory"; PyTorch ``nn.LSTM``
+  equations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def _layer_names(params: Mapping[str, Any]) -> list[str]:
+    return sorted(params["rnn"], key=lambda s: int(s[1:]))
+
+
+def _decoder_weight(params: Mapping[str, Any]) -> jax.Array:
+    """Decoder weight ``(K, H)``: ``decoder.weight``, or the encoder's when tied."""
+    dec = params["decoder"]
+    return dec["weight"] if "weight" in dec else params["encoder"]["weight"]
+
+
+def _split4(a: jax.Array) -> tuple[jax.Array, ...]:
+    return tuple(jnp.split(a, 4, axis=-1))
+
+
+def forward_layer(p, xs, h0, c0):
+    """Plain LSTM layer over one sequence.
+
+    Args:
+      p: layer parameters (``weight_ih (4H, In)``, ``weight_hh``, ``bias_ih``, ``bias_hh``).
+      xs: inputs ``(T, In)``; h0, c0: ``(H,)``.
+
+    Returns:
+      ``(h (T, H), c (T, H), a (T, 4H))`` with ``a`` the gate pre-activations.
+
+    References:
+      Hochreiter & Schmidhuber (1997); PyTorch ``nn.LSTM`` equations.
+    """
+    bias = p["bias_ih"] + p["bias_hh"]
+    pre = xs @ p["weight_ih"].T + bias
+
+    def step(carry, pre_t):
+        h, c = carry
+        a = pre_t + h @ p["weight_hh"].T
+        ai, af, ag, ao = _split4(a)
+        c = jax.nn.sigmoid(af) * c + jax.nn.sigmoid(ai) * jnp.tanh(ag)
+        h = jax.nn.sigmoid(ao) * jnp.tanh(c)
+        return (h, c), (h, c, a)
+
+    _, (h, c, a) = jax.lax.scan(step, (h0, c0), pre)
+    return h, c, a
+
+
+def forward(params, tokens, init_carry):
+    """Plain forward of one sequence: per-layer lists of ``h``, ``c``, ``a`` and logits."""
+    x = params["encoder"]["weight"][tokens]
+    hs, cs, as_ = [], [], []
+    for l, name in enumerate(_layer_names(params)):
+        h, c, a = forward_layer(params["rnn"][name], x, *init_carry[l])
+        hs.append(h)
+        cs.append(c)
+        as_.append(a)
+        x = h
+    return hs, cs, as_
+
+
+def zero_carry_single(params, dtype):
+    """All-zero per-layer ``(h, c)`` of shape ``(H,)`` each."""
+    out = []
+    for name in _layer_names(params):
+        z = jnp.zeros((params["rnn"][name]["weight_hh"].shape[1],), dtype)
+        out.append((z, z))
+    return tuple(out)
