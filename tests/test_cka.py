@@ -126,6 +126,26 @@ def test_mask_equals_cropping(debiased):
         np.testing.assert_allclose(got, fn(x[:90], y[:90], debiased=debiased), atol=2e-5)
 
 
+@pytest.mark.parametrize("pad", [-1e9, np.nan])
+def test_padded_rows_with_sentinels_are_ignored(pad):
+    # -1e9 padding used to set minibatch CKA's fixed scale (inf in float32);
+    # NaN/inf padding poisoned every kernel through 0 * inf in the masked means
+    x, y = (a.astype(np.float32) for a in _pair())
+    mask = (np.arange(120) < 90).astype(np.float32)
+    xp, yp = x.copy(), y.copy()
+    xp[90:], yp[90:] = pad, pad
+    for debiased in (False, True):
+        for fn in (linear_cka, rbf_cka):
+            got = fn(xp, yp, debiased=debiased, weights=mask)
+            np.testing.assert_allclose(got, fn(x[:90], y[:90], debiased=debiased), atol=2e-5)
+        got = linear_cka(xp, yp, debiased, weights=mask, form="gram")
+        np.testing.assert_allclose(got, linear_cka(x[:90], y[:90], debiased), atol=2e-5)
+    s = minibatch_cka_update(minibatch_cka_init(), xp, yp, mask)
+    np.testing.assert_allclose(
+        minibatch_cka_finalize(s), linear_cka(x[:90], y[:90], True), atol=2e-5
+    )
+
+
 def test_minibatch_single_batch_and_reference():
     x, y = _pair(n=200)
     s = minibatch_cka_update(minibatch_cka_init(), x, y)

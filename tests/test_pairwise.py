@@ -91,6 +91,20 @@ def test_bad_arguments():
         pairwise("svcca", xs, sigma=1.0)
     with pytest.raises(ValueError, match="xs must be"):
         pairwise("svcca", xs[0])
+    # options and sizes the single-pair kernels reject used to give silent values
+    for metric, kw in (("svcca", {"keep": 0.0}), ("svcca", {"keep": 1.5}), ("pwcca", {"keep": -1})):
+        with pytest.raises(ValueError, match="keep"):
+            pairwise(metric, xs, **kw)
+    for kw in ({"epsilon": -1.0}, {"threshold": 0.0}, {"threshold": 1.5}):
+        with pytest.raises(ValueError, match="epsilon >= 0"):
+            pairwise("google", xs, **kw)
+    for gram_cols in (0, 2048):
+        with pytest.raises(ValueError, match="at least 4"):
+            pairwise("linear_cka", xs[:, :3], debiased=True, gram_cols=gram_cols)
+    with pytest.raises(ValueError, match="at least 2"):
+        pairwise("svcca", xs[:, :1])
+    with pytest.raises(ValueError, match="incompatible"):
+        pairwise("svcca", xs, xs[0])
 
 
 SHARD_SCRIPT = textwrap.dedent(

@@ -200,6 +200,20 @@ def test_mask_equals_cropping():
         )
 
 
+@pytest.mark.parametrize("pad", [3e38, np.inf, np.nan])
+def test_mask_ignores_any_value_in_padded_rows(pad):
+    # padded rows may hold sentinels or non-finite values; a 0 weight must ignore them
+    x, y = (a.astype(np.float32) for a in _pair())
+    mask = (np.arange(300) < 200).astype(np.float32)
+    xp, yp = x.copy(), y.copy()
+    xp[200:], yp[200:] = pad, pad
+    for fn in (svcca, pwcca, google_cca_summary):
+        np.testing.assert_allclose(fn(xp, yp, weights=mask), fn(x[:200], y[:200]), atol=1e-5)
+    np.testing.assert_allclose(cca(xp, yp, weights=mask), cca(x[:200], y[:200]), atol=1e-5)
+    rho, _ = cca_accumulate_finalize(_stream(xp, yp, 64, mask))
+    np.testing.assert_allclose(rho, ref.cca(x[:200], y[:200]), atol=1e-3)
+
+
 def test_bad_input_raises():
     x, y = _pair()
     with pytest.raises(ValueError, match="same samples"):
@@ -210,6 +224,10 @@ def test_bad_input_raises():
         cca(x, y, method="qr")
     with pytest.raises(ValueError, match="weights"):
         cca(x, y, weights=np.ones(5))
+    state = _stream(x, y, 100)
+    for kw in ({"threshold": 1.5}, {"threshold": 0.0}, {"epsilon": -1.0}):
+        with pytest.raises(ValueError, match="epsilon >= 0"):
+            cca_accumulate_finalize(state, summary="google", **kw)
 
 
 # ----------------------------------------------------------------- transforms

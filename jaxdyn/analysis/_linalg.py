@@ -90,7 +90,10 @@ def prepare(x, w) -> jnp.ndarray:
 
     References: Hotelling 1936 (sample covariance of centred data).
     """
-    x = zero_constant_columns(x.astype(w.dtype), w > 0)
+    # zero the rows outside the mask first: padding (e.g. -1e9, inf, NaN) must not
+    # enter the max-abs rescaling nor ``w @ x`` (0 * inf = NaN)
+    x = jnp.where((w > 0)[:, None], x.astype(w.dtype), 0)
+    x = zero_constant_columns(x, w > 0)
     x = _safe_div(x, jnp.max(jnp.abs(x)))
     z = (x - w @ x) * jnp.sqrt(w)[:, None]
     return _safe_div(z, jnp.max(jnp.abs(z)))

@@ -196,7 +196,7 @@ def rbf_gram(x, mask, sigma: float):
     References: Kornblith et al. 2019, Sec. 3 (RBF kernel, bandwidth = fraction of
     the median distance).
     """
-    x = zero_constant_columns(x, mask)
+    x = zero_constant_columns(jnp.where(mask[:, None], x, 0), mask)
     x = x / jnp.where(jnp.max(jnp.abs(x)) > 0, jnp.max(jnp.abs(x)), 1)
     mf = mask.astype(x.dtype)
     x = (x - (mf @ x) / jnp.maximum(jnp.sum(mf), 1)) * mf[:, None]
@@ -295,6 +295,8 @@ def minibatch_cka_update(state: MinibatchCKAState, x, y, mask=None) -> Minibatch
     dt = state.hxy.dtype
     x, y = x.astype(dt), y.astype(dt)
     m = jnp.ones(x.shape[0], bool) if mask is None else jnp.asarray(mask) > 0
+    # padded rows (any value, e.g. -1e9 or NaN) must not set the scale nor leak in
+    x, y = jnp.where(m[:, None], x, 0), jnp.where(m[:, None], y, 0)
     sx = jnp.where(state.sx > 0, state.sx, jnp.max(jnp.abs(x)))
     sy = jnp.where(state.sy > 0, state.sy, jnp.max(jnp.abs(y)))
     fx, fy = _batch_factor(x, sx, m), _batch_factor(y, sy, m)

@@ -54,11 +54,16 @@ def _spec(metric, options: dict, method: str) -> _Spec:
     elif metric == "cca":
         spec = _cca_like(_sim.cca_pair, True, None, method)
     elif metric == "svcca":
-        spec = _cca_like(_sim.svcca_pair, True, take("keep", 0.99), method)
+        keep = take("keep", 0.99)
+        _sim._check_keep(keep, "pairwise svcca")
+        spec = _cca_like(_sim.svcca_pair, True, keep, method)
     elif metric == "pwcca":
-        spec = _cca_like(_sim.pwcca_pair, False, take("keep", None), method)
+        keep = take("keep", None)
+        _sim._check_keep(keep, "pairwise pwcca")
+        spec = _cca_like(_sim.pwcca_pair, False, keep, method)
     elif metric == "google":
         eps, thr = take("epsilon", 0.0), take("threshold", 0.98)
+        _sim._check_google(eps, thr, "pairwise google")
 
         def gfactor(x, weights):
             w = sample_weights(x.shape[0], weights, float_dtype(x))
@@ -239,12 +244,16 @@ def pairwise(
         raise ValueError(f"pairwise: xs must be (..., C, N, D), got {xs.shape}")
     if ys is not None:
         ys = jnp.asarray(ys)
-        if ys.shape[:-3] != xs.shape[:-3] or ys.shape[-2] != xs.shape[-2]:
+        if ys.ndim != xs.ndim or ys.shape[:-3] != xs.shape[:-3] or ys.shape[-2] != xs.shape[-2]:
             raise ValueError(f"pairwise: ys {ys.shape} incompatible with xs {xs.shape}")
     if chunk_size < 1:
         raise ValueError(f"pairwise: chunk_size must be >= 1, got {chunk_size}")
     if gram_cols < 0:
         raise ValueError(f"pairwise: gram_cols must be >= 0, got {gram_cols}")
+    n_min = 4 if metric in ("linear_cka", "rbf_cka") and options.get("debiased") else 2
+    if not callable(metric) and xs.shape[-2] < n_min:
+        # as the single-pair kernels: no silent all-zero result for too few samples
+        raise ValueError(f"pairwise {metric}: needs at least {n_min} samples, got N={xs.shape[-2]}")
     if weights is not None and jnp.shape(weights) != (xs.shape[-2],):
         raise ValueError(f"pairwise: weights must be ({xs.shape[-2]},), got {jnp.shape(weights)}")
     fn = _compiled(

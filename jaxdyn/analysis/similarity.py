@@ -157,6 +157,13 @@ def _check_keep(keep, name):
         raise ValueError(f"{name}: keep must be in (0, 1], got {keep}")
 
 
+def _check_google(epsilon, threshold, name):
+    if not epsilon >= 0 or not 0.0 < threshold <= 1.0:
+        raise ValueError(
+            f"{name}: need epsilon >= 0 and 0 < threshold <= 1, got {epsilon}, {threshold}"
+        )
+
+
 @functools.partial(jax.jit, static_argnames=("method",))
 def cca(x, y, *, weights=None, method: str = "svd"):
     """All canonical correlations of a pair, descending.
@@ -246,8 +253,7 @@ def google_cca_summary(x, y, *, epsilon: float = 0.0, threshold: float = 0.98, w
     References: Raghu et al. 2017; google/svcca ``cca_core.py`` (summary "mean").
     """
     check_pair(x, y, "google_cca_summary")
-    if epsilon < 0 or not 0.0 < threshold <= 1.0:
-        raise ValueError(f"need epsilon >= 0 and 0 < threshold <= 1, got {epsilon}, {threshold}")
+    _check_google(epsilon, threshold, "google_cca_summary")
     w = sample_weights(x.shape[0], weights, float_dtype(x, y))
     return google_pair(google_factor(x, w, epsilon), google_factor(y, w, epsilon), threshold)
 
@@ -287,6 +293,8 @@ def cca_accumulate_update(state: CCAState, x, y, weights=None) -> CCAState:
     dt = state.cxx.dtype
     x, y = x.astype(dt), y.astype(dt)
     wb = jnp.ones(x.shape[0], dt) if weights is None else jnp.maximum(weights.astype(dt), 0)
+    # rows of weight 0 are padding: any value there (inf, NaN) must not leak (0 * inf)
+    x, y = jnp.where((wb > 0)[:, None], x, 0), jnp.where((wb > 0)[:, None], y, 0)
     nb = jnp.sum(wb)
     safe = jnp.where(nb > 0, nb, 1)
     mx, my = wb @ x / safe, wb @ y / safe
@@ -344,6 +352,7 @@ def cca_accumulate_finalize(
     References: Raghu et al. 2017, Sec. 2; Hotelling 1936.
     """
     _check_keep(keep, "cca_accumulate_finalize")
+    _check_google(epsilon, threshold, "cca_accumulate_finalize")
     sx = jnp.max(jnp.abs(state.cxx))
     sy = jnp.max(jnp.abs(state.cyy))
     sx, sy = jnp.where(sx > 0, sx, 1), jnp.where(sy > 0, sy, 1)
