@@ -75,11 +75,15 @@ class Trajectory:
     def save(self, state: Any, meta: dict[str, Any]) -> int:
         """Save ``state`` (any pytree with an int ``step`` field) and JSON ``meta``.
 
-        Returns the step. Saving a step that already exists is a no-op.
+        Returns the step. Saving a step that already exists intact is a no-op; a
+        corrupt or incomplete checkpoint at that step is replaced.
         """
         step = int(jax.device_get(state.step))
-        if step in self._mngr.all_steps():
-            return step
+        if step in self.all_steps():
+            if self.check(step) is None:
+                return step
+            self._mngr.delete(step)
+            (self._manifests / f"{step}.json").unlink(missing_ok=True)
         meta = {**meta, "step": step}
         self._mngr.save(
             step,
@@ -133,7 +137,12 @@ class Trajectory:
         problem = self.check(step)
         if problem is not None:
             older = [s for s in self.valid_steps() if s < step]
-            hint = f"; newest intact older checkpoint: step {older[-1]}" if older else ""
+            hint = (
+                f"; newest intact older checkpoint: step {older[-1]} (delete "
+                f"{self._step_dir(step)} to resume training from it)"
+                if older
+                else ""
+            )
             raise CheckpointError(f"checkpoint step {step} in {self.directory}: {problem}{hint}")
 
     def restore_meta(self, step: int) -> dict[str, Any]:

@@ -166,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxdyn`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from jaxdyn.checkpoint import CheckpointError
+
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, CheckpointError) as e:
         print(f"jaxdyn: error: {e}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import Any
@@ -25,6 +26,13 @@ class ModelConfig:
     dropout: float = 0.2
     tie_weights: bool = False
     init_range: float = 0.1
+
+    def __post_init__(self):
+        for k in ("emb_dim", "hidden", "num_layers"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"model.{k} must be >= 1, got {getattr(self, k)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +71,16 @@ class OptimConfig:
     plateau_factor: float = 0.25
     weight_decay: float = 0.0
 
+    def __post_init__(self):
+        if self.name not in ("sgd", "adam"):
+            raise ValueError(f"optim.name must be 'sgd' or 'adam', got {self.name!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"optim.lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.clip) and self.clip >= 0):
+            raise ValueError(f"optim.clip must be >= 0 (0 disables clipping), got {self.clip}")
+        if not 0.0 < self.plateau_factor <= 1.0:
+            raise ValueError(f"optim.plateau_factor must be in (0, 1], got {self.plateau_factor}")
+
 
 @dataclasses.dataclass(frozen=True)
 class CaptureConfig:
@@ -93,6 +111,12 @@ class RunConfig:
     seed: int = 1111
     checkpoint_every_steps: int = 0
     log_every: int = 50
+
+    def __post_init__(self):
+        if self.epochs < 0 or self.checkpoint_every_steps < 0:
+            raise ValueError("epochs and checkpoint_every_steps must be >= 0")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
@@ -167,7 +191,12 @@ def _coerce(value: str, t) -> Any:
             return False
         raise ValueError(f"expected a boolean, got {value!r}")
     if t is int:
-        return int(float(value)) if "e" in value.lower() else int(value)
+        if "e" not in value.lower():
+            return int(value)
+        f = float(value)  # 1e3: only if it is a whole number
+        if not f.is_integer():
+            raise ValueError(f"expected an integer, got {value!r}")
+        return int(f)
     if t is float:
         return float(value)
     return value
@@ -199,10 +228,9 @@ def _set(obj, parts, value, full_key):
                 f"{full_key!r} is a section; set one of its keys, e.g. {full_key}.x=..."
             )
         try:
-            v = _coerce(value, t)
+            return dataclasses.replace(obj, **{parts[0]: _coerce(value, t)})
         except ValueError as e:
             raise ValueError(f"bad value for {full_key!r}: {e}") from e
-        return dataclasses.replace(obj, **{parts[0]: v})
     sub = getattr(obj, parts[0])
     if not dataclasses.is_dataclass(sub):
         raise ValueError(f"{'.'.join(parts[:1])!r} in {full_key!r} has no sub-keys")

@@ -43,7 +43,12 @@ def test_exact_resume_mid_epoch(tmp_path):
     assert part.finished
     _leaves_equal(full.state.params, part.state.params)
     _leaves_equal(full.state.opt_state, part.state.opt_state)
-    assert [r["valid_loss"] for r in full.history] == [r["valid_loss"] for r in part.history]
+    for key in ("valid_loss", "train_loss", "lr", "step"):
+        a, b = [r[key] for r in full.history], [r[key] for r in part.history]
+        np.testing.assert_array_equal(a, b, err_msg=key)  # train_loss: whole epoch, not the tail
+    for name in ("steps.jsonl", "traces.jsonl"):  # same rows, none lost or repeated
+        a = (tmp_path / "full" / "metrics" / name).read_text()
+        assert a == (tmp_path / "part" / "metrics" / name).read_text(), name
     # the trajectory has init + per-epoch checkpoints (+ the interruptions)
     cfg, steps = load_run(tmp_path / "full")
     assert cfg == CFG and steps == [0, n, 2 * n]
@@ -113,3 +118,55 @@ def test_training_refuses_corrupt_latest(tmp_path):
     # the older checkpoint is still usable, explicitly
     res = train(CFG, tmp_path, data, progress=False, resume_step=0, max_steps=1)
     assert int(res.state.step) == 1
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_crash_between_checkpoints_neither_duplicates_nor_loses_metrics(tmp_path):
+    data = lm_task(SPLITS, CFG.data)
+    cfg = dataclasses.replace(CFG, epochs=1, checkpoint_every_steps=20)
+
+    def crash(step, epoch, trace):
+        if step == 35:  # after the checkpoint at step 20, logs of steps 21-35 written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "a", data, progress=False, sinks=[crash])
+    train(cfg, tmp_path / "a", data, progress=False)
+    train(cfg, tmp_path / "b", data, progress=False)
+    for name in ("steps.jsonl", "traces.jsonl"):
+        got = [r["step"] for r in _rows(tmp_path / "a" / "metrics" / name)]
+        assert len(got) == len(set(got)), name
+        assert got == [r["step"] for r in _rows(tmp_path / "b" / "metrics" / name)], name
+
+
+def test_step_checkpoint_at_epoch_end_keeps_the_epoch_checkpoint(tmp_path):
+    data = lm_task(SPLITS, CFG.data)
+    n = data.train.num_chunks(CFG.data.bptt)
+    cfg = dataclasses.replace(CFG, epochs=1, checkpoint_every_steps=n)
+    res = train(cfg, tmp_path, data, progress=False)
+    with Trajectory(tmp_path, read_only=True) as traj:
+        meta = traj.restore_meta(n)
+    assert (meta["kind"], meta["epoch"], meta["chunk"]) == ("epoch", 1, 0)
+    assert np.isfinite(res.history[-1]["train_loss"])
+
+
+def test_resume_replaces_a_broken_checkpoint_on_its_path(tmp_path):
+    data = lm_task(SPLITS, CFG.data)
+    train(CFG, tmp_path, data, progress=False, max_steps=3)
+    (tmp_path / "manifests" / "3.json").unlink()  # save of step 3 did not finish
+    with pytest.raises(CheckpointError, match=r"delete .*ckpt/3"):
+        train(CFG, tmp_path, data, progress=False)
+    train(CFG, tmp_path, data, progress=False, resume_step=0, max_steps=3)
+    with Trajectory(tmp_path) as traj:
+        assert traj.valid_steps() == [0, 3]
+
+
+def test_config_of_a_run_that_never_checkpointed_is_replaced(tmp_path):
+    other = dataclasses.replace(CFG, seed=5)
+    (tmp_path / "config.json").write_text(json.dumps(other.to_dict()))  # failed before step 0
+    res = train(CFG, tmp_path, lm_task(SPLITS, CFG.data), progress=False, max_steps=1)
+    assert int(res.state.step) == 1
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == CFG.seed

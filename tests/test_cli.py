@@ -14,6 +14,7 @@ def test_overrides_and_errors():
     )
     assert cfg.optim.lr == 5.0 and cfg.epochs == 2 and cfg.model.tie_weights is True
     assert cfg.data.max_vocab is None
+    assert override(cfg, ["data.max_train_tokens=2e4"]).data.max_train_tokens == 20_000
     cfg = override(cfg, ["capture.reductions=l2,te"])
     assert cfg.capture.reductions == ("l2", "te")
     for bad, msg in [
@@ -21,6 +22,14 @@ def test_overrides_and_errors():
         (["epochs=two"], "bad value for 'epochs'"),
         (["optim=3"], "is a section"),
         (["lr"], "KEY=VALUE"),
+        (["log_every=0"], "bad value for 'log_every'"),
+        (["model.hidden=0"], "bad value for 'model.hidden'"),
+        (["model.hidden=1.5e0"], "expected an integer"),
+        (["epochs=1e400"], "expected an integer"),
+        (["optim.name=sdg"], "bad value for 'optim.name'"),
+        (["optim.lr=nan"], "optim.lr"),
+        (["optim.plateau_factor=4"], "plateau_factor"),
+        (["model.dropout=1"], "model.dropout"),
     ]:
         with pytest.raises(ValueError, match=msg):
             override(cfg, bad)
@@ -75,3 +84,15 @@ def test_run_smoke_end_to_end(tmp_path):
     assert (work / "metrics" / "traces.jsonl").read_text().count("\n") >= 3
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "resuming" in again.stderr
+
+
+def test_cli_reports_a_broken_checkpoint_cleanly(tmp_path, capsys):
+    work = str(tmp_path / "w")
+    args = ["train", "--set", "data.max_train_tokens=3000", "--set", "epochs=1"]
+    args += ["--set", "capture.enabled=false", "--workdir", work, "--no-progress"]
+    assert main([*args, "--max-steps", "2"]) == 0
+    (tmp_path / "w" / "manifests" / "2.json").unlink()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "step 2" in err and "incomplete" in err and "Traceback" not in err

@@ -135,6 +135,27 @@ class _Writer:
         tmp.write_text("".join(json.dumps(to_jsonable(r)) + "\n" for r in history))
         tmp.replace(self.dir / "epochs.jsonl")
 
+    def truncate(self, step: int) -> None:
+        """Drop log rows written after the checkpoint at ``step`` (they are redone on resume).
+
+        ``steps.jsonl`` rows carry the step count after the update (kept if
+        ``<= step``), ``traces.jsonl`` rows the index of the captured step
+        (kept if ``< step``).
+        """
+        for name, keep in (
+            ("steps.jsonl", lambda s: s <= step),
+            ("traces.jsonl", lambda s: s < step),
+        ):
+            path = self.dir / name
+            if not path.exists():
+                continue
+            lines = [l for l in path.read_text().splitlines() if l.strip()]
+            kept = [l for l in lines if keep(int(json.loads(l)["step"]))]
+            if len(kept) != len(lines):
+                tmp = self.dir / f"{name}.tmp"
+                tmp.write_text("".join(l + "\n" for l in kept))
+                tmp.replace(path)
+
 
 @dataclasses.dataclass
 class TrainResult:
@@ -147,9 +168,9 @@ class TrainResult:
     model: LSTMSequenceModel
 
 
-def _check_same_config(workdir: Path, cfg: RunConfig) -> None:
+def _check_same_config(workdir: Path, cfg: RunConfig, has_checkpoints: bool) -> None:
     path = workdir / "config.json"
-    if path.exists():
+    if path.exists() and has_checkpoints:
         old = json.loads(path.read_text())
         new = json.loads(json.dumps(cfg.to_dict()))
         old["data"].pop("data_dir", None)  # where the corpus lives may change between sessions
@@ -193,38 +214,48 @@ def train(
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    _check_same_config(workdir, cfg)
-    data.vocab.save(workdir / "vocab.json")
-    data.out_vocab.save(workdir / "out_vocab.json")
-    bptt = cfg.data.bptt
-    model = build_model(cfg, data)
-    spec = capture_spec(cfg)
-    tx, step_plain, step_capture, eval_step = compiled_steps(model, cfg.optim, spec)
-    state = init_train_state(model, tx, cfg.seed, data.train.inputs.shape[0], params=init_params)
-    writer = _Writer(workdir)
-    n_chunks = data.train.num_chunks(bptt)
-
     traj = Trajectory(workdir)
     try:
+        # a config.json without checkpoints is a run that failed before starting: replace it
+        _check_same_config(workdir, cfg, bool(traj.all_steps()))
+        data.vocab.save(workdir / "vocab.json")
+        data.out_vocab.save(workdir / "out_vocab.json")
+        bptt = cfg.data.bptt
+        model = build_model(cfg, data)
+        spec = capture_spec(cfg)
+        tx, step_plain, step_capture, eval_step = compiled_steps(model, cfg.optim, spec)
+        state = init_train_state(
+            model, tx, cfg.seed, data.train.inputs.shape[0], params=init_params
+        )
+        writer = _Writer(workdir)
+        n_chunks = data.train.num_chunks(bptt)
         start = resume_step if resume_step is not None else traj.latest_step()
         if start is not None:
             state, meta = traj.restore(start, state)
             epoch, chunk = int(meta["epoch"]), int(meta["chunk"])
             plateau = PlateauState(best=float(meta["plateau_best"]))
             history = list(meta["history"])
+            # per-step losses of the interrupted epoch, so its train loss (and the
+            # log cadence) match an uninterrupted run exactly
+            losses = [jnp.float32(x) for x in meta.get("epoch_losses", [])]
+            writer.truncate(start)
+            writer.epochs_csv(history)
             print(
                 f"resuming {workdir} from step {start} (epoch {epoch}, chunk {chunk})",
                 file=sys.stderr,
             )
         else:
-            epoch, chunk, plateau = 0, 0, PlateauState()
+            epoch, chunk, plateau, losses = 0, 0, PlateauState(), []
+            writer.truncate(0)
             val = evaluate(eval_step, state.params, data.valid, bptt)
             history = [_epoch_row(0, 0, float("nan"), val, get_learning_rate(state.opt_state), 0.0)]
             writer.epochs_csv(history)
             traj.save(state, _meta(cfg, data, 0, 0, plateau, history, "init"))
 
         def save(kind):
-            traj.save(state, _meta(cfg, data, epoch, chunk, plateau, history, kind))
+            meta = _meta(cfg, data, epoch, chunk, plateau, history, kind)
+            meta["epoch_losses"] = [float(x) for x in jax.device_get(losses)]
+            traj.save(state, meta)
 
         steps_here = 0
         host_step = int(state.step)  # mirrors state.step without a device sync per step
@@ -232,7 +263,6 @@ def train(
             if chunk == 0:
                 state = state._replace(carry=zero_like_carry(state.carry))
             t0 = time.perf_counter()
-            losses = []
             bar = tqdm(
                 total=n_chunks,
                 initial=chunk,
@@ -263,7 +293,11 @@ def train(
                     writer.jsonl(
                         "steps.jsonl", {"step": step_no + 1, "epoch": epoch, "loss": recent}
                     )
-                if cfg.checkpoint_every_steps and host_step % cfg.checkpoint_every_steps == 0:
+                if (
+                    cfg.checkpoint_every_steps
+                    and host_step % cfg.checkpoint_every_steps == 0
+                    and chunk < n_chunks  # at an epoch's end the epoch checkpoint follows
+                ):
                     save("steps")
                 if max_steps is not None and steps_here >= max_steps and chunk < n_chunks:
                     save("interrupted")
@@ -276,7 +310,7 @@ def train(
             plateau, new_lr, _ = plateau_update(plateau, val, lr, cfg.optim.plateau_factor)
             if new_lr != lr:
                 state = state._replace(opt_state=set_learning_rate(state.opt_state, new_lr))
-            epoch, chunk = epoch + 1, 0
+            epoch, chunk, losses = epoch + 1, 0, []
             row = _epoch_row(epoch, host_step, train_loss, val, lr, time.perf_counter() - t0)
             history.append(row)
             writer.epochs_csv(history)
