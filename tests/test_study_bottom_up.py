@@ -14,12 +14,13 @@ from jaxdyn.analysis.cd import cd_batch
 from jaxdyn.data.synthetic import CLOSE, OPEN, BracketConfig, generate_brackets
 from jaxdyn.models.lstm import language_model, lm_apply
 from jaxdyn.studies.bottom_up import (
+    MEASURES,
     BottomUpConfig,
     bracket_task,
     closing_measures,
     run_bottom_up,
 )
-from jaxdyn.studies.bottom_up_report import half_rise_epoch
+from jaxdyn.studies.bottom_up_report import findings, half_rise_epoch, summarise
 
 L = 3
 DATA = generate_brackets(
@@ -104,6 +105,40 @@ def test_half_rise_epoch():
     ep = np.arange(5)
     assert half_rise_epoch(ep, np.array([0.0, 0.1, 0.3, 0.6, 0.5]), 0.1) == 2
     assert half_rise_epoch(ep, np.array([0.2, 0.2, 0.25, 0.2, 0.2]), 0.1) is None
+    # a non-finite value is no evidence of learning (was: "learned at epoch 0")
+    assert half_rise_epoch(ep, np.array([0.0, np.nan, 0.3, 0.6, 0.5]), 0.1) is None
+
+
+def _condition(acc_fam, acc_fre, di, rule_length, repeats):
+    epochs = {}
+    for e, (a, b, d) in enumerate(zip(acc_fam, acc_fre, di)):
+        sets = {}
+        for s, acc in (("familiar", a), ("fresh", b)):
+            m = {k: np.full(3, -1.0) for k in MEASURES}
+            m["correct"], m["di_hidden"] = np.full(3, acc), np.full(3, d)
+            sets[s] = m
+        epochs[e] = sets
+    return {"rule_length": rule_length, "familiar_repeats": repeats, "epochs": epochs}
+
+
+def test_findings_tied_vote_and_nan_are_inconclusive():
+    cfg = BottomUpConfig(rule_lengths=(2, 4))
+    up, low = [0.1, 0.2, 0.3], [0.1, 0.1, 0.1]
+    res = {  # L2: higher DI with the larger gap (for (b)); L4: higher DI, smaller gap (against)
+        "L2-unfamiliar": _condition([0, 0.5, 0.9], [0, 0.3, 0.5], low, 2, 0),
+        "L2-familiar": _condition([0, 0.5, 0.9], [0, 0.3, 0.3], up, 2, 5),
+        "L4-unfamiliar": _condition([0, 0.5, 0.9], [0, 0.3, 0.3], low, 4, 0),
+        "L4-familiar": _condition([0, 0.5, 0.9], [0, 0.3, 0.5], up, 4, 5),
+    }
+    f = findings(res, summarise(res), cfg)
+    assert (f["b_detail"]["L2"]["ok"], f["b_detail"]["L4"]["ok"]) == (True, False)
+    assert f["b"] is None  # one for, one against: not "not reproduced"
+    res.pop("L4-familiar"), res.pop("L4-unfamiliar")
+    assert findings(res, summarise(res), cfg)["b"] is True
+    nan = [0.1, np.nan, np.nan]
+    res["L2-familiar"] = _condition([0, np.nan, np.nan], [0, 0.3, 0.3], nan, 2, 5)
+    f = findings(res, summarise(res), cfg)
+    assert f["b_detail"]["L2"]["ok"] is None and f["a_detail"]["L2-familiar"]["ok"] is None
 
 
 TINY = BottomUpConfig(

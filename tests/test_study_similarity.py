@@ -294,6 +294,7 @@ def test_findings_verdicts_follow_the_numbers():
     assert f1(early, late) is True
     assert f1(late, early) is False
     assert f1(early, early) is None
+    assert f1(early, {**late, 2: float("nan")}) is None  # NaN is no evidence, not "never stable"
 
 
 @pytest.mark.slow  # ~110 s on 2 busy cores (four training runs on EWT)
@@ -311,3 +312,10 @@ def test_smoke_preset_on_real_ewt(data_dir, tmp_path):
         xpos[0]["majority"]
     )  # trained LM activations beat the baseline
     assert set(findings) == {"f1", "f1_probe", "f2", "f3"}
+
+
+def test_corpus_without_tasks_fails_before_training(tmp_path):
+    ctx = types.SimpleNamespace(workdir=tmp_path, progress=False, data_dir=None, options={})
+    with pytest.raises(ValueError, match="no tasks configured for corpus 'other'"):
+        similarity_stage(ctx, cfg=TOY_CFG, corpora={"other": toy_corpus()})
+    assert not (tmp_path / "similarity" / "other" / "lm").exists()  # no model trained in vain

@@ -1,6 +1,7 @@
 """Findings, tables, plots and report section of the synthetic bottom-up study.
 
-Testable versions of the thesis's findings (each per condition, then a majority):
+Testable versions of the thesis's findings (each per condition, then a majority;
+inconclusive conditions do not vote, and a tied vote is inconclusive):
 
 * **(a) familiar conduits are learned before fresh ones**: accuracy on the
   ``familiar`` set rises by at least ``learned_gain`` over training, reaches half
@@ -108,7 +109,10 @@ ACC_MARGIN = 0.02
 
 def half_rise_epoch(epochs, values, min_gain) -> int | None:
     """First epoch at which ``values`` has risen by half its maximum rise over epoch 0
-    (None when the maximum rise is below ``min_gain``)."""
+    (None when the maximum rise is below ``min_gain`` or a value is not finite)."""
+    values = np.asarray(values, np.float64)
+    if not np.all(np.isfinite(values)):
+        return None
     gain = float(np.max(values) - values[0])
     if gain < min_gain:
         return None
@@ -124,7 +128,7 @@ def findings(results, summary, config) -> dict:
         _, fre = curve(summary, name, "fresh", "correct")
         tf, tr = half_rise_epoch(ep, fam, g), half_rise_epoch(ep, fre, g)
         ok, diff = None, float(fam[1:].mean() - fre[1:].mean())
-        if tf is not None:  # accuracy differences under ACC_MARGIN count as ties
+        if tf is not None and np.isfinite(diff):  # differences under ACC_MARGIN are ties
             if (tr is not None and tf > tr) or diff <= -ACC_MARGIN:
                 ok = False
             elif diff >= ACC_MARGIN:
@@ -139,7 +143,8 @@ def findings(results, summary, config) -> dict:
         _, op = curve(summary, name, "familiar", "cd_open")
         _, co = curve(summary, name, "familiar", "cd_conduit")
         to, tc = half_rise_epoch(ep, op, g), half_rise_epoch(ep, co, g)
-        ok2 = None if tc is None else bool(to is None or tc <= to)
+        finite = np.all(np.isfinite(op)) and np.all(np.isfinite(co))
+        ok2 = None if tc is None or not finite else bool(to is None or tc <= to)
         a2[name] = {"ok": ok2, "half_conduit": tc, "half_open": to}
     b, pts = {}, []
     for L in config.rule_lengths:
@@ -156,7 +161,8 @@ def findings(results, summary, config) -> dict:
             cells["familiar" if r["familiar_repeats"] else "unfamiliar"] = (di, gap, last)
         if len(cells) == 2:
             (d1, g1, _), (d0, g0, _) = cells["familiar"], cells["unfamiliar"]
-            ok = None if d1 == d0 or g1 == g0 else bool(np.sign(d1 - d0) == np.sign(g1 - g0))
+            tie = d1 == d0 or g1 == g0 or not np.all(np.isfinite([d1, d0, g1, g0]))
+            ok = None if tie else bool(np.sign(d1 - d0) == np.sign(g1 - g0))
             b[f"L{L}"] = {
                 "ok": ok,
                 "di_familiar_cond": d1,
@@ -175,7 +181,9 @@ def findings(results, summary, config) -> dict:
 
     def majority(d):
         v = [x["ok"] for x in d.values() if x["ok"] is not None]
-        return None if not v else sum(v) > len(v) / 2
+        if not v or 2 * sum(v) == len(v):  # no votes, or as many for as against
+            return None
+        return 2 * sum(v) > len(v)
 
     return {
         "a": majority(a),

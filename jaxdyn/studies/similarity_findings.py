@@ -93,8 +93,9 @@ def finding_pos_before_topic(idx, cfg) -> dict:
                 }
                 for p in [t for t in ser if t in cfg.pos_tasks]:
                     for t in [t for t in ser if t in cfg.topic_tasks]:
-                        if len(ser[p]) < 3:
-                            continue
+                        vals = [*ser[p].values(), *ser[t].values()]
+                        if len(ser[p]) < 3 or not np.all(np.isfinite(vals)):
+                            continue  # too short to order, or no evidence (non-finite)
                         ep, et = (stabilisation_epoch(ser[x], cfg.stable_threshold) for x in (p, t))
                         mp, mt = _pre_final_mean(ser[p]), _pre_final_mean(ser[t])
                         tol = cfg.min_effect

@@ -150,6 +150,8 @@ def similarity_stage(ctx, *, cfg: sim.SimilarityConfig | None = None, corpora=No
             _skip_section(workdir, "no real-corpora folder was given.")
             return {}
         corpora = {n: sim.load_corpus(n, Path(ctx.data_dir)) for n in names}
+    for n in corpora:  # an unconfigured corpus fails now, not after its language model trains
+        cfg.tasks_of(n)
     results = {
         name: run_corpus(name, splits, cfg, workdir / "similarity" / name, progress=ctx.progress)
         for name, splits in corpora.items()
@@ -215,7 +217,7 @@ def run_similarity_study(
     """The similarity study on its own (no Penn Treebank run): stage, then the report.
 
     Returns:
-      The assembled report (``workdir/report/report.md``).
+      The assembled report (``workdir/report/README.md``).
     """
     workdir = Path(workdir)
     opts = {"preset": preset, "similarity_corpora": corpora}
