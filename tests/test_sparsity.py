@@ -165,6 +165,12 @@ def test_extreme_scales_float32(scale):
     np.testing.assert_allclose(gt[1] * scale, gt[0], rtol=1e-4, atol=1e-6)
 
 
+def test_gini_near_float32_max():
+    # 1 / max|x| would be subnormal (flushed to 0 on CPU); the rows are rescaled exactly
+    y = np.array([[3e38, 3e38, 3e38, 0.0], [3e38, 1e38, 0.0, 0.0]], np.float32)
+    np.testing.assert_allclose(np.asarray(gini(y)), ref.gini_ref(y), rtol=1e-5, atol=1e-6)
+
+
 def test_relative_thresholds_scale_invariant():
     x = _rand((50, 40), seed=12, sparse=0.1)
     base_z = np.asarray(zero_fraction(x, 0.1, relative=True))
@@ -186,6 +192,15 @@ def test_nan_propagates_in_norms():
     for fn in (l1_norm, l2_norm, te_norm, gini, hoyer):
         out = np.asarray(fn(x))
         assert np.isnan(out[0]) and np.isfinite(out[1])
+
+
+def test_relative_thresholds_ignore_nan_entries():
+    # a NaN entry is never "small", and it must not poison the max of the others
+    x = np.array([[np.nan, 0.0, 1.0, 0.05], [0.0, 0.0, 1.0, 2.0]], np.float32)
+    np.testing.assert_allclose(np.asarray(zero_fraction(x, 0.1, relative=True)), [0.5, 0.5])
+    # unit 1 is 0 everywhere: dead whatever the scale; unit 0 is NaN once (alive)
+    got = np.asarray(dead_units(x, 0.1, relative=True))
+    np.testing.assert_array_equal(got, [False, True, False, False])
 
 
 def test_token_statistics_equals_kernels_and_registry():

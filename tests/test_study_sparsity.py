@@ -8,6 +8,7 @@ from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, RunConfig
 from jaxdyn.studies.sparsity import per_type_trajectory, token_weighted_mean
 from jaxdyn.studies.sparsity_report import findings, frequency_correlations
 from jaxdyn.train import lm_task, train
+from jaxdyn.train.tasks import Stream
 from jaxdyn.train.trajectory import iter_checkpoints, run_model
 
 SENTS = [f"w{i % 13} w{(i * 7) % 11} w{i % 5} the end".split() for i in range(300)]
@@ -69,3 +70,12 @@ def test_findings_are_computed_from_the_table(run):
     assert set(f["f1_input_act_rho"]) == {"embedding", "lstm_0", "lstm_1"}
     assert f["f3"] is None  # no POS classes given
     assert len(f["f4_mean_act_te_by_epoch"]["lstm_0"]) == 3
+
+
+def test_out_of_vocabulary_ids_reported_once_per_position(run):
+    work, data = run
+    inputs = np.array(data.valid.inputs)
+    inputs[0, 2] = len(data.vocab) + 3  # one bad input id; the targets stay valid
+    bad = Stream(inputs, np.array(data.valid.labels), data.valid.target)
+    with pytest.raises(ValueError, match="1 input and 0 target positions"):
+        per_type_trajectory(work, bad, max_chunks=1, progress=False)

@@ -35,6 +35,26 @@ def test_matched_difference_removes_frequency_confound():
     assert np.isnan(empty["diff"]) and empty["bins"] == 0
 
 
+def test_matched_difference_single_frequency_and_nan_values():
+    # every type has the same frequency: one bin, the plain difference of means
+    value = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    group = np.array([1, 1, 1, 0, 0, 0])
+    r = matched_difference(value, np.ones(6), group, n_boot=50)
+    assert r["bins"] == 1 and r["diff"] == pytest.approx(-3.0)
+    assert r["lo"] <= r["diff"] <= r["hi"]
+    # non-finite values or frequencies are left out, like spearman does
+    logf = np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 2.0, np.nan])
+    v = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, np.nan, 9.0])
+    g = np.array([1, 1, 1, 0, 0, 0, 1, 0])
+    r = matched_difference(v, logf, g, n_boot=50)
+    assert r["diff"] == pytest.approx(-3.0) and np.isfinite(r["lo"]) and np.isfinite(r["hi"])
+    assert r["n_a"] == 3 and r["n_b"] == 3
+    with pytest.raises(ValueError, match="same length"):
+        matched_difference(v, logf[:-1], g)
+    with pytest.raises(ValueError, match="same length"):
+        spearman([1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0])
+
+
 def test_word_classes_majority_tag():
     sents = [(["the", "run", "run", "of"], ["DT", "NN", "VB", "IN"]), (["run", "!"], ["VB", "."])]
     c = word_classes(sents)

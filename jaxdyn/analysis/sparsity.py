@@ -5,7 +5,9 @@ number of leading axes, so a ``(B, T, D)`` activation gives ``(B, T)`` per-token
 values. All kernels are pure, ``jit``/``vmap``/``grad``-able and numerically safe:
 the norms divide the entries by the vector's L1 norm before squaring (two
 reductions, no data-dependent branch), so float32 inputs of size ``1e-30`` or
-``1e30`` give the same ratios as size-1 inputs.
+``1e30`` give the same ratios as size-1 inputs. Supported range: rows whose L1
+norm stays below about ``1e38`` in float32 (``finfo.max / 3``); beyond it ``l1``
+overflows and ``l2``/``te``/``hoyer`` are not defined (use float64 there).
 
 Conventions for degenerate input (never NaN, gradients never NaN either):
 
@@ -57,6 +59,18 @@ def _abs(x: Array) -> Array:
     return x * jnp.sign(x)
 
 
+def _divide_rows(x: Array, r: Array) -> Array:
+    """``x / r[..., None]`` for a per-row scale ``r > 0`` up to the float maximum.
+
+    XLA divides by a broadcast scalar as a multiplication by ``1 / r``, which is
+    subnormal (flushed to 0 on CPU) for ``r > ~1e38`` in float32; such rows are
+    first brought down by an exact power of two.
+    """
+    big = r > 2.0**64
+    r = jnp.where(big, r * 2.0**-64, r)[..., None]
+    return jnp.where(big[..., None], x * 2.0**-64, x) / r
+
+
 def _max_scaled(x: Array):
     """``(|x| / m, m)`` with ``m = max|x|`` per row (1 where the row is zero).
 
@@ -64,8 +78,14 @@ def _max_scaled(x: Array):
     the ratios), so treating the scale m as a constant gives the exact gradient.
     """
     a = _abs(x)
-    m = jax.lax.stop_gradient(jnp.max(a, axis=-1, keepdims=True, initial=0.0))
-    return a / jnp.where(m != 0, m, 1.0), m[..., 0]
+    m = jax.lax.stop_gradient(jnp.max(a, axis=-1, initial=0.0))
+    return _divide_rows(a, jnp.where(m != 0, m, 1.0)), m
+
+
+def _nan_max(a: Array, axis=None) -> Array:
+    """``max`` of ``a >= 0`` ignoring NaN entries (0 when none is left): the scale of a
+    relative threshold, which one NaN entry must not turn into NaN."""
+    return jnp.max(jnp.where(jnp.isnan(a), 0.0, a), axis=axis, initial=0.0)
 
 
 def _norms(x: Array):
@@ -121,7 +141,7 @@ def _last_axis_stats(x: Array, names: Sequence[str], threshold=0.0, relative=Fal
             out[name] = jnp.where(nz, jnp.clip(g, 0.0, 1.0), 0.0)
         elif name == "zero_frac":
             a = jnp.abs(x)
-            thr = threshold * jnp.max(a, axis=-1, initial=0.0) if relative else threshold
+            thr = threshold * _nan_max(a, axis=-1) if relative else threshold
             small = (a <= jnp.asarray(thr, x.dtype)[..., None]).astype(x.dtype)
             out[name] = jnp.sum(small, axis=-1) / max(d, 1)
         else:
@@ -241,7 +261,7 @@ def zero_fraction(
     Args:
         x: ``(..., D, ...)`` real array.
         threshold: absolute threshold (>= 0), or with ``relative=True`` a fraction
-            of the vector's own ``max |x|`` (scale-free).
+            of the vector's own ``max |x|`` (scale-free; NaN entries ignored).
         relative: interpret ``threshold`` relative to ``max |x|`` (static).
         axis: axis of the vector (static).
 
@@ -260,7 +280,7 @@ def _dead_units(x, threshold, mask, relative):
     a = jnp.where(keep[..., None], jnp.abs(x), 0.0)
     thr = jnp.asarray(threshold, x.dtype)
     if relative:
-        thr = thr * jnp.max(a, initial=0.0)
+        thr = thr * _nan_max(a)
     alive = jnp.any(~(a <= thr), axis=tuple(range(x.ndim - 1)))
     return ~alive & jnp.any(keep)
 
@@ -290,7 +310,7 @@ def dead_units(
         x: ``(N, D)`` samples-first activations (any number of leading sample axes
             ``(..., D)`` is accepted and treated as samples).
         threshold: absolute threshold (>= 0); with ``relative=True`` a fraction of the
-            global ``max |x|`` over masked-in samples.
+            global ``max |x|`` over masked-in samples (NaN entries ignored).
         relative: interpret ``threshold`` relative to the global max (static).
         mask: ``x.shape[:-1]`` bool, True = sample counts; None = all count.
 

@@ -101,17 +101,14 @@ def per_type_trajectory(
             max_chunks=max_chunks,
             analyse=analyse,
         )
-        res = jax.device_get(aggregate_finalize(acc))
-        bad = sum(
-            int(v["out_of_range"])
-            for v in jax.tree_util.tree_leaves(
-                res, is_leaf=lambda x: "out_of_range" in x if isinstance(x, dict) else False
-            )
-        )
-        if bad:
+        # one out-of-range count per keying, shared by every leaf of the tree
+        bad = {kg: int(acc.moments[kg].out_of_range) for kg in KEYINGS}
+        if any(bad.values()):
             raise ValueError(
-                f"{bad} held-out tokens have ids outside the run's vocabulary ({len(vocab)})"
+                f"held-out ids outside the run's vocabulary ({len(vocab)}): "
+                f"{bad['input']} input and {bad['target']} target positions"
             )
+        res = jax.device_get(aggregate_finalize(acc))
         out[ck.epoch] = res
         if progress:
             print(f"[sparsity] epoch {ck.epoch} (step {ck.step}) done", file=sys.stderr, flush=True)

@@ -72,12 +72,17 @@ def rankdata(x: np.ndarray) -> np.ndarray:
 def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     """Spearman's rho and a two-sided p-value (t approximation, n > 3).
 
-    Returns ``(nan, nan)`` when fewer than 4 points or a constant input.
+    Pairs with a non-finite entry are dropped. Returns ``(nan, nan)`` when fewer
+    than 4 points are left or an input is constant.
 
     References:
       Spearman (1904); p-value via t = rho sqrt((n-2)/(1-rho^2)) with n-2 dof.
     """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape:
+        raise ValueError(
+            f"spearman: x and y must have the same length, got {x.shape} and {y.shape}"
+        )
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     n = len(x)
@@ -146,8 +151,20 @@ def matched_difference(
       value: ``(N,)`` per-type values.
       log_freq: ``(N,)`` log frequencies.
       group: ``(N,)`` with 1 for group A, 0 for group B, -1 to ignore.
+        Types with a non-finite value or log frequency are ignored too.
+      bins: number of quantile bins (fewer when A's frequencies tie; one bin when
+        all A types share one frequency).
+      n_boot: bootstrap resamples.
+      seed: seed of the bootstrap (same seed, same interval).
     """
-    value, log_freq, group = (np.asarray(a) for a in (value, log_freq, group))
+    value, log_freq = np.asarray(value, np.float64), np.asarray(log_freq, np.float64)
+    group = np.asarray(group)
+    if not value.shape == log_freq.shape == group.shape:
+        raise ValueError(
+            "matched_difference: value, log_freq and group must have the same length, got "
+            f"{value.shape}, {log_freq.shape}, {group.shape}"
+        )
+    group = np.where(np.isfinite(value) & np.isfinite(log_freq), group, -1)
     a_freq = log_freq[group == 1]
     if len(a_freq) < 2 or (group == 0).sum() < 2:
         return {
@@ -159,10 +176,11 @@ def matched_difference(
             "n_b": int((group == 0).sum()),
         }
     edges = np.unique(np.quantile(a_freq, np.linspace(0, 1, bins + 1)))
-    idx = np.clip(np.searchsorted(edges, log_freq, side="right") - 1, 0, len(edges) - 2)
+    n_bins = max(len(edges) - 1, 1)  # all A types at one frequency: one bin [f, f]
+    idx = np.clip(np.searchsorted(edges, log_freq, side="right") - 1, 0, n_bins - 1)
     inside = (log_freq >= edges[0]) & (log_freq <= edges[-1])
     cells = []
-    for k in range(len(edges) - 1):
+    for k in range(n_bins):
         a = value[(idx == k) & inside & (group == 1)]
         b = value[(idx == k) & inside & (group == 0)]
         if len(a) and len(b):

@@ -45,6 +45,12 @@ class CaptureSpec:
     keep_full: bool = False
 
     def __post_init__(self):
+        # a bare string is one name, not a tuple of its characters ("lstm" would
+        # otherwise match every name starting with l, s, t or m, logits included)
+        if isinstance(self.modules, str):
+            object.__setattr__(self, "modules", (self.modules,))
+        if isinstance(self.reductions, str):
+            object.__setattr__(self, "reductions", (self.reductions,))
         if self.every < 1:
             raise ValueError(f"CaptureSpec.every must be >= 1, got {self.every}")
         from jaxdyn.analysis.sparsity import STATISTICS
