@@ -57,10 +57,12 @@ def _safe_div(a, b):
 
 
 def zero_constant_columns(x, valid) -> jnp.ndarray:
-    """Set exactly-constant columns (over rows where ``valid``) to 0.
+    """Set exactly-constant columns (over rows where ``valid``) and invalid rows to 0.
 
     Centring a constant column leaves rounding noise that a scale-free method would
-    amplify; detecting ``max == min`` makes dead/constant units exactly zero.
+    amplify; detecting ``max == min`` makes dead/constant units exactly zero. Rows
+    outside ``valid`` are padding: whatever they hold (-1e9, inf, NaN) is zeroed so
+    it can enter neither a rescaling nor a weighted mean (``0 * inf = NaN``).
 
     Args:
       x: (N, D); valid: (N,) bool.
@@ -71,7 +73,7 @@ def zero_constant_columns(x, valid) -> jnp.ndarray:
     v = valid[:, None]
     hi = jnp.max(jnp.where(v, x, -jnp.inf), axis=0)
     lo = jnp.min(jnp.where(v, x, jnp.inf), axis=0)
-    return jnp.where(hi > lo, x, 0)
+    return jnp.where(v & (hi > lo), x, 0)
 
 
 def prepare(x, w) -> jnp.ndarray:
@@ -90,10 +92,7 @@ def prepare(x, w) -> jnp.ndarray:
 
     References: Hotelling 1936 (sample covariance of centred data).
     """
-    # zero the rows outside the mask first: padding (e.g. -1e9, inf, NaN) must not
-    # enter the max-abs rescaling nor ``w @ x`` (0 * inf = NaN)
-    x = jnp.where((w > 0)[:, None], x.astype(w.dtype), 0)
-    x = zero_constant_columns(x, w > 0)
+    x = zero_constant_columns(x.astype(w.dtype), w > 0)  # also zeroes padding rows
     x = _safe_div(x, jnp.max(jnp.abs(x)))
     z = (x - w @ x) * jnp.sqrt(w)[:, None]
     return _safe_div(z, jnp.max(jnp.abs(z)))

@@ -196,7 +196,7 @@ def rbf_gram(x, mask, sigma: float):
     References: Kornblith et al. 2019, Sec. 3 (RBF kernel, bandwidth = fraction of
     the median distance).
     """
-    x = zero_constant_columns(jnp.where(mask[:, None], x, 0), mask)
+    x = zero_constant_columns(x, mask)  # also zeroes padding rows
     x = x / jnp.where(jnp.max(jnp.abs(x)) > 0, jnp.max(jnp.abs(x)), 1)
     mf = mask.astype(x.dtype)
     x = (x - (mf @ x) / jnp.maximum(jnp.sum(mf), 1)) * mf[:, None]
