@@ -7,6 +7,7 @@ Compile time (first call) is reported separately.
 
     python benchmarks/train_step.py            # full (about 2-3 minutes on 2 cores)
     python benchmarks/train_step.py --quick
+    python benchmarks/train_step.py --default-malloc   # glibc defaults (page faults every step)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from jaxdyn.models import language_model
+from jaxdyn.runtime import tune_host_allocator
 from jaxdyn.trace import CaptureSpec
 from jaxdyn.train import init_train_state, make_optimizer, make_train_step
 
@@ -96,7 +98,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer rounds and steps")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="keep glibc's default malloc settings (jaxdyn's CLI tunes them; see jaxdyn.runtime)",
+    )
     args = ap.parse_args()
+    malloc = "glibc default" if args.default_malloc else f"tuned={tune_host_allocator()}"
     if args.quick:
         args.rounds, args.steps = 3, 4
     rng = np.random.default_rng(0)
@@ -131,7 +139,7 @@ def main():
     )
     print(
         f"# jax {jax.__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"torch threads {torch.get_num_threads()}"
+        f"torch threads {torch.get_num_threads()}, malloc {malloc} (both contenders)"
     )
     print(
         "| contender | first call (s) | median step (ms) | tokens/s | vs PyTorch | vs no capture |"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from jaxdyn.cli import add_process_args, prepare_process
 from jaxdyn.data.paths import resolve_data_dir
 from jaxdyn.studies.similarity import SIMILARITY_PRESETS
 from jaxdyn.studies.similarity_report import run_similarity_study
@@ -32,7 +33,9 @@ def main(argv=None) -> None:
     ap.add_argument("--data-dir", help="folder with the real corpora (default: $JAXDYN_DATA_DIR)")
     ap.add_argument("--corpora", help="comma-separated subset of the preset's corpora (ewt,brown)")
     ap.add_argument("--no-progress", action="store_true", help="no progress output")
+    add_process_args(ap)
     args = ap.parse_args(argv)
+    prepare_process(args)
     data_dir = resolve_data_dir(args.data_dir)  # errors clearly when missing
     corpora = tuple(args.corpora.split(",")) if args.corpora else None
     t0 = time.perf_counter()

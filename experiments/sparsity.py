@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jaxdyn.cli import add_config_args, config_from_args
+from jaxdyn.cli import add_config_args, config_from_args, prepare_process
 from jaxdyn.study import run_study
 
 
@@ -27,6 +27,7 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", help="run folder (default: jaxdyn-runs/sparsity-<preset>)")
     ap.add_argument("--max-chunks", type=int, help="limit held-out BPTT chunks per checkpoint")
     args = ap.parse_args(argv)
+    prepare_process(args)
     cfg, data_dir = config_from_args(args)
     workdir = Path(args.workdir or f"jaxdyn-runs/sparsity-{args.preset}")
     report = run_study(

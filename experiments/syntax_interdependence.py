@@ -18,6 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
+from jaxdyn.cli import add_process_args, prepare_process
 from jaxdyn.report import assemble
 from jaxdyn.studies.interactions import PRESETS, run_interactions
 
@@ -30,7 +31,9 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", help="run folder (default: jaxdyn-runs/interactions-<preset>)")
     ap.add_argument("--data-dir", help="folder with ud-english-ewt/ (default: $JAXDYN_DATA_DIR)")
     ap.add_argument("--no-progress", action="store_true", help="no progress output")
+    add_process_args(ap)
     args = ap.parse_args(argv)
+    prepare_process(args)
     from jaxdyn.data.paths import CorpusNotFoundError, resolve_data_dir
 
     try:

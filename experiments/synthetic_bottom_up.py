@@ -18,6 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
+from jaxdyn.cli import add_process_args, prepare_process
 from jaxdyn.report import assemble
 from jaxdyn.studies.bottom_up import PRESETS, run_bottom_up
 
@@ -30,7 +31,9 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", help="run folder (default: jaxdyn-runs/bottom-up-<preset>)")
     ap.add_argument("--data-dir", help="unused (synthetic data); accepted for symmetry")
     ap.add_argument("--no-progress", action="store_true", help="no progress output")
+    add_process_args(ap)
     args = ap.parse_args(argv)
+    prepare_process(args)
     workdir = Path(args.workdir or f"jaxdyn-runs/bottom-up-{args.preset}")
     t0 = time.perf_counter()
     run_bottom_up(workdir, PRESETS[args.preset], progress=not args.no_progress)

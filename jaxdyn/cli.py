@@ -52,6 +52,25 @@ def add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     )
     p.add_argument("--data-dir", help="folder with the real corpora (default: $JAXDYN_DATA_DIR)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_process_args(p)
+
+
+def add_process_args(p: argparse.ArgumentParser) -> None:
+    """Flags read by :func:`prepare_process` (every command and experiment script has them)."""
+    p.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="keep glibc's default malloc settings; by default large host buffers stay in the "
+        "heap, which saves 10-20%% of a train step on CPU (see jaxdyn.runtime)",
+    )
+
+
+def prepare_process(args) -> None:
+    """Process-level settings a command applies once, before any work (see ``jaxdyn.runtime``)."""
+    if not getattr(args, "default_malloc", False):
+        from jaxdyn.runtime import tune_host_allocator
+
+        tune_host_allocator()
 
 
 def config_from_args(args) -> tuple[RunConfig, Path | None]:
@@ -166,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxdyn`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    prepare_process(args)
     from jaxdyn.checkpoint import CheckpointError
 
     try:

