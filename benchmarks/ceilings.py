@@ -1,6 +1,7 @@
 """Hardware ceilings behind the speed goals: GEMM rate, memory streaming, decoder pieces.
 
     python benchmarks/ceilings.py
+    python benchmarks/ceilings.py --default-malloc   # glibc's malloc defaults
 
 Prints (median ms of rounds, with the derived GFLOP/s or GB/s):
 
@@ -16,6 +17,7 @@ Prints (median ms of rounds, with the derived GFLOP/s or GB/s):
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 import jax
@@ -23,6 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
+
+from jaxdyn.runtime import tune_host_allocator
 
 N, H, V = 700, 200, 10_000
 
@@ -40,6 +44,8 @@ def median_ms(f, rounds=7, n=5):
 
 
 def main():
+    if "--default-malloc" not in sys.argv[1:]:
+        tune_host_allocator()  # as jaxdyn's CLI does; see jaxdyn.runtime
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     rows = []

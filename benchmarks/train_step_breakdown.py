@@ -1,6 +1,7 @@
 """Where a thesis-shaped train step spends its time (jaxdyn vs PyTorch pieces).
 
     python benchmarks/train_step_breakdown.py
+    python benchmarks/train_step_breakdown.py --default-malloc   # glibc's malloc defaults
 
 Times (median of rounds, ms): the LSTM body forward, one LSTM layer forward+backward
 (jaxdyn's fused-backward recurrence vs ``torch.nn.LSTM``), the decoder matmul,
@@ -11,6 +12,7 @@ loss gradient with and without the decoder's gradient.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 import jax
@@ -21,6 +23,7 @@ import torch
 from jaxdyn.models import language_model
 from jaxdyn.models.lstm import lstm_layer_scan
 from jaxdyn.models.recurrence import lstm_recurrence
+from jaxdyn.runtime import tune_host_allocator
 from jaxdyn.train.step import masked_xent
 
 V, H, B, T = 10_000, 200, 20, 35
@@ -50,6 +53,8 @@ def torch_time(f, n=20, rounds=3):
 
 
 def main():
+    if "--default-malloc" not in sys.argv[1:]:
+        tune_host_allocator()  # as jaxdyn's CLI does; see jaxdyn.runtime
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     model = language_model(V, dropout=0.0)

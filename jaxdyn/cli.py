@@ -15,7 +15,7 @@ from jaxdyn.config import PRESETS, RunConfig, describe, override, preset
 
 _EPILOG = """\
 examples:
-  jaxdyn run                                  # default study on the embedded Penn Treebank (~5 min, 2 cores)
+  jaxdyn run                                  # default study on the embedded Penn Treebank (~3 min, 2 cores)
   jaxdyn run --preset smoke --workdir /tmp/s  # CI-sized (a couple of minutes)
   jaxdyn train --preset thesis --workdir runs/thesis          # Saphra (2021) setup, 40 epochs
   jaxdyn train --preset smoke --set optim.lr=5 --set epochs=2 # override any config key
@@ -34,7 +34,7 @@ def add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         default=default_preset,
         choices=sorted(PRESETS),
         help=f"starting configuration (default: {default_preset}); smoke = CI-sized, "
-        "default = about 5 minutes on 2 cores (15 with --data-dir), thesis = 2x200 LSTM on full PTB for 40 epochs",
+        "default = about 3 minutes on 2 cores (more with --data-dir), thesis = 2x200 LSTM on full PTB for 40 epochs",
     )
     p.add_argument(
         "--set",

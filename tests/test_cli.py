@@ -96,3 +96,23 @@ def test_cli_reports_a_broken_checkpoint_cleanly(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "step 2" in err and "incomplete" in err and "Traceback" not in err
+
+
+def test_commands_tune_the_allocator_unless_told_not_to(monkeypatch):
+    import jaxdyn.runtime
+    from jaxdyn.cli import build_parser, prepare_process
+
+    calls = []
+    monkeypatch.setattr(jaxdyn.runtime, "tune_host_allocator", lambda: calls.append(1) or True)
+    for argv, want in (
+        (["config"], 1),
+        (["config", "--default-malloc"], 0),
+        (["train", "--default-malloc"], 0),
+        (["run"], 1),
+    ):
+        calls.clear()
+        prepare_process(build_parser().parse_args(argv))
+        assert len(calls) == want, argv
+    calls.clear()
+    assert main(["config", "--preset", "smoke"]) == 0
+    assert calls == [1]
