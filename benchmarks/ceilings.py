@@ -16,36 +16,18 @@ Prints (median ms of rounds, with the derived GFLOP/s or GB/s):
 
 from __future__ import annotations
 
-import statistics
-import sys
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
-
-from jaxdyn.runtime import tune_host_allocator
+from _timing import median_ms, setup_process
 
 N, H, V = 700, 200, 10_000
 
 
-def median_ms(f, rounds=7, n=5):
-    f()
-    out = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(n):
-            r = f()
-        jax.block_until_ready(r)
-        out.append((time.perf_counter() - t) / n * 1e3)
-    return statistics.median(out)
-
-
 def main():
-    if "--default-malloc" not in sys.argv[1:]:
-        tune_host_allocator()  # as jaxdyn's CLI does; see jaxdyn.runtime
+    setup_process()
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     rows = []

@@ -11,50 +11,26 @@ loss gradient with and without the decoder's gradient.
 
 from __future__ import annotations
 
-import statistics
-import sys
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from _timing import median_ms, setup_process
 
 from jaxdyn.models import language_model
 from jaxdyn.models.lstm import lstm_layer_scan
 from jaxdyn.models.recurrence import lstm_recurrence
-from jaxdyn.runtime import tune_host_allocator
 from jaxdyn.train.step import masked_xent
 
 V, H, B, T = 10_000, 200, 20, 35
 
 
 def timeit(f, *a, n=20, rounds=3):
-    jax.block_until_ready(f(*a))
-    out = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(n):
-            r = f(*a)
-        jax.block_until_ready(r)
-        out.append((time.perf_counter() - t) / n * 1e3)
-    return statistics.median(out)
-
-
-def torch_time(f, n=20, rounds=3):
-    f()
-    out = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(n):
-            f()
-        out.append((time.perf_counter() - t) / n * 1e3)
-    return statistics.median(out)
+    return median_ms(lambda: f(*a), rounds=rounds, n=n)
 
 
 def main():
-    if "--default-malloc" not in sys.argv[1:]:
-        tune_host_allocator()  # as jaxdyn's CLI does; see jaxdyn.runtime
+    setup_process()
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     model = language_model(V, dropout=0.0)
@@ -97,7 +73,10 @@ def main():
                 jax.jit(jax.grad(lambda w, q: lstm_recurrence(w, q, *zc)[0].sum(), (0, 1))), w, pre
             ),
         ),
-        ("one layer fwd+bwd, torch.nn.LSTM (incl. input proj)", torch_time(torch_layer)),
+        (
+            "one layer fwd+bwd, torch.nn.LSTM (incl. input proj)",
+            median_ms(torch_layer, rounds=3, n=20),
+        ),
         ("decoder matmul (700 x 200 x 10k)", timeit(jax.jit(lambda h, W: h @ W.T), h2, W)),
         (
             "logsumexp of materialised logits",
