@@ -61,7 +61,7 @@ def add_process_args(p: argparse.ArgumentParser) -> None:
         "--default-malloc",
         action="store_true",
         help="keep glibc's default malloc settings; by default large host buffers stay in the "
-        "heap, which saves 10-20%% of a train step on CPU (see jaxdyn.runtime)",
+        "heap, which saves about a quarter of a train step on CPU (see jaxdyn.runtime)",
     )
 
 
