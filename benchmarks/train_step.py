@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from _timing import setup_process
 
 from jaxdyn.models import language_model
-from jaxdyn.runtime import tune_host_allocator
 from jaxdyn.trace import CaptureSpec
 from jaxdyn.train import init_train_state, make_optimizer, make_train_step
 
@@ -104,7 +104,7 @@ def main():
         help="keep glibc's default malloc settings (jaxdyn's CLI tunes them; see jaxdyn.runtime)",
     )
     args = ap.parse_args()
-    malloc = "glibc default" if args.default_malloc else f"tuned={tune_host_allocator()}"
+    malloc = setup_process()  # reads --default-malloc
     if args.quick:
         args.rounds, args.steps = 3, 4
     rng = np.random.default_rng(0)

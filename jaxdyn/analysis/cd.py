@@ -65,14 +65,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.lstm_forward import (  # noqa: F401  (re-exported for callers of cd)
-    _decoder_weight,
-    _layer_names,
-    _split4,
-    forward,
-    forward_layer,
-    zero_carry_single,
-)
+from jaxdyn.analysis.lstm_forward import _split4, forward, zero_carry_single
+from jaxdyn.models.lstm import decoder_weight, layer_names
 
 SPAN_BIAS = ("inclusive", "exclusive_last")
 
@@ -211,7 +205,7 @@ def _cd_single(
     rel_x, irr_x = m * x, (1.0 - m) * x
     outs, res_h, res_c = [], [], []
     vmask = valid[:, None]
-    for l, name in enumerate(_layer_names(params)):
+    for l, name in enumerate(layer_names(params)):
         p = params["rnn"][name]
         rel_in, irr_in = rel_x @ p["weight_ih"].T, irr_x @ p["weight_ih"].T
         bh, gh, bc, gc = _cd_layer(
@@ -222,7 +216,7 @@ def _cd_single(
         res_c.append(jnp.max(jnp.where(vmask, jnp.abs(bc + gc - cs[l]), 0.0)))
         outs.append((bh, gh, bc, gc))
         rel_x, irr_x = bh, gh
-    w, b = _decoder_weight(params), params["decoder"]["bias"]
+    w, b = decoder_weight(params), params["decoder"]["bias"]
     if logit_ids is not None:
         w, b = w[logit_ids], b[logit_ids]
     logits = hs[-1] @ w.T + b

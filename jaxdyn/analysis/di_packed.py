@@ -44,7 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.analysis.di_schedule import schedule
-from jaxdyn.analysis.lstm_forward import _decoder_weight, _layer_names, _split4, forward
+from jaxdyn.analysis.lstm_forward import _split4, forward
+from jaxdyn.models.lstm import decoder_weight, layer_names
 
 
 def _share_r(r, a, b, fn, f_a, f_b):
@@ -184,7 +185,7 @@ def _forward_tables(params, tokens, init_carry, names):
 
 
 def _di_packed(params, tokens, init_carry, logit_ids, sched, *, space, layer, flags):
-    layers, tabs = _forward_tables(params, tokens, init_carry, _layer_names(params)[: layer + 1])
+    layers, tabs = _forward_tables(params, tokens, init_carry, layer_names(params)[: layer + 1])
     hid = [p["weight_hh"].shape[1] for p in layers]
     width = 2 * sum(hid)
     dtype = params["encoder"]["weight"].dtype
@@ -202,7 +203,7 @@ def _di_packed(params, tokens, init_carry, logit_ids, sched, *, space, layer, fl
     bx, by, bxy = b3[:, 0], b3[:, 1], b3[:, 2]
     diff = bxy - bx - by
     if space == "logits":
-        w = _decoder_weight(params)
+        w = decoder_weight(params)
         if logit_ids is not None:
             w = w[logit_ids]
         diff, bxy = diff @ w.T, bxy @ w.T

@@ -53,12 +53,8 @@ import numpy as np
 
 from jaxdyn.analysis.cd import SPAN_BIAS, check_inputs, span_bias_mask
 from jaxdyn.analysis.di_packed import beta_layer, di_packed
-from jaxdyn.analysis.lstm_forward import (
-    _decoder_weight,
-    _layer_names,
-    forward,
-    zero_carry_single,
-)
+from jaxdyn.analysis.lstm_forward import forward, zero_carry_single
+from jaxdyn.models.lstm import decoder_weight, layer_names
 
 SPACES = ("hidden", "logits")
 
@@ -71,7 +67,7 @@ def _beta_of_mask(params, fwd, x_emb, valid, mask, layer, flags):
     sb0 = span_bias_mask(mask, span_bias)
     rel = mask[:, None].astype(x_emb.dtype) * x_emb
     started = jnp.cumsum(mask) > 0
-    for l, name in enumerate(_layer_names(params)[: layer + 1]):
+    for l, name in enumerate(layer_names(params)[: layer + 1]):
         p = params["rnn"][name]
         sb = sb0 if (l == 0 or upper_bias_in_span) else jnp.zeros_like(sb0)
         rel = beta_layer(
@@ -117,7 +113,7 @@ def _di_single(
     else:
         bx, by, bxy = (beta[k * n_pairs + idx, target] for k in range(3))
     if space == "logits":
-        w = _decoder_weight(params)
+        w = decoder_weight(params)
         if logit_ids is not None:
             w = w[logit_ids]
         bx, by, bxy = bx @ w.T, by @ w.T, bxy @ w.T

@@ -13,21 +13,10 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
-
-def _layer_names(params: Mapping[str, Any]) -> list[str]:
-    return sorted(params["rnn"], key=lambda s: int(s[1:]))
-
-
-def _decoder_weight(params: Mapping[str, Any]) -> jax.Array:
-    """Decoder weight ``(K, H)``: ``decoder.weight``, or the encoder's when tied."""
-    dec = params["decoder"]
-    return dec["weight"] if "weight" in dec else params["encoder"]["weight"]
+from jaxdyn.models.lstm import layer_names
 
 
 def _split4(a: jax.Array) -> tuple[jax.Array, ...]:
@@ -49,10 +38,11 @@ def forward_layer(p, xs, h0, c0):
     """
     bias = p["bias_ih"] + p["bias_hh"]
     pre = xs @ p["weight_ih"].T + bias
+    w_hh_t = p["weight_hh"].T  # once, outside the loop (see jaxdyn.models.recurrence)
 
     def step(carry, pre_t):
         h, c = carry
-        a = pre_t + h @ p["weight_hh"].T
+        a = pre_t + h @ w_hh_t
         ai, af, ag, ao = _split4(a)
         c = jax.nn.sigmoid(af) * c + jax.nn.sigmoid(ai) * jnp.tanh(ag)
         h = jax.nn.sigmoid(ao) * jnp.tanh(c)
@@ -66,7 +56,7 @@ def forward(params, tokens, init_carry):
     """Plain forward of one sequence: per-layer lists of ``h``, ``c``, ``a`` and logits."""
     x = params["encoder"]["weight"][tokens]
     hs, cs, as_ = [], [], []
-    for l, name in enumerate(_layer_names(params)):
+    for l, name in enumerate(layer_names(params)):
         h, c, a = forward_layer(params["rnn"][name], x, *init_carry[l])
         hs.append(h)
         cs.append(c)
@@ -78,7 +68,7 @@ def forward(params, tokens, init_carry):
 def zero_carry_single(params, dtype):
     """All-zero per-layer ``(h, c)`` of shape ``(H,)`` each."""
     out = []
-    for name in _layer_names(params):
+    for name in layer_names(params):
         z = jnp.zeros((params["rnn"][name]["weight_hh"].shape[1],), dtype)
         out.append((z, z))
     return tuple(out)
