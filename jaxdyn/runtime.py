@@ -7,8 +7,8 @@ Why: XLA:CPU allocates an executable's temporary buffers afresh on every call.
 At the thesis shape one train step needs several 28 MB logits-sized buffers, and
 glibc serves allocations that large (or any allocation made by a worker thread
 whose arena cannot hold it) with a fresh ``mmap``; the kernel then zero-fills
-every page on first touch and ``munmap`` returns it on free: about 14,000 page
-faults per step. Keeping large blocks in one heap that is never trimmed removes
+every page on first touch and ``munmap`` returns it on free: about 17,500 page
+faults per step (``python benchmarks/profile_step.py --default-malloc``). Keeping large blocks in one heap that is never trimmed removes
 them; a thesis-shaped train step then takes 80.9 instead of 107.7 ms on two cores
 (``python benchmarks/train_step.py`` with and without ``--default-malloc``;
 ``benchmarks/RESULTS.md``). PyTorch gains a few ms from the same setting.
