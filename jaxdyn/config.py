@@ -92,6 +92,19 @@ class CaptureConfig:
     enabled: bool = True
 
 
+#: Top-level keys of :class:`RunConfig` that define training (see ``training_dict``).
+TRAINING_KEYS = (
+    "model",
+    "data",
+    "optim",
+    "capture",
+    "epochs",
+    "seed",
+    "checkpoint_every_steps",
+    "log_every",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """One training run.
@@ -121,6 +134,15 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
         return dataclasses.asdict(self)
+
+    def training_dict(self) -> dict[str, Any]:
+        """The keys that define the trained model (what a resumed run must match).
+
+        Study sections are left out: changing an analysis option never invalidates
+        a trained run.
+        """
+        d = self.to_dict()
+        return {k: d[k] for k in TRAINING_KEYS if k in d}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
