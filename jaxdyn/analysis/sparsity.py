@@ -174,7 +174,11 @@ def l1_norm(x: Array, axis: int = -1) -> Array:
 
 @partial(jax.jit, static_argnames=("axis",))
 def l2_norm(x: Array, axis: int = -1) -> Array:
-    """Euclidean norm, computed as ``m * sqrt(sum((x / m)^2))`` with ``m = max|x|``.
+    """Euclidean norm, computed as ``r * sqrt(sum((x / r)^2))`` with ``r = ||x||_1``.
+
+    Scaling by the L1 norm (not the maximum) keeps every square in ``[0, 1]``, so
+    float32 inputs from ``1e-30`` to ``1e30`` neither overflow nor underflow; ``r``
+    is held constant in the gradient, which is exact as the norm is homogeneous.
 
     Args:
         x: ``(..., D, ...)`` real array.
