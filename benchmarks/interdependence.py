@@ -1,8 +1,8 @@
 """Benchmark: decompositional interdependence (DI) of all word pairs of real sentences.
 
-Compares ``jaxdyn.analysis.interdependence.interdependence_batch`` (one compiled
+Compares ``jaxdyn.decompose.lstm.interdependence.interdependence_batch`` (one compiled
 call for a padded batch of sentences and all their pairs; with concrete pairs it
-uses the packed schedule of :mod:`jaxdyn.analysis.di_packed`: each distinct span
+uses the packed schedule of :mod:`jaxdyn.decompose.lstm.di_packed`: each distinct span
 runs only from its first word to its target, spans packed into lanes) with
 
 0. the same function with traced pairs (under ``jax.jit``), i.e. the fixed-shape
@@ -46,8 +46,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jaxdyn.analysis.interdependence import all_pairs, interdependence_batch  # noqa: E402
 from jaxdyn.data.conllu import read_conllu  # noqa: E402
+from jaxdyn.decompose.lstm.interdependence import all_pairs, interdependence_batch  # noqa: E402
 from tests.reference.cd_ref import di_ref, numpy_params  # noqa: E402
 
 VOCAB, HID = 10_000, 200

@@ -1,4 +1,4 @@
-"""Tests of jaxdyn.analysis.cd (contextual decomposition of LSTM LMs)."""
+"""Tests of jaxdyn.decompose.lstm.cd (contextual decomposition of LSTM LMs)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn.analysis.cd import (
+from jaxdyn.decompose.lstm.cd import (
     _cd_jit,
     cd_batch,
     contextual_decomposition,

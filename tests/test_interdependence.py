@@ -1,4 +1,4 @@
-"""Tests of jaxdyn.analysis.interdependence (decompositional interdependence)."""
+"""Tests of jaxdyn.decompose.lstm.interdependence (decompositional interdependence)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn.analysis.cd import contextual_decomposition
-from jaxdyn.analysis.interdependence import (
+from jaxdyn.decompose.lstm.cd import contextual_decomposition
+from jaxdyn.decompose.lstm.interdependence import (
     _di_jit,
     all_pairs,
     all_pairs_interdependence,
@@ -164,8 +164,8 @@ def test_bad_inputs(params, tokens):
 
 # --- packed schedule (concrete pairs) vs the traced fixed-shape path -------------------
 
-from jaxdyn.analysis.di_packed import _di_packed_jit  # noqa: E402
-from jaxdyn.analysis.di_schedule import bucket, schedule  # noqa: E402
+from jaxdyn.decompose.lstm.di_packed import _di_packed_jit  # noqa: E402
+from jaxdyn.decompose.lstm.di_schedule import bucket, schedule  # noqa: E402
 
 
 def _traced_batch(params, toks, pairs, target, lengths, carry, **kw):

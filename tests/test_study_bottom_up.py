@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxdyn.studies.bottom_up_report import findings, half_rise_epoch, summarise
 
-from jaxdyn.analysis.cd import cd_batch
 from jaxdyn.data.synthetic import CLOSE, OPEN, BracketConfig, generate_brackets
+from jaxdyn.decompose.lstm.cd import cd_batch
 from jaxdyn.models.lstm import language_model, lm_apply
 from jaxdyn.studies.bottom_up import (
     MEASURES,
@@ -20,7 +21,6 @@ from jaxdyn.studies.bottom_up import (
     closing_measures,
     run_bottom_up,
 )
-from jaxdyn.studies.bottom_up_report import findings, half_rise_epoch, summarise
 
 L = 3
 DATA = generate_brackets(

@@ -10,10 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxdyn.studies.interactions_report import correlations, finding
 
-from jaxdyn.analysis.interdependence import all_pairs, interdependence
 from jaxdyn.data.conllu import dependency_distance
 from jaxdyn.data.corpora import TaggedCorpus
+from jaxdyn.decompose.lstm.interdependence import all_pairs, interdependence
 from jaxdyn.models.lstm import language_model
 from jaxdyn.studies.interactions import (
     InteractionsConfig,
@@ -23,7 +24,6 @@ from jaxdyn.studies.interactions import (
     run_interactions,
     sentence_pairs,
 )
-from jaxdyn.studies.interactions_report import correlations, finding
 
 V, H = 25, 6
 

@@ -4,11 +4,11 @@
   ``token_statistics``; streaming per-word-type moments in ``per_type``.
 - similarity: ``cca``, ``svcca``, ``pwcca``, ``google_cca_summary``, ``linear_cka``,
   ``rbf_cka``, minibatch CKA and covariance CCA accumulators, ``pairwise``.
-- interactions: ``contextual_decomposition``, ``cd_batch``, ``interdependence``,
-  ``interdependence_batch``, ``all_pairs_interdependence``.
+- interactions: ``di_ratio`` (decompositional interdependence of given parts). The
+  LSTM decompositions (CD, DI) live in :mod:`jaxdyn.decompose`; their old names here
+  are deprecated aliases.
 """
 
-from jaxdyn.analysis.cd import CDResult, cd_batch, contextual_decomposition
 from jaxdyn.analysis.cka import (
     linear_cka,
     minibatch_cka_finalize,
@@ -16,13 +16,7 @@ from jaxdyn.analysis.cka import (
     minibatch_cka_update,
     rbf_cka,
 )
-from jaxdyn.analysis.interdependence import (
-    all_pairs,
-    all_pairs_interdependence,
-    interdependence,
-    interdependence_batch,
-    span_beta,
-)
+from jaxdyn.analysis.interactions import di_ratio
 from jaxdyn.analysis.pairwise import pairwise
 from jaxdyn.analysis.per_type import (
     aggregate_finalize,
@@ -57,25 +51,19 @@ from jaxdyn.analysis.sparsity import (
 
 __all__ = [
     "STATISTICS",
-    "CDResult",
     "aggregate_finalize",
     "aggregate_init",
     "aggregate_update",
-    "all_pairs",
-    "all_pairs_interdependence",
     "cca",
     "cca_accumulate_finalize",
     "cca_accumulate_init",
     "cca_accumulate_update",
-    "cd_batch",
-    "contextual_decomposition",
     "dead_fraction",
     "dead_units",
+    "di_ratio",
     "gini",
     "google_cca_summary",
     "hoyer",
-    "interdependence",
-    "interdependence_batch",
     "l1_norm",
     "l2_norm",
     "linear_cka",
@@ -88,10 +76,38 @@ __all__ = [
     "per_type_update",
     "pwcca",
     "rbf_cka",
-    "span_beta",
     "stats_from_trace",
     "svcca",
     "te_norm",
     "token_statistics",
     "zero_fraction",
 ]
+
+# Deprecated aliases: the LSTM decompositions moved to jaxdyn.decompose (imported
+# lazily so that jaxdyn.analysis imports only jax/numpy; see tests/test_layout.py).
+_MOVED_TO_DECOMPOSE = (
+    "CDResult",
+    "all_pairs",
+    "all_pairs_interdependence",
+    "cd_batch",
+    "contextual_decomposition",
+    "interdependence",
+    "interdependence_batch",
+    "span_beta",
+)
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_DECOMPOSE:
+        import warnings
+
+        from jaxdyn import decompose
+
+        warnings.warn(
+            f"jaxdyn.analysis.{name} moved to jaxdyn.decompose.{name} "
+            f"(from jaxdyn.decompose import {name})",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(decompose, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ Written from the equations of Murdoch, Liu & Yu (2018), Eqs. 8-19, in the
 references' style: one call per span, a Python loop over time, one matrix-vector
 product per gate. Float64 by default; ``dtype`` selects another precision (the
 benchmark uses float32). Span: a set of positions; convention flags as in
-``jaxdyn.analysis.cd``.
+``jaxdyn.decompose.lstm.cd``.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.lstm_forward import _split4, forward, zero_carry_single
+from jaxdyn.decompose.lstm.forward import _split4, forward, zero_carry_single
 from jaxdyn.models.lstm import decoder_weight, layer_names
 
 SPAN_BIAS = ("inclusive", "exclusive_last")

@@ -1,6 +1,6 @@
 """Packed beta-only CD for decompositional interdependence (DI) of many spans.
 
-:mod:`jaxdyn.analysis.interdependence` reads ``beta_h`` of a span ``{x}``,
+:mod:`jaxdyn.decompose.lstm.interdependence` reads ``beta_h`` of a span ``{x}``,
 ``{y}`` or ``{x, y}`` at one target step. Two facts make most of the
 span-by-time grid of the plain computation unnecessary:
 
@@ -12,7 +12,7 @@ span-by-time grid of the plain computation unnecessary:
   ``lo`` from a zero carry: it needs ``target - lo + 1`` steps, not ``T``.
 * **Only positions up to the largest target that reads a span matter.**
 
-The schedule (:mod:`jaxdyn.analysis.di_schedule`, host side, NumPy) lists the
+The schedule (:mod:`jaxdyn.decompose.lstm.di_schedule`, host side, NumPy) lists the
 distinct spans of all sentences (single words are shared by every pair that uses
 them) and packs them back to back into lanes of ``R`` steps, in two phases:
 single words run from their word to the last target that reads them; a pair
@@ -43,8 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.di_schedule import schedule
-from jaxdyn.analysis.lstm_forward import _split4, forward
+from jaxdyn.analysis.interactions import di_ratio
+from jaxdyn.decompose.lstm.di_schedule import schedule
+from jaxdyn.decompose.lstm.forward import _split4, forward
 from jaxdyn.models.lstm import decoder_weight, layer_names
 
 
@@ -201,16 +202,12 @@ def _di_packed(params, tokens, init_carry, logit_ids, sched, *, space, layer, fl
     )
     b3 = flat[sched.read]
     bx, by, bxy = b3[:, 0], b3[:, 1], b3[:, 2]
-    diff = bxy - bx - by
     if space == "logits":
         w = decoder_weight(params)
         if logit_ids is not None:
             w = w[logit_ids]
-        diff, bxy = diff @ w.T, bxy @ w.T
-    num = jnp.linalg.norm(diff, axis=-1)
-    den = jnp.linalg.norm(bxy, axis=-1)
-    ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+        bx, by, bxy = bx @ w.T, by @ w.T, bxy @ w.T
+    return di_ratio(bx, by, bxy)
 
 
 _di_packed_jit = jax.jit(_di_packed, static_argnames=("space", "layer", "flags"))
@@ -236,7 +233,7 @@ def di_packed(
       params: LSTM parameters; tokens: ``(B, T)``; pairs: ``(B, P, 2)``; target:
         ``(B, P)``; lengths: ``(B,)``; init_carry: per-layer ``(h (B, H), c (B, H))``;
         logit_ids: ``(K,)`` or None; space, layer, flags: as in
-        :func:`jaxdyn.analysis.interdependence.interdependence`; chunk: lanes per chunk.
+        :func:`jaxdyn.decompose.lstm.interdependence.interdependence`; chunk: lanes per chunk.
 
     Returns:
       ``(B, P)`` DI values.

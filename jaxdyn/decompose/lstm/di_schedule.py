@@ -1,4 +1,4 @@
-"""Host-side schedule of the packed DI computation (:mod:`jaxdyn.analysis.di_packed`).
+"""Host-side schedule of the packed DI computation (:mod:`jaxdyn.decompose.lstm.di_packed`).
 
 Works on concrete NumPy arrays (pairs, targets, lengths), before the compiled
 kernel runs. Spans are ``(sentence, lo, hi)`` position sets ``{lo, hi}``

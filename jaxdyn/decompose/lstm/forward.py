@@ -1,7 +1,7 @@
 """Plain forward pass of a PyTorch-layout LSTM stack, one sequence at a time.
 
-Shared by contextual decomposition (:mod:`jaxdyn.analysis.cd`), the packed
-interdependence schedule (:mod:`jaxdyn.analysis.di_packed`) and the studies that
+Shared by contextual decomposition (:mod:`jaxdyn.decompose.lstm.cd`), the packed
+interdependence schedule (:mod:`jaxdyn.decompose.lstm.di_packed`) and the studies that
 need the reference forward activations ``h``, ``c`` and gate pre-activations
 ``a`` of each layer. Parameters follow :mod:`jaxdyn.models.lstm` (gate order i,
 f, g, o).

@@ -3,7 +3,7 @@
 ``DI(x, y) = ||beta_{x,y} - beta_x - beta_y||_2 / ||beta_{x,y}||_2`` at a target
 timestep: the share of the joint relevant contribution of positions ``x`` and
 ``y`` that is not additive. ``beta`` is CD's relevant part
-(:mod:`jaxdyn.analysis.cd`, same conventions) of a layer's hidden state (hidden
+(:mod:`jaxdyn.decompose.lstm.cd`, same conventions) of a layer's hidden state (hidden
 space) or of the top layer's ``W_dec beta_h`` (logit space; the decoder bias is
 not part of beta).
 
@@ -20,7 +20,7 @@ Choices:
   ``a - r`` by CD's completeness, and ``gamma_c = c - beta_c``. So each span
   costs one ``H x 4H`` product per step (the full CD needs two) while the forward
   pass is shared by all spans of a sentence. Tests check it against the full CD.
-* **Packed schedule** (:mod:`jaxdyn.analysis.di_packed`; used whenever ``pairs``,
+* **Packed schedule** (:mod:`jaxdyn.decompose.lstm.di_packed`; used whenever ``pairs``,
   ``target`` and the lengths are concrete, i.e. not traced): beta is exactly 0
   before a span's first word, so each distinct span (``{x}``, ``{y}``, ``{x, y}``;
   single words shared by all pairs of a sentence) runs only from its first word
@@ -51,9 +51,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.cd import SPAN_BIAS, check_inputs, span_bias_mask
-from jaxdyn.analysis.di_packed import beta_layer, di_packed
-from jaxdyn.analysis.lstm_forward import forward, zero_carry_single
+from jaxdyn.analysis.interactions import di_ratio
+from jaxdyn.decompose.lstm.cd import SPAN_BIAS, check_inputs, span_bias_mask
+from jaxdyn.decompose.lstm.di_packed import beta_layer, di_packed
+from jaxdyn.decompose.lstm.forward import forward, zero_carry_single
 from jaxdyn.models.lstm import decoder_weight, layer_names
 
 SPACES = ("hidden", "logits")
@@ -117,10 +118,7 @@ def _di_single(
         if logit_ids is not None:
             w = w[logit_ids]
         bx, by, bxy = bx @ w.T, by @ w.T, bxy @ w.T
-    num = jnp.linalg.norm(bxy - bx - by, axis=-1)
-    den = jnp.linalg.norm(bxy, axis=-1)
-    ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+    return di_ratio(bx, by, bxy)
 
 
 _STATIC = ("space", "layer", "flags", "mask_chunk")
@@ -203,7 +201,7 @@ def interdependence(
       init_carry: per-layer ``(h (H,), c (H,))`` carried in (irrelevant).
       logit_ids: optional ``(K,)`` decoder rows for logit space.
       decompose_output_gate, span_bias, upper_bias_in_span: CD conventions
-        (:func:`jaxdyn.analysis.cd.contextual_decomposition`).
+        (:func:`jaxdyn.decompose.lstm.cd.contextual_decomposition`).
       mask_chunk: bounds memory: lanes of the packed schedule (spans for traced
         inputs) per chunk; default all at once.
 
@@ -325,7 +323,7 @@ def span_beta(
 
     Returns:
       ``(M, T, H)`` ``beta_h`` of ``layer`` (equal to
-      :func:`jaxdyn.analysis.cd.contextual_decomposition`'s up to rounding).
+      :func:`jaxdyn.decompose.lstm.cd.contextual_decomposition`'s up to rounding).
 
     References:
       Murdoch et al. (2018), ICLR, Eqs. 8-19.
