@@ -12,35 +12,14 @@ section with plots under the run folder.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+import sys
 
-from jaxdyn.cli import add_config_args, config_from_args, prepare_process
-from jaxdyn.study import run_study
+from jaxdyn.cli import experiment_main
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_config_args(ap, "default")
-    ap.add_argument("--workdir", help="run folder (default: jaxdyn-runs/sparsity-<preset>)")
-    ap.add_argument("--max-chunks", type=int, help="limit held-out BPTT chunks per checkpoint")
-    args = ap.parse_args(argv)
-    prepare_process(args)
-    cfg, data_dir = config_from_args(args)
-    workdir = Path(args.workdir or f"jaxdyn-runs/sparsity-{args.preset}")
-    report = run_study(
-        cfg,
-        workdir,
-        stages=["train", "sparsity"],
-        progress=not args.no_progress,
-        data_dir=data_dir,
-        options={"sparsity_max_chunks": args.max_chunks},
-        preset_name=args.preset,
-    )
-    print(f"report: {report}")
+def main(argv=None) -> int:
+    return experiment_main(argv, stage="sparsity", doc=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

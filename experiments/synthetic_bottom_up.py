@@ -14,34 +14,14 @@ Needs no corpora.
 
 from __future__ import annotations
 
-import argparse
-import time
-from pathlib import Path
+import sys
 
-from jaxdyn.cli import add_process_args, prepare_process
-from jaxdyn.report import assemble
-from jaxdyn.studies.bottom_up import PRESETS, run_bottom_up
+from jaxdyn.cli import experiment_main
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    ap.add_argument("--workdir", help="run folder (default: jaxdyn-runs/bottom-up-<preset>)")
-    ap.add_argument("--data-dir", help="unused (synthetic data); accepted for symmetry")
-    ap.add_argument("--no-progress", action="store_true", help="no progress output")
-    add_process_args(ap)
-    args = ap.parse_args(argv)
-    prepare_process(args)
-    workdir = Path(args.workdir or f"jaxdyn-runs/bottom-up-{args.preset}")
-    t0 = time.perf_counter()
-    run_bottom_up(workdir, PRESETS[args.preset], progress=not args.no_progress)
-    report = assemble(
-        workdir, "jaxdyn: bottom-up learning (synthetic)", f"{time.perf_counter() - t0:.0f} s."
-    )
-    print(f"report: {report}")
+def main(argv=None) -> int:
+    return experiment_main(argv, stage="bottom_up", doc=__doc__)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from jaxdyn.config import PRESETS, RunConfig, describe, override, preset
+from jaxdyn.config import PRESETS, RunConfig, describe, load_config, override, preset
 
 _EPILOG = """\
 examples:
@@ -20,9 +20,11 @@ examples:
   jaxdyn train --preset thesis --workdir runs/thesis          # Saphra (2021) setup, 40 epochs
   jaxdyn train --preset smoke --set optim.lr=5 --set epochs=2 # override any config key
   jaxdyn train --corpus ewt --data-dir ../shared/data         # UD English-EWT instead of PTB
-  jaxdyn config --preset thesis                               # print a preset's full config
+  jaxdyn config --preset thesis > thesis.json                 # print a preset's full config tree
+  jaxdyn run --config thesis.json --set interactions.max_sentences=50  # read it back, override
 
-Every config key can be set with --set SECTION.KEY=VALUE; `jaxdyn config` lists them.
+Every config key, study sections included, can be set with --set SECTION.KEY=VALUE;
+`jaxdyn config` lists them all.
 Rerunning a command on the same --workdir resumes from its newest checkpoint.
 Real corpora (EWT, Brown) are read from --data-dir or $JAXDYN_DATA_DIR.
 """
@@ -35,6 +37,11 @@ def add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         choices=sorted(PRESETS),
         help=f"starting configuration (default: {default_preset}); smoke = CI-sized, "
         "default = about 3 minutes on 2 cores (more with --data-dir), thesis = 2x200 LSTM on full PTB for 40 epochs",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="start from this config tree (JSON, as `jaxdyn config` prints) instead of --preset",
     )
     p.add_argument(
         "--set",
@@ -52,6 +59,11 @@ def add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     )
     p.add_argument("--data-dir", help="folder with the real corpora (default: $JAXDYN_DATA_DIR)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an error instead of a one-line message",
+    )
     add_process_args(p)
 
 
@@ -74,12 +86,13 @@ def prepare_process(args) -> None:
 
 
 def config_from_args(args) -> tuple[RunConfig, Path | None]:
-    """Config from preset + overrides, and the real-corpora folder (or None)."""
-    cfg = override(preset(args.preset), args.overrides)
+    """Config from preset (or ``--config FILE``) + overrides, and the real-corpora folder."""
+    base = load_config(args.config) if getattr(args, "config", None) else preset(args.preset)
+    cfg = override(base, args.overrides)
     if getattr(args, "epochs", None) is not None:
-        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+        cfg = override(cfg, [f"epochs={args.epochs}"])
     if getattr(args, "corpus", None):
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, corpus=args.corpus))
+        cfg = override(cfg, [f"data.corpus={args.corpus}"])
     from jaxdyn.data.paths import CorpusNotFoundError, resolve_data_dir
 
     flag = getattr(args, "data_dir", None) or cfg.data.data_dir
@@ -93,6 +106,43 @@ def config_from_args(args) -> tuple[RunConfig, Path | None]:
     if data_dir is not None and cfg.data.corpus in ("ewt", "brown"):
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(data_dir)))
     return cfg, data_dir
+
+
+def experiment_main(argv, *, stage: str, doc: str, needs_corpora: bool = False) -> int:
+    """``main`` of an ``experiments/`` script: one stage of ``jaxdyn run`` with the same flags.
+
+    Args:
+      argv: command-line arguments (None: ``sys.argv[1:]``).
+      stage: the stage to run (``sparsity``, ``similarity``, ``interactions``, ``bottom_up``).
+      doc: the script's docstring (its ``--help`` text).
+      needs_corpora: fail at once, before any training, without the real corpora.
+    """
+    ap = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_config_args(ap, "default")
+    ap.add_argument("--workdir", help=f"run folder (default: jaxdyn-runs/{stage}-<preset>)")
+    args = ap.parse_args(argv)
+    prepare_process(args)
+    from jaxdyn.studies.run import run_study
+
+    try:
+        cfg, data_dir = config_from_args(args)
+        if needs_corpora and data_dir is None:
+            from jaxdyn.data.paths import resolve_data_dir
+
+            data_dir = resolve_data_dir(None)  # raises CorpusNotFoundError naming what to pass
+        workdir = Path(args.workdir or f"jaxdyn-runs/{stage}-{args.preset}")
+        report = run_study(
+            cfg, workdir, stages=[stage], progress=not args.no_progress, data_dir=data_dir
+        )
+    except user_errors() as e:
+        if args.debug:
+            raise
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(f"report: {report}")
+    return 0
 
 
 def _cmd_train(args) -> int:
@@ -111,7 +161,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from jaxdyn.study import STAGES, run_study
+    from jaxdyn.studies.run import STAGES, run_study
 
     cfg, data_dir = config_from_args(args)
     workdir = Path(args.workdir or f"jaxdyn-runs/{args.study}")
@@ -126,7 +176,6 @@ def _cmd_run(args) -> int:
         stages=stages,
         progress=not args.no_progress,
         data_dir=data_dir,
-        preset_name=args.preset,
     )
     print(f"report: {report}")
     return 0
@@ -181,16 +230,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix (shown as one line; others keep their traceback)."""
+    from jaxdyn.checkpoint import CheckpointError
+    from jaxdyn.config import ConfigError
+    from jaxdyn.data.paths import CorpusError
+
+    return (ConfigError, CheckpointError, CorpusError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``jaxdyn`` command."""
+    """Entry point of the ``jaxdyn`` command.
+
+    Errors the user can fix (config, corpora, checkpoints) print one line and exit 2;
+    any other exception is a bug and keeps its traceback (``--debug`` shows the
+    traceback of every error).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     prepare_process(args)
-    from jaxdyn.checkpoint import CheckpointError
-
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
+    except user_errors() as e:
+        if getattr(args, "debug", False):
+            raise
         print(f"jaxdyn: error: {e}", file=sys.stderr)
         return 2
 

@@ -9,18 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxdyn.studies.bottom_up_report import findings, half_rise_epoch, summarise
 
+from jaxdyn.config import ModelConfig
 from jaxdyn.data.synthetic import CLOSE, OPEN, BracketConfig, generate_brackets
 from jaxdyn.decompose.lstm.cd import cd_batch
 from jaxdyn.models.lstm import language_model, lm_apply
-from jaxdyn.studies.bottom_up import (
-    MEASURES,
-    BottomUpConfig,
-    bracket_task,
-    closing_measures,
-    run_bottom_up,
-)
+from jaxdyn.studies.bottom_up.compute import bracket_task, closing_measures, run_bottom_up
+from jaxdyn.studies.bottom_up.config import MEASURES, BottomUpConfig
+from jaxdyn.studies.bottom_up.findings import findings, half_rise_epoch, summarise
 
 L = 3
 DATA = generate_brackets(
@@ -150,8 +146,7 @@ TINY = BottomUpConfig(
     bank_size=5,
     num_eval=12,
     eval_length=8,
-    emb_dim=6,
-    hidden=6,
+    model=ModelConfig(emb_dim=6, hidden=6, num_layers=2, dropout=0.0),
     epochs=1,
 )
 

@@ -10,20 +10,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxdyn.studies.interactions_report import correlations, finding
 
+from jaxdyn.config import DataConfig, ModelConfig
 from jaxdyn.data.conllu import dependency_distance
 from jaxdyn.data.corpora import TaggedCorpus
 from jaxdyn.decompose.lstm.interdependence import all_pairs, interdependence
 from jaxdyn.models.lstm import language_model
-from jaxdyn.studies.interactions import (
-    InteractionsConfig,
-    batch_di,
-    make_batches,
-    max_pairs,
-    run_interactions,
-    sentence_pairs,
-)
+from jaxdyn.studies.interactions.compute import run_interactions
+from jaxdyn.studies.interactions.config import InteractionsConfig
+from jaxdyn.studies.interactions.findings import correlations, finding
+from jaxdyn.studies.interactions.pairs import batch_di, make_batches, max_pairs, sentence_pairs
 
 V, H = 25, 6
 
@@ -94,7 +90,7 @@ def test_padded_batches_match_unpadded_kernel(params, width):
 
 
 def test_same_bucket_shapes_do_not_retrace(params):
-    from jaxdyn.studies import interactions_pairs as mod
+    from jaxdyn.studies.interactions import pairs as mod
 
     rng = np.random.default_rng(1)
     ids = [rng.integers(0, V, n).astype(np.int32) for n in (4, 5, 6)]
@@ -141,11 +137,9 @@ def _toy_corpus(n_sent, seed):
 
 
 TINY = InteractionsConfig(
-    emb_dim=8,
-    hidden=8,
+    model=ModelConfig(emb_dim=8, hidden=8, num_layers=2, dropout=0.2),
+    data=DataConfig(corpus="ewt", lowercase=True),
     epochs=1,
-    max_vocab=None,
-    max_eval_tokens=None,
     max_sentences=12,
     max_words=11,
     bucket_width=6,
@@ -178,7 +172,7 @@ def test_stage_end_to_end_on_toy_treebank(tmp_path):
         run_interactions(
             tmp_path,
             None,
-            dataclasses.replace(TINY, hidden=9),
+            dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, hidden=9)),
             progress=False,
             corpus_splits=splits,
         )
@@ -191,7 +185,7 @@ def test_skipped_without_data_dir(tmp_path):
 
 
 def test_stages_registered():
-    from jaxdyn.study import STAGES
+    from jaxdyn.studies.run import STAGES
 
     names = list(STAGES)
     assert names.index("interactions") < names.index("bottom_up")

@@ -12,17 +12,14 @@ import pytest
 
 from jaxdyn.analysis.cka import linear_cka
 from jaxdyn.analysis.similarity import pwcca, svcca
+from jaxdyn.config import DataConfig, ModelConfig, RunConfig, preset
 from jaxdyn.data.corpora import TaggedCorpus
-from jaxdyn.studies import similarity as sim
-from jaxdyn.studies.similarity_analysis import (
-    comparison_pairs,
-    majority_accuracy,
-    paired_similarity,
-    probe_accuracy,
-    row_split,
-)
-from jaxdyn.studies.similarity_findings import stabilisation_epoch
-from jaxdyn.studies.similarity_report import similarity_stage
+from jaxdyn.studies.similarity import runs as sim
+from jaxdyn.studies.similarity.compute import comparison_pairs, paired_similarity
+from jaxdyn.studies.similarity.config import SimilarityConfig
+from jaxdyn.studies.similarity.findings import stabilisation_epoch
+from jaxdyn.studies.similarity.probes import majority_accuracy, probe_accuracy, row_split
+from jaxdyn.studies.similarity.report import similarity_stage
 from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.step import make_analysis_step
 from jaxdyn.train.trajectory import iter_checkpoints, run_model
@@ -54,18 +51,20 @@ def toy_corpus() -> dict[str, TaggedCorpus]:
     return {"train": _toy_split(300, 0), "valid": _toy_split(60, 1), "test": _toy_split(20, 2)}
 
 
-TOY_CFG = sim.SimilarityConfig(
+TOY_CFG = SimilarityConfig(
     corpora=("toy",),
     tasks=(("toy", ("pos", "genre")),),
     own_init=("pos",),
-    emb_dim=8,
-    hidden=8,
+    model=ModelConfig(emb_dim=8, hidden=8, num_layers=2, dropout=0.2),
+    data=DataConfig(
+        lowercase=True,
+        max_vocab=None,
+        max_train_tokens=20 * 101,  # stream lengths that are whole multiples of bptt: one
+        max_eval_tokens=10 * 51,  # chunk shape per stream, so fewer compilations
+        bptt=25,
+    ),
     epochs=1,
-    train_tokens=20 * 101,  # stream lengths that are whole multiples of bptt: one chunk
-    eval_tokens=10 * 51,  # shape per stream, so fewer compilations
-    bptt=25,
     heldout_tokens=300,
-    max_vocab=None,
     span_tokens=40,
     probe_hidden=8,
     probe_steps=20,
@@ -80,7 +79,7 @@ def _read(path):
 @pytest.fixture(scope="module")
 def toy_stage(tmp_path_factory):
     wd = tmp_path_factory.mktemp("sim")
-    ctx = types.SimpleNamespace(workdir=wd, progress=False, data_dir=None, options={})
+    ctx = types.SimpleNamespace(cfg=RunConfig(), workdir=wd, progress=False, data_dir=None)
     findings = similarity_stage(ctx, cfg=TOY_CFG, corpora={"toy": toy_corpus()})
     return wd, findings
 
@@ -230,19 +229,16 @@ def test_stage_end_to_end_on_toy_corpus(toy_stage):
 
 def test_stage_skips_without_data_dir(tmp_path):
     ctx = types.SimpleNamespace(
-        workdir=tmp_path, progress=False, data_dir=None, options={"preset": "smoke"}
+        cfg=preset("smoke"), workdir=tmp_path, progress=False, data_dir=None
     )
     assert similarity_stage(ctx) == {}
     text = next((tmp_path / "report").rglob("*similarity*.md")).read_text()
     assert "Skipped" in text and "--data-dir" in text and "JAXDYN_DATA_DIR" in text
 
 
-def test_unknown_preset_is_an_error(tmp_path):
-    ctx = types.SimpleNamespace(
-        workdir=tmp_path, progress=False, data_dir=None, options={"preset": "huge"}
-    )
-    with pytest.raises(ValueError, match="unknown similarity preset"):
-        similarity_stage(ctx)
+def test_bad_section_values_are_errors():
+    with pytest.raises(ValueError, match=r"similarity\.cca_method"):
+        SimilarityConfig(cca_method="qr")
 
 
 def _rows(series: dict, comparison: str, task: str, init: str, other: str, layer: str):
@@ -263,7 +259,7 @@ def _rows(series: dict, comparison: str, task: str, init: str, other: str, layer
 
 
 def test_findings_verdicts_follow_the_numbers():
-    from jaxdyn.studies import similarity_findings as fnd
+    from jaxdyn.studies.similarity import findings as fnd
 
     def f2(emb, rec):
         rows = _rows({0: 0.5, 3: 0.5 + emb}, "lm-vs-tagger", "pos", "own", "lm", "embedding")
@@ -300,7 +296,7 @@ def test_findings_verdicts_follow_the_numbers():
 @pytest.mark.slow  # ~110 s on 2 busy cores (four training runs on EWT)
 def test_smoke_preset_on_real_ewt(data_dir, tmp_path):
     ctx = types.SimpleNamespace(
-        workdir=tmp_path, progress=False, data_dir=data_dir, options={"preset": "smoke"}
+        cfg=preset("smoke"), workdir=tmp_path, progress=False, data_dir=data_dir
     )
     findings = similarity_stage(ctx)
     rows = _read(tmp_path / "similarity" / "ewt" / "similarity.csv")
@@ -315,7 +311,7 @@ def test_smoke_preset_on_real_ewt(data_dir, tmp_path):
 
 
 def test_corpus_without_tasks_fails_before_training(tmp_path):
-    ctx = types.SimpleNamespace(workdir=tmp_path, progress=False, data_dir=None, options={})
+    ctx = types.SimpleNamespace(cfg=RunConfig(), workdir=tmp_path, progress=False, data_dir=None)
     with pytest.raises(ValueError, match="no tasks configured for corpus 'other'"):
         similarity_stage(ctx, cfg=TOY_CFG, corpora={"other": toy_corpus()})
     assert not (tmp_path / "similarity" / "other" / "lm").exists()  # no model trained in vain

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, RunConfig
-from jaxdyn.studies.sparsity import per_type_trajectory, token_weighted_mean
-from jaxdyn.studies.sparsity_report import findings, frequency_correlations
+from jaxdyn.studies.sparsity.compute import per_type_trajectory, token_weighted_mean
+from jaxdyn.studies.sparsity.findings import findings, frequency_correlations
 from jaxdyn.train import lm_task, train
 from jaxdyn.train.tasks import Stream
 from jaxdyn.train.trajectory import iter_checkpoints, run_model

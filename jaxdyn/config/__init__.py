@@ -1,96 +1,51 @@
-"""Frozen run configurations, presets, and ``key=value`` overrides.
+"""The one configuration tree of a run: training sections, study sections, presets.
 
-A :class:`RunConfig` fully describes a training run; presets name the common
-ones (``smoke``: CI-sized; ``default``: what ``jaxdyn run`` does on a laptop;
-``thesis``: Saphra's setup on the Penn Treebank). The CLI maps flags to configs
-here and nowhere else.
+A :class:`RunConfig` describes everything ``jaxdyn run`` does: the language model
+it trains (``model``, ``data``, ``optim``, ``capture``, ``epochs``, ``seed``, ...)
+and every study stage (``sparsity``, ``similarity``, ``interactions``,
+``bottom_up``). Studies that train models of their own embed the same
+``model``/``data``/``optim`` sections; their ``epochs`` and ``seed`` are the
+run's where they are ``None``. Presets name whole trees (``smoke``: CI-sized;
+``default``: what ``jaxdyn run`` does on a laptop; ``thesis``: Saphra's setup)
+and are defined here only. Any leaf is reachable with ``--set KEY=VALUE``
+(:func:`override`); ``jaxdyn config`` prints a tree as JSON that
+``--config FILE`` reads back (:func:`load_config`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import types
-import typing
+from pathlib import Path
 from typing import Any
 
+from jaxdyn.config.sections import MODEL_KINDS, CaptureConfig, DataConfig, ModelConfig, OptimConfig
+from jaxdyn.config.tree import ConfigError, build, leaf_keys, set_key
+from jaxdyn.studies.bottom_up.config import BottomUpConfig
+from jaxdyn.studies.interactions.config import InteractionsConfig
+from jaxdyn.studies.similarity.config import SimilarityConfig
+from jaxdyn.studies.sparsity.config import SparsityConfig
 
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """LSTM model hyperparameters (thesis: 200/200, 2 layers, dropout 0.2)."""
-
-    emb_dim: int = 200
-    hidden: int = 200
-    num_layers: int = 2
-    dropout: float = 0.2
-    tie_weights: bool = False
-    init_range: float = 0.1
-
-    def __post_init__(self):
-        for k in ("emb_dim", "hidden", "num_layers"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"model.{k} must be >= 1, got {getattr(self, k)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    """Corpus and batching.
-
-    Attributes:
-      corpus: ``ptb`` (embedded, from the ``treebank`` package), ``ewt``, ``brown``
-        (need ``data_dir``), or a folder with ``train.txt``/``valid.txt``/``test.txt``.
-      data_dir: folder with the real corpora (CLI: ``--data-dir`` or ``$JAXDYN_DATA_DIR``).
-      lowercase: lowercase every token.
-      max_vocab: keep the most frequent types (None: all).
-      max_train_tokens / max_eval_tokens: truncate the token streams (None: all).
-      batch_size / eval_batch_size: columns of the token stream (thesis: 20 / 10).
-      bptt: truncated backpropagation length (thesis: 35).
-    """
-
-    corpus: str = "ptb"
-    data_dir: str | None = None
-    lowercase: bool = False
-    max_vocab: int | None = None
-    max_train_tokens: int | None = None
-    max_eval_tokens: int | None = None
-    batch_size: int = 20
-    eval_batch_size: int = 10
-    bptt: int = 35
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    """Optimizer (thesis: SGD, lr 20, clip 0.25, lr / 4 on a validation plateau)."""
-
-    name: str = "sgd"
-    lr: float = 20.0
-    clip: float = 0.25
-    plateau_factor: float = 0.25
-    weight_decay: float = 0.0
-
-    def __post_init__(self):
-        if self.name not in ("sgd", "adam"):
-            raise ValueError(f"optim.name must be 'sgd' or 'adam', got {self.name!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"optim.lr must be a positive number, got {self.lr}")
-        if not (math.isfinite(self.clip) and self.clip >= 0):
-            raise ValueError(f"optim.clip must be >= 0 (0 disables clipping), got {self.clip}")
-        if not 0.0 < self.plateau_factor <= 1.0:
-            raise ValueError(f"optim.plateau_factor must be in (0, 1], got {self.plateau_factor}")
-
-
-@dataclasses.dataclass(frozen=True)
-class CaptureConfig:
-    """Trace capture during training (see ``jaxdyn.trace.CaptureSpec``)."""
-
-    every: int = 50
-    reductions: tuple[str, ...] = ("l1", "l2", "te")
-    param_grads: bool = True
-    enabled: bool = True
-
+__all__ = [
+    "MODEL_KINDS",
+    "PRESETS",
+    "TRAINING_KEYS",
+    "BottomUpConfig",
+    "CaptureConfig",
+    "ConfigError",
+    "DataConfig",
+    "InteractionsConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "SimilarityConfig",
+    "SparsityConfig",
+    "describe",
+    "leaf_keys",
+    "load_config",
+    "override",
+    "preset",
+]
 
 #: Top-level keys of :class:`RunConfig` that define training (see ``training_dict``).
 TRAINING_KEYS = (
@@ -107,13 +62,19 @@ TRAINING_KEYS = (
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """One training run.
+    """One run: the language model trained, and the studies run on it.
+
+    ``RunConfig()`` trains the thesis model (Saphra's setup); its study sections
+    hold the ``default`` preset's sizes. Use ``preset("thesis")`` for the thesis
+    study throughout.
 
     Attributes:
+      model, data, optim, capture: the run's language model and its trace capture.
       epochs: passes over the training stream.
       seed: initialisation and dropout seed.
       checkpoint_every_steps: extra checkpoints every N steps (0: per epoch only).
       log_every: steps between progress/metric log lines.
+      sparsity, similarity, interactions, bottom_up: the study stages' options.
     """
 
     model: ModelConfig = ModelConfig()
@@ -124,6 +85,10 @@ class RunConfig:
     seed: int = 1111
     checkpoint_every_steps: int = 0
     log_every: int = 50
+    sparsity: SparsityConfig = SparsityConfig()
+    similarity: SimilarityConfig = SimilarityConfig()
+    interactions: InteractionsConfig = InteractionsConfig()
+    bottom_up: BottomUpConfig = BottomUpConfig()
 
     def __post_init__(self):
         if self.epochs < 0 or self.checkpoint_every_steps < 0:
@@ -132,7 +97,7 @@ class RunConfig:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
+        """Plain JSON-able dict of the whole tree."""
         return dataclasses.asdict(self)
 
     def training_dict(self) -> dict[str, Any]:
@@ -146,119 +111,148 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
-        return _build(cls, d, "")
+        """Inverse of :meth:`to_dict`; missing keys keep their defaults.
+
+        Raises:
+          ConfigError: unknown keys (naming the closest valid ones) or bad values.
+        """
+        return build(cls, d)
 
 
-def _build(cls, d, prefix):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(d) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(prefix + k for k in unknown)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for k, v in d.items():
-        t = hints[k]
-        if dataclasses.is_dataclass(t):
-            kwargs[k] = _build(t, v, prefix + k + ".")
-        elif isinstance(v, list):
-            kwargs[k] = tuple(v)
-        else:
-            kwargs[k] = v
-    return cls(**kwargs)
-
+_SMOKE_MODEL = ModelConfig(emb_dim=32, hidden=32, num_layers=2, dropout=0.2)
+_THESIS_MODEL = ModelConfig()  # 2 x 200 LSTM, embedding 200, dropout 0.2
 
 PRESETS: dict[str, RunConfig] = {
-    # CI-sized: a slice of PTB, a small model; a couple of minutes on 2 cores.
+    # CI-sized: a slice of PTB, small models; about a minute on 2 cores with the corpora.
     "smoke": RunConfig(
-        model=ModelConfig(emb_dim=32, hidden=32, num_layers=2, dropout=0.2),
+        model=_SMOKE_MODEL,
         data=DataConfig(max_vocab=2000, max_train_tokens=40_000, max_eval_tokens=8_000),
         capture=CaptureConfig(every=20),
         epochs=3,
         log_every=20,
+        similarity=SimilarityConfig(
+            corpora=("ewt",),
+            tasks=(("ewt", ("xpos", "genre")),),
+            own_init=("xpos",),
+            model=_SMOKE_MODEL,
+            data=DataConfig(
+                lowercase=True, max_vocab=4_000, max_train_tokens=15_000, max_eval_tokens=2_000
+            ),
+            epochs=2,
+            heldout_tokens=500,
+            span_tokens=300,
+            probe_hidden=32,
+            probe_steps=150,
+        ),
+        interactions=InteractionsConfig(
+            model=ModelConfig(emb_dim=16, hidden=16, num_layers=2, dropout=0.2),
+            data=DataConfig(
+                corpus="ewt",
+                lowercase=True,
+                max_vocab=1500,
+                max_train_tokens=15_000,
+                max_eval_tokens=3_000,
+            ),
+            epochs=2,
+            max_sentences=24,
+            max_words=19,
+            bucket_width=10,
+        ),
+        bottom_up=BottomUpConfig(
+            rule_lengths=(2,),
+            familiar_repeats=10,
+            vocab_size=20,
+            num_tokens=12_000,
+            num_rules=600,
+            bank_size=10,
+            num_eval=40,
+            eval_length=12,
+            model=ModelConfig(emb_dim=16, hidden=16, num_layers=2, dropout=0.0),
+            epochs=2,
+        ),
     ),
-    # `jaxdyn run` with no arguments: about 5 minutes on 2 cores (15 with --data-dir).
+    # `jaxdyn run` with no arguments (see the README for measured times).
     "default": RunConfig(
         model=ModelConfig(emb_dim=128, hidden=128, num_layers=2, dropout=0.2),
         data=DataConfig(max_train_tokens=250_000, max_eval_tokens=40_000),
         capture=CaptureConfig(every=50),
         epochs=6,
     ),
-    # Saphra (2021): 2 x 200 LSTM on the full Penn Treebank, 40 epochs.
-    "thesis": RunConfig(),
+    # Saphra (2021): 2 x 200 LSTMs, 40 epochs, full corpora, for the run and every study.
+    "thesis": RunConfig(
+        similarity=SimilarityConfig(
+            model=_THESIS_MODEL,
+            data=DataConfig(lowercase=True, max_vocab=None),
+            epochs=None,
+            heldout_tokens=5_000,
+            probe_hidden=200,
+            probe_steps=1_000,
+            cca_method="gram",
+        ),
+        interactions=InteractionsConfig(
+            model=_THESIS_MODEL,
+            data=DataConfig(corpus="ewt", lowercase=True),
+            epochs=None,
+            splits=("valid", "test"),
+            max_sentences=None,
+            max_words=79,
+            batch_elems=1 << 25,
+        ),
+        # the thesis generator's defaults (vocabulary 1000, 1M tokens, 1000 rules, 100
+        # conduits, sequences of 35) with a 2 x 200 LSTM, dropout 0.2
+        bottom_up=BottomUpConfig(
+            rule_lengths=(2, 4, 6, 8, 10),
+            familiar_repeats=10,
+            vocab_size=1000,
+            num_tokens=1_000_000,
+            num_rules=1000,
+            bank_size=100,
+            num_eval=1000,
+            eval_length=35,
+            model=_THESIS_MODEL,
+            epochs=None,
+        ),
+    ),
 }
 
 
 def preset(name: str) -> RunConfig:
     """A named preset (``smoke``, ``default``, ``thesis``)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     return PRESETS[name]
 
 
-def _coerce(value: str, t) -> Any:
-    origin = typing.get_origin(t)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(t) if a is not type(None)]
-        if value.lower() in ("none", "null"):
-            return None
-        return _coerce(value, args[0])
-    if origin is tuple:
-        inner = typing.get_args(t)[0]
-        return tuple(_coerce(v, inner) for v in value.split(",") if v)
-    if t is bool:
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"expected a boolean, got {value!r}")
-    if t is int:
-        if "e" not in value.lower():
-            return int(value)
-        f = float(value)  # 1e3: only if it is a whole number
-        if not f.is_integer():
-            raise ValueError(f"expected an integer, got {value!r}")
-        return int(f)
-    if t is float:
-        return float(value)
-    return value
-
-
 def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
-    """Apply ``section.key=value`` assignments (e.g. ``optim.lr=5``, ``epochs=2``).
+    """Apply ``section.key=value`` assignments (e.g. ``optim.lr=5``, ``interactions.seed=3``).
 
     Raises:
-      ValueError: unknown key or a value of the wrong type, naming the key.
+      ConfigError: unknown key (naming the closest valid ones) or a bad value.
     """
     for a in assignments:
         if "=" not in a:
-            raise ValueError(f"override {a!r} is not KEY=VALUE (e.g. optim.lr=5)")
+            raise ConfigError(f"override {a!r} is not KEY=VALUE (e.g. optim.lr=5)")
         key, value = a.split("=", 1)
-        parts = key.strip().split(".")
-        cfg = _set(cfg, parts, value.strip(), key)
+        cfg = set_key(cfg, key.strip(), value.strip(), RunConfig)
     return cfg
 
 
-def _set(obj, parts, value, full_key):
-    fields = {f.name for f in dataclasses.fields(obj)}
-    if parts[0] not in fields:
-        raise ValueError(f"unknown config key {full_key!r}; valid here: {sorted(fields)}")
-    t = typing.get_type_hints(type(obj))[parts[0]]
-    if len(parts) == 1:
-        if dataclasses.is_dataclass(t):
-            raise ValueError(
-                f"{full_key!r} is a section; set one of its keys, e.g. {full_key}.x=..."
-            )
-        try:
-            return dataclasses.replace(obj, **{parts[0]: _coerce(value, t)})
-        except ValueError as e:
-            raise ValueError(f"bad value for {full_key!r}: {e}") from e
-    sub = getattr(obj, parts[0])
-    if not dataclasses.is_dataclass(sub):
-        raise ValueError(f"{'.'.join(parts[:1])!r} in {full_key!r} has no sub-keys")
-    return dataclasses.replace(obj, **{parts[0]: _set(sub, parts[1:], value, full_key)})
-
-
 def describe(cfg: RunConfig) -> str:
-    """Pretty JSON of a config (for logs and reports)."""
+    """Pretty JSON of a whole config tree (what ``jaxdyn config`` prints)."""
     return json.dumps(cfg.to_dict(), indent=2)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """A config tree from a JSON file (as :func:`describe` writes; keys may be omitted).
+
+    Raises:
+      ConfigError: unreadable file, invalid JSON, unknown keys or bad values.
+    """
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid JSON: {e}") from e
+    return RunConfig.from_dict(d)

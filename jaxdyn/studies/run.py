@@ -1,9 +1,10 @@
 """The main job: train a language model with per-epoch checkpoints, analyse, report.
 
 ``run_study`` runs named stages in order over one run folder; each stage reads
-what earlier stages left (checkpoints, metrics) and writes its own report
-section, so a rerun resumes training and recomputes only the report. Analyses
-register themselves in :data:`STAGES`.
+what earlier stages left (checkpoints, metrics) and its own section of the one
+config tree (``cfg.sparsity``, ``cfg.similarity``, ...), and writes its own
+report section, so a rerun resumes training and recomputes only the report.
+Stages are listed in :data:`STAGES`.
 """
 
 from __future__ import annotations
@@ -27,24 +28,28 @@ class StudyContext:
     Attributes:
       cfg: the run configuration.
       workdir: the run folder.
-      data: the language-model task (built once).
+      data: the language-model task (built on first use: :meth:`task`).
       result: the training result (after the ``train`` stage).
       progress: show progress bars.
       data_dir: the real-corpora folder, if one was given.
-      options: per-stage knobs (e.g. ``sparsity_max_chunks``).
     """
 
     cfg: RunConfig
     workdir: Path
-    data: TaskData
+    data: TaskData | None = None
     result: TrainResult | None = None
     progress: bool = True
     data_dir: Path | None = None
-    options: dict = dataclasses.field(default_factory=dict)
+
+    def task(self) -> TaskData:
+        """The run's language-model task (read on first use)."""
+        if self.data is None:
+            self.data = load_task(self.cfg.data)
+        return self.data
 
 
 def _train_stage(ctx: StudyContext) -> None:
-    ctx.result = train(ctx.cfg, ctx.workdir, ctx.data, progress=ctx.progress)
+    ctx.result = train(ctx.cfg, ctx.workdir, ctx.task(), progress=ctx.progress)
     hist = ctx.result.history
     fig = training_curves(ctx.workdir / "report" / "training_curves.png", hist)
     rows = [
@@ -53,8 +58,8 @@ def _train_stage(ctx: StudyContext) -> None:
     best = min(hist, key=lambda r: r["valid_loss"])
     text = f"""## Training
 
-Language model on `{ctx.cfg.data.corpus}`: {len(ctx.data.vocab):,} types,
-{ctx.data.train.num_tokens:,} training tokens, {ctx.cfg.model.num_layers} x {ctx.cfg.model.hidden}
+Language model on `{ctx.cfg.data.corpus}`: {len(ctx.task().vocab):,} types,
+{ctx.task().train.num_tokens:,} training tokens, {ctx.cfg.model.num_layers} x {ctx.cfg.model.hidden}
 LSTM, {ctx.cfg.optim.name} (lr {ctx.cfg.optim.lr}, clip {ctx.cfg.optim.clip}), {ctx.cfg.epochs} epochs.
 Best validation perplexity {best["valid_ppl"]:.2f} at epoch {best["epoch"]}.
 Checkpoints: `{ctx.workdir / "ckpt"}` (epoch 0 is the initialisation).
@@ -67,25 +72,25 @@ Checkpoints: `{ctx.workdir / "ckpt"}` (epoch 0 is the initialisation).
 
 
 def _sparsity_stage(ctx: StudyContext) -> None:
-    from jaxdyn.studies.sparsity_report import sparsity_stage
+    from jaxdyn.studies.sparsity.report import sparsity_stage
 
-    sparsity_stage(ctx, max_chunks=ctx.options.get("sparsity_max_chunks"))
+    sparsity_stage(ctx)  # report order 20
 
 
 def _interactions_stage(ctx: StudyContext) -> None:
-    from jaxdyn.studies.interactions import interactions_stage
+    from jaxdyn.studies.interactions.report import interactions_stage
 
     interactions_stage(ctx)  # report order 40
 
 
 def _bottom_up_stage(ctx: StudyContext) -> None:
-    from jaxdyn.studies.bottom_up import bottom_up_stage
+    from jaxdyn.studies.bottom_up.report import bottom_up_stage
 
     bottom_up_stage(ctx)  # report order 50
 
 
 def _similarity_stage(ctx: StudyContext) -> None:
-    from jaxdyn.studies.similarity_report import similarity_stage
+    from jaxdyn.studies.similarity.report import similarity_stage
 
     similarity_stage(ctx)  # report order 30
 
@@ -100,6 +105,11 @@ STAGES: dict[str, Callable[[StudyContext], None]] = {
 }
 
 
+#: Stages that analyse the run's own language model (``train`` runs first for them);
+#: the other studies train models of their own.
+NEEDS_TRAIN = frozenset({"sparsity"})
+
+
 def run_study(
     cfg: RunConfig,
     workdir: str | Path,
@@ -108,8 +118,6 @@ def run_study(
     progress: bool = True,
     data_dir: Path | None = None,
     data: TaskData | None = None,
-    options: dict | None = None,
-    preset_name: str = "default",
 ) -> Path:
     """Run the study's stages and assemble the report; returns the report path."""
     workdir = Path(workdir)
@@ -117,20 +125,10 @@ def run_study(
     unknown = [s for s in names if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stages {unknown}; choose from {list(STAGES)}")
-    if "train" not in names:
-        names.insert(
-            0, "train"
-        )  # later stages need the trained run (a finished run resumes instantly)
+    if "train" not in names and any(s in NEEDS_TRAIN for s in names):
+        names.insert(0, "train")  # a finished run resumes instantly
     t0 = time.perf_counter()
-    options = {"preset": preset_name, **(options or {})}
-    ctx = StudyContext(
-        cfg,
-        workdir,
-        data if data is not None else load_task(cfg.data),
-        progress=progress,
-        data_dir=data_dir,
-        options=dict(options or {}),
-    )
+    ctx = StudyContext(cfg, workdir, data, progress=progress, data_dir=data_dir)
     for name in names:
         if progress:
             print(f"[jaxdyn] stage {name}", file=sys.stderr)

@@ -41,134 +41,37 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.interdependence import span_beta
-from jaxdyn.analysis.lstm_forward import forward, zero_carry_single
-from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, OptimConfig, RunConfig
+from jaxdyn.config.sections import DataConfig
 from jaxdyn.data.batching import batchify
 from jaxdyn.data.synthetic import CLOSE, BracketConfig, BracketData, as_vocab, generate_brackets
+from jaxdyn.decompose.lstm.forward import forward, zero_carry_single
+from jaxdyn.decompose.lstm.interdependence import span_beta
+from jaxdyn.studies._common import iter_selected, study_run_config
+from jaxdyn.studies.bottom_up.config import EVAL_SETS, MEASURES, BottomUpConfig
 from jaxdyn.train.tasks import Stream, TaskData
 
-EVAL_SETS = ("familiar", "fresh")
-MEASURES = ("full_logp", "correct", "cd_open", "cd_conduit", "cd_both", "di_hidden", "di_logits")
 
+def run_config(config: BottomUpConfig, bracket: BracketConfig, run=None):
+    """Training config of one condition; ``data.corpus`` fingerprints the data so a
+    changed config cannot silently resume a run trained on other data."""
+    from jaxdyn.config import RunConfig
 
-@dataclasses.dataclass(frozen=True)
-class BottomUpConfig:
-    """Sizes of the synthetic bottom-up study.
-
-    Attributes:
-      rule_lengths: conduit lengths ``L`` (one pair of conditions each).
-      familiar_repeats: out-of-bracket copies of each bank conduit in the familiar
-        condition (the unfamiliar condition has 0).
-      vocab_size, num_tokens, num_rules, bank_size, num_eval, eval_length: the data
-        (:class:`jaxdyn.data.synthetic.BracketConfig`).
-      emb_dim, hidden, num_layers, dropout, epochs, lr, batch_size, bptt: the models.
-      learned_gain: smallest rise (accuracy, or nats for log-probabilities) from
-        epoch 0 that counts as "learned" when timing the findings.
-      eval_chunk: evaluation sequences per compiled call.
-      seed: data and initialisation seed.
-    """
-
-    rule_lengths: tuple[int, ...] = (3, 8)
-    familiar_repeats: int = 20
-    vocab_size: int = 100
-    num_tokens: int = 100_000
-    num_rules: int = 1_500
-    bank_size: int = 20
-    num_eval: int = 200
-    eval_length: int = 24
-    emb_dim: int = 48
-    hidden: int = 48
-    num_layers: int = 2
-    dropout: float = 0.0
-    epochs: int = 8
-    lr: float = 20.0
-    batch_size: int = 20
-    bptt: int = 35
-    learned_gain: float = 0.1
-    eval_chunk: int = 256
-    seed: int = 0
-
-    def bracket_config(self, rule_length: int, repeats: int) -> BracketConfig:
-        """Data of one condition."""
-        return BracketConfig(
-            vocab_size=self.vocab_size,
-            num_tokens=self.num_tokens,
-            rule_length=rule_length,
-            num_rules=self.num_rules,
-            bank_size=self.bank_size,
-            familiar_repeats=repeats,
-            num_eval=self.num_eval,
-            eval_length=self.eval_length,
-            seed=self.seed,
-        )
-
-    def conditions(self) -> list[tuple[str, int, int]]:
-        """``(name, rule_length, familiar_repeats)`` of every condition."""
-        out = []
-        for rule_length in self.rule_lengths:
-            out.append((f"L{rule_length}-unfamiliar", rule_length, 0))
-            out.append((f"L{rule_length}-familiar", rule_length, self.familiar_repeats))
-        return out
-
-    def run_config(self, bracket: BracketConfig) -> RunConfig:
-        """Training config; ``data.corpus`` fingerprints the data so a changed preset
-        cannot silently resume a run trained on other data."""
-        key = hashlib.sha1(json.dumps(dataclasses.asdict(bracket), sort_keys=True).encode())
-        return RunConfig(
-            model=ModelConfig(self.emb_dim, self.hidden, self.num_layers, self.dropout),
-            data=DataConfig(
-                corpus=f"brackets-{key.hexdigest()[:12]}",
-                batch_size=self.batch_size,
-                eval_batch_size=10,
-                bptt=self.bptt,
-            ),
-            optim=OptimConfig(lr=self.lr),
-            capture=CaptureConfig(enabled=False),
-            epochs=self.epochs,
-            seed=self.seed + 1111,
-        )
-
-
-PRESETS: dict[str, BottomUpConfig] = {
-    "smoke": BottomUpConfig(
-        rule_lengths=(2,),
-        familiar_repeats=10,
-        vocab_size=20,
-        num_tokens=12_000,
-        num_rules=600,
-        bank_size=10,
-        num_eval=40,
-        eval_length=12,
-        emb_dim=16,
-        hidden=16,
-        epochs=2,
-    ),
-    "default": BottomUpConfig(),
-    # The thesis generator's defaults (vocabulary 1000, 1M tokens, 1000 rules, 100
-    # conduits, sequences of 35) with a 2 x 200 LSTM, dropout 0.2, 40 epochs.
-    "thesis": BottomUpConfig(
-        rule_lengths=(2, 4, 6, 8, 10),
-        familiar_repeats=10,
-        vocab_size=1000,
-        num_tokens=1_000_000,
-        num_rules=1000,
-        bank_size=100,
-        num_eval=1000,
-        eval_length=35,
-        emb_dim=200,
-        hidden=200,
-        dropout=0.2,
-        epochs=40,
-    ),
-}
-
-
-def preset(name: str) -> BottomUpConfig:
-    """A named preset (``smoke``, ``default``, ``thesis``)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown bottom_up preset {name!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[name]
+    run = RunConfig() if run is None else run
+    key = hashlib.sha1(json.dumps(dataclasses.asdict(bracket), sort_keys=True).encode())
+    data = DataConfig(
+        corpus=f"brackets-{key.hexdigest()[:12]}",
+        batch_size=config.batch_size,
+        eval_batch_size=10,
+        bptt=config.bptt,
+    )
+    return study_run_config(
+        run,
+        model=config.model,
+        data=data,
+        optim=config.optim,
+        epochs=config.epochs,
+        seed=config.seed + 1111,
+    )
 
 
 def bracket_task(data: BracketData, batch_size: int, eval_batch_size: int = 10) -> TaskData:
@@ -272,25 +175,27 @@ def closing_measures(
 # ----------------------------------------------------------------------------- the study
 
 
-def train_condition(config: BottomUpConfig, name, rule_length, repeats, root: Path, progress):
+def train_condition(
+    config: BottomUpConfig, name, rule_length, repeats, root: Path, progress, run=None
+):
     """Generate one condition's data and train (or resume) its model; returns the data."""
     from jaxdyn.train.loop import train
 
     bracket = config.bracket_config(rule_length, repeats)
     data = generate_brackets(bracket)
-    cfg = config.run_config(bracket)
+    cfg = run_config(config, bracket, run)
     res = train(cfg, root / name, bracket_task(data, config.batch_size), progress=progress)
     if not res.finished:
         raise RuntimeError(f"training of condition {name} did not finish")
     return data
 
 
-def condition_table(run_dir: Path, data: BracketData, rule_length: int, chunk: int) -> dict:
-    """Per-example measures at every checkpoint: ``{epoch: {eval_set: {measure: (N,)}}}``."""
-    from jaxdyn.train.trajectory import iter_checkpoints
-
+def condition_table(
+    run_dir: Path, data: BracketData, rule_length: int, chunk: int, checkpoints: str = "all"
+) -> dict:
+    """Per-example measures at the selected checkpoints: ``{epoch: {eval_set: {measure: (N,)}}}``."""
     out = {}
-    for ck in iter_checkpoints(run_dir):
+    for ck in iter_selected(run_dir, checkpoints, "bottom_up.checkpoints"):
         out[ck.epoch] = {
             s: closing_measures(
                 ck.params, getattr(data, f"eval_{s}"), data.eval_open, rule_length, chunk=chunk
@@ -300,35 +205,37 @@ def condition_table(run_dir: Path, data: BracketData, rule_length: int, chunk: i
     return out
 
 
-def run_bottom_up(workdir: str | Path, config: BottomUpConfig, *, progress: bool = True) -> dict:
+def run_bottom_up(
+    workdir: str | Path, config: BottomUpConfig, *, run=None, progress: bool = True
+) -> dict:
     """Train every condition, measure every checkpoint, write table, plots and section.
 
     Args:
       workdir: run folder (``workdir/bottom_up/<condition>`` holds each model).
-      config: study sizes.
+      config: the study's section of the config tree.
+      run: the run's config (its ``epochs`` fills ``config.epochs = None``); default
+        ``RunConfig()``.
       progress: progress output.
 
     Returns:
       The findings dict.
     """
-    from jaxdyn.studies.bottom_up_report import write_outputs
+    from jaxdyn.studies.bottom_up.report import write_outputs
 
     workdir = Path(workdir)
     root = workdir / "bottom_up"
     results = {}
     for name, rule_length, repeats in config.conditions():
-        data = train_condition(config, name, rule_length, repeats, root, progress)
+        data = train_condition(config, name, rule_length, repeats, root, progress, run)
         results[name] = {
             "rule_length": rule_length,
             "familiar_repeats": repeats,
-            "epochs": condition_table(root / name, data, rule_length, config.eval_chunk),
+            "epochs": condition_table(
+                root / name, data, rule_length, config.eval_chunk, config.checkpoints
+            ),
         }
         if progress:
             print(f"[bottom_up] condition {name} measured", file=sys.stderr)
-    return write_outputs(workdir, results, config)
-
-
-def bottom_up_stage(ctx) -> dict:
-    """``jaxdyn run`` stage: preset from ``ctx.options["preset"]`` (default ``default``)."""
-    config = preset(ctx.options.get("preset", "default"))
-    return run_bottom_up(ctx.workdir, config, progress=ctx.progress)
+    return write_outputs(
+        workdir, results, config, run_config(config, config.bracket_config(1, 0), run)
+    )

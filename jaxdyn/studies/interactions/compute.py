@@ -37,31 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, RunConfig
 from jaxdyn.data.conllu import RELATIONS
-from jaxdyn.studies.interactions_pairs import (
-    Batch,
-    batch_di,
-    make_batches,
-    max_pairs,
-    sentence_pairs,
-)
-
-__all__ = [
-    "PRESETS",
-    "Batch",
-    "InteractionsConfig",
-    "batch_di",
-    "di_table",
-    "interactions_stage",
-    "make_batches",
-    "max_pairs",
-    "preset",
-    "run_interactions",
-    "select_sentences",
-    "sentence_pairs",
-    "train_lm",
-]
+from jaxdyn.studies._common import iter_selected, study_run_config
+from jaxdyn.studies.interactions.config import InteractionsConfig
+from jaxdyn.studies.interactions.pairs import batch_di, make_batches, sentence_pairs
 
 #: Relation names in the table (``RELATIONS`` order of :mod:`jaxdyn.data.conllu`).
 RELATION_NAMES = {
@@ -71,106 +50,52 @@ RELATION_NAMES = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class InteractionsConfig:
-    """Sizes of the syntax-interdependence study.
-
-    Attributes:
-      emb_dim, hidden, num_layers, dropout: the language model.
-      epochs: training epochs (checkpoints: initialisation + every epoch).
-      max_vocab: vocabulary size (None: all training types).
-      max_train_tokens, max_eval_tokens: truncate EWT train / the validation stream.
-      lr: SGD learning rate (clip 0.25, plateau decay as in the thesis).
-      splits: EWT splits whose parsed sentences are analysed (``valid`` = dev).
-      max_sentences: first sentences (per the order of the splits) to analyse.
-      min_words, max_words: sentence lengths kept (longer ones are left out).
-      max_seq_dist: largest sequential distance ``j - i``.
-      bucket_width: padded lengths are multiples of this (``<eos>`` included).
-      batch_elems: cap on ``batch x spans x length x hidden`` per compiled call.
-      syn_cap: syntactic distances ``>= syn_cap`` share one bin in the heatmap.
-      seed: initialisation seed.
-    """
-
-    emb_dim: int = 64
-    hidden: int = 64
-    num_layers: int = 2
-    dropout: float = 0.2
-    epochs: int = 5
-    max_vocab: int | None = 10_000
-    max_train_tokens: int | None = None
-    max_eval_tokens: int | None = 20_000
-    lr: float = 20.0
-    splits: tuple[str, ...] = ("valid",)
-    max_sentences: int | None = 300
-    min_words: int = 3
-    max_words: int = 39
-    max_seq_dist: int = 5
-    bucket_width: int = 10
-    batch_elems: int = 1 << 23
-    syn_cap: int = 8
-    seed: int = 1111
-
-    def run_config(self, data_dir: str | Path | None) -> RunConfig:
-        """The language model's :class:`RunConfig` (EWT, lowercased, no trace capture)."""
-        return RunConfig(
-            model=ModelConfig(self.emb_dim, self.hidden, self.num_layers, self.dropout),
-            data=DataConfig(
-                corpus="ewt",
-                data_dir=None if data_dir is None else str(data_dir),
-                lowercase=True,
-                max_vocab=self.max_vocab,
-                max_train_tokens=self.max_train_tokens,
-                max_eval_tokens=self.max_eval_tokens,
-            ),
-            optim=dataclasses.replace(RunConfig().optim, lr=self.lr),
-            capture=CaptureConfig(enabled=False),
-            epochs=self.epochs,
-            seed=self.seed,
-        )
-
-
-PRESETS: dict[str, InteractionsConfig] = {
-    "smoke": InteractionsConfig(
-        emb_dim=16,
-        hidden=16,
-        epochs=2,
-        max_vocab=1500,
-        max_train_tokens=15_000,
-        max_eval_tokens=3_000,
-        max_sentences=24,
-        max_words=19,
-        bucket_width=10,
-    ),
-    "default": InteractionsConfig(),
-    # Saphra (2021): 2 x 200 LSTM, 40 epochs, all parsed dev and test sentences.
-    "thesis": InteractionsConfig(
-        emb_dim=200,
-        hidden=200,
-        epochs=40,
-        max_vocab=None,
-        max_eval_tokens=None,
-        splits=("valid", "test"),
-        max_sentences=None,
-        max_words=79,
-        batch_elems=1 << 25,
-    ),
-}
-
-
-def preset(name: str) -> InteractionsConfig:
-    """A named preset (``smoke``, ``default``, ``thesis``)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown interactions preset {name!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[name]
-
-
 # ----------------------------------------------------------------------------- the study
 
 
-def select_sentences(corpus_splits, config: InteractionsConfig):
-    """Parsed sentences to analyse: ``[(split, index, words, heads)]`` (valid trees only)."""
+def run_config(config: InteractionsConfig, run, data_dir):
+    """The study language model's training config (EWT train, no trace capture)."""
+    data = dataclasses.replace(config.data, data_dir=None if data_dir is None else str(data_dir))
+    return study_run_config(
+        run,
+        model=config.model,
+        data=data,
+        optim=config.optim,
+        epochs=config.epochs,
+        seed=config.seed,
+    )
+
+
+def eval_corpus(path, lowercase: bool):
+    """The sentences of a CoNLL-U file with dependency heads, as a one-split corpus.
+
+    Returns:
+      ``{"eval": TaggedCorpus}`` (words lowercased if ``lowercase``).
+
+    Raises:
+      CorpusNotFoundError: no such file; CorpusError: no sentence or malformed input.
+    """
+    from jaxdyn.data.conllu import read_conllu
+    from jaxdyn.data.corpora import TaggedCorpus
+    from jaxdyn.data.paths import CorpusError, CorpusNotFoundError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusNotFoundError(f"interactions.eval_path: no such CoNLL-U file: {path}")
+    sents = read_conllu(path)
+    if not sents:
+        raise CorpusError(f"interactions.eval_path: {path} holds no sentence")
+    words = [[w.lower() for w in s.words] if lowercase else list(s.words) for s in sents]
+    return {"eval": TaggedCorpus(sentences=words, heads=[s.heads for s in sents])}
+
+
+def select_sentences(corpus_splits, config: InteractionsConfig, splits=None):
+    """Parsed sentences to analyse: ``[(split, index, words, heads)]`` (valid trees only).
+
+    ``splits`` defaults to ``config.splits``.
+    """
     out = []
-    for split in config.splits:
+    for split in config.splits if splits is None else splits:
         c = corpus_splits[split]
         if c.heads is None:
             raise ValueError(f"split {split!r} has no dependency heads")
@@ -183,12 +108,11 @@ def select_sentences(corpus_splits, config: InteractionsConfig):
     return out
 
 
-def train_lm(corpus_splits, workdir: Path, config: InteractionsConfig, data_dir, progress: bool):
-    """Train (or resume) the EWT language model into ``workdir``; returns the run folder."""
+def train_lm(corpus_splits, workdir: Path, cfg, progress: bool):
+    """Train (or resume) the EWT language model of ``cfg`` into ``workdir``; returns the folder."""
     from jaxdyn.train.loop import train
     from jaxdyn.train.tasks import lm_task_from_tagged
 
-    cfg = config.run_config(data_dir)
     task = lm_task_from_tagged(corpus_splits, cfg.data)
     res = train(cfg, workdir, task, progress=progress)
     if not res.finished:
@@ -205,7 +129,7 @@ def di_table(
       Tidy columns: ``split, sentence, i, j, word_i, word_j, seq_dist, syn_dist,
       relation, epoch, di_hidden, di_logits`` (one row per pair and checkpoint).
     """
-    from jaxdyn.train.trajectory import iter_checkpoints, run_model
+    from jaxdyn.train.trajectory import run_model
 
     _, _, vocab, _ = run_model(lm_dir)
     ids = [vocab.encode(w) for _, _, w, _ in sentences]
@@ -216,7 +140,7 @@ def di_table(
         eos_id=vocab.eos_id,
         max_seq_dist=config.max_seq_dist,
         bucket_width=config.bucket_width,
-        hidden=config.hidden,
+        hidden=config.model.hidden,
         batch_elems=config.batch_elems,
     )
     cat = lambda key: np.concatenate([p[key] for p in pair_sets])  # noqa: E731
@@ -234,7 +158,7 @@ def di_table(
     static["word_i"] = np.array([sentences[s][2][i] for s, i in zip(sent_of, static["i"])])
     static["word_j"] = np.array([sentences[s][2][j] for s, j in zip(sent_of, static["j"])])
     cols: dict[str, list] = {k: [] for k in (*static, "epoch", "di_hidden", "di_logits")}
-    for ck in iter_checkpoints(lm_dir):
+    for ck in iter_selected(lm_dir, config.checkpoints, "interactions.checkpoints"):
         dh, dl = np.zeros(n_rows), np.zeros(n_rows)
         for b in batches:
             h, lg = batch_di(ck.params, b)
@@ -257,6 +181,7 @@ def run_interactions(
     data_dir: str | Path | None,
     config: InteractionsConfig,
     *,
+    run=None,
     progress: bool = True,
     corpus_splits=None,
 ) -> dict | None:
@@ -266,7 +191,9 @@ def run_interactions(
       workdir: the run folder (files go to ``workdir/interactions``, figures to
         ``workdir/report``).
       data_dir: folder holding ``ud-english-ewt``; None writes a "skipped" section.
-      config: study sizes.
+      config: the study's section of the config tree.
+      run: the run's config (its ``epochs``/``seed`` fill the study's ``None``s);
+        default ``RunConfig()``.
       progress: progress output.
       corpus_splits: ``{"train", "valid", "test"}`` TaggedCorpus with heads instead of
         reading EWT from ``data_dir`` (tests).
@@ -274,26 +201,34 @@ def run_interactions(
     Returns:
       The findings dict, or None when skipped.
     """
-    from jaxdyn.studies.interactions_report import write_outputs, write_skipped
+    from jaxdyn.config import RunConfig
+    from jaxdyn.studies.interactions.report import write_outputs, write_skipped
 
     workdir = Path(workdir)
+    run = RunConfig() if run is None else run
     if corpus_splits is None:
         if data_dir is None:
             write_skipped(workdir, "no corpus folder was given (`--data-dir`)")
             return None
         from jaxdyn.data.corpora import load_ewt
 
-        corpus_splits = load_ewt(data_dir, lowercase=True)
+        corpus_splits = load_ewt(data_dir, lowercase=config.data.lowercase)
     out = workdir / "interactions"
-    lm_dir = train_lm(corpus_splits, out / "lm", config, data_dir, progress)
-    sentences = select_sentences(corpus_splits, config)
+    cfg = run_config(config, run, data_dir)
+    lm_dir = train_lm(corpus_splits, out / "lm", cfg, progress)
+    if config.eval_path is not None:
+        evaluated = eval_corpus(config.eval_path, config.data.lowercase)
+        sentences = select_sentences(evaluated, config, splits=("eval",))
+        source = str(config.eval_path)
+    else:
+        sentences = select_sentences(corpus_splits, config)
+        source = "EWT " + "/".join(config.splits)
     if not sentences:
-        raise ValueError("no parsed sentence within the configured lengths")
+        from jaxdyn.config import ConfigError
+
+        raise ConfigError(
+            "interactions: no parsed sentence within interactions.min_words.."
+            "interactions.max_words words"
+        )
     table = di_table(lm_dir, sentences, config, progress=progress)
-    return write_outputs(workdir, table, config, n_sentences=len(sentences))
-
-
-def interactions_stage(ctx) -> dict | None:
-    """``jaxdyn run`` stage: preset from ``ctx.options["preset"]`` (default ``default``)."""
-    config = preset(ctx.options.get("preset", "default"))
-    return run_interactions(ctx.workdir, ctx.data_dir, config, progress=ctx.progress)
+    return write_outputs(workdir, table, config, cfg, n_sentences=len(sentences), source=source)

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.interdependence import all_pairs, span_beta
 from jaxdyn.data.conllu import dependency_distance, relation_matrix
+from jaxdyn.decompose.lstm.interdependence import all_pairs, span_beta
 
 
 def sentence_pairs(heads, max_seq_dist: int) -> dict[str, np.ndarray]:

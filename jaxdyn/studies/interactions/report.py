@@ -11,7 +11,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from jaxdyn.report import save, table, verdict, write_section
-from jaxdyn.studies.stats import spearman
+from jaxdyn.studies.interactions.findings import (
+    SPACES,
+    binned_means,
+    correlations,
+    finding,
+    relation_means,
+)
 
 ORDER, NAME = 40, "interactions"
 COLUMNS = (
@@ -28,7 +34,6 @@ COLUMNS = (
     "di_hidden",
     "di_logits",
 )
-SPACES = ("di_hidden", "di_logits")
 
 
 def write_csv(path: Path, cols: dict[str, np.ndarray]) -> int:
@@ -45,45 +50,6 @@ def write_csv(path: Path, cols: dict[str, np.ndarray]) -> int:
                 [fmt[k](data[c][r]) if k in fmt else data[c][r] for c, k in enumerate(COLUMNS)]
             )
     return n
-
-
-def correlations(cols: dict[str, np.ndarray], space: str) -> list[dict]:
-    """Spearman(DI, syntactic distance) within each sequential distance, per epoch."""
-    rows = []
-    for e in np.unique(cols["epoch"]):
-        for d in np.unique(cols["seq_dist"]):
-            sel = (cols["epoch"] == e) & (cols["seq_dist"] == d)
-            rho, p = spearman(cols[space][sel], cols["syn_dist"][sel])
-            rows.append(
-                {"epoch": int(e), "seq_dist": int(d), "rho": rho, "p": p, "n": int(sel.sum())}
-            )
-    return rows
-
-
-def finding(corr: list[dict], epoch: int) -> tuple[bool | None, int, int]:
-    """Reproduced when rho < 0 with p < 0.05 in most sequential distances at ``epoch``."""
-    at = [r for r in corr if r["epoch"] == epoch and np.isfinite(r["rho"])]
-    hits = sum(1 for r in at if r["rho"] < 0 and r["p"] < 0.05)
-    if not at:
-        return None, 0, 0
-    return hits > len(at) / 2, hits, len(at)
-
-
-def binned_means(cols, space: str, epoch: int, syn_cap: int):
-    """Mean DI and counts ``(seq_dists, syn_bins, mean (S, K), count (S, K))`` at ``epoch``."""
-    sel = cols["epoch"] == epoch
-    seq = np.unique(cols["seq_dist"])
-    syn = np.minimum(cols["syn_dist"][sel], syn_cap)
-    bins = np.arange(1, syn_cap + 1)
-    mean = np.full((len(seq), len(bins)), np.nan)
-    cnt = np.zeros((len(seq), len(bins)), np.int64)
-    for a, d in enumerate(seq):
-        for b, k in enumerate(bins):
-            m = (cols["seq_dist"][sel] == d) & (syn == k)
-            cnt[a, b] = m.sum()
-            if m.any():
-                mean[a, b] = cols[space][sel][m].mean()
-    return seq, bins, mean, cnt
 
 
 def plot_heatmap(path, cols, space, epoch, syn_cap):
@@ -132,18 +98,6 @@ def plot_rho(path, corr_by_space):
     return save(fig, path)
 
 
-def relation_means(cols, space: str, epoch: int) -> list[tuple]:
-    """Mean DI by relation and sequential distance at ``epoch``: ``(seq, rel, mean, n)`` rows."""
-    sel = cols["epoch"] == epoch
-    out = []
-    for d in np.unique(cols["seq_dist"]):
-        for rel in ("head-dependent", "ancestor", "unconnected"):
-            m = sel & (cols["seq_dist"] == d) & (cols["relation"] == rel)
-            if m.any():
-                out.append((int(d), rel, float(cols[space][m].mean()), int(m.sum())))
-    return out
-
-
 def write_skipped(workdir: Path, reason: str) -> None:
     """A section saying the study was skipped and why."""
     write_section(
@@ -156,8 +110,13 @@ def write_skipped(workdir: Path, reason: str) -> None:
     )
 
 
-def write_outputs(workdir: Path, cols, config, *, n_sentences: int) -> dict:
-    """CSV, findings JSON, figures and the report section; returns the findings."""
+def write_outputs(workdir: Path, cols, config, lm_cfg, *, n_sentences: int, source: str) -> dict:
+    """CSV, findings JSON, figures and the report section; returns the findings.
+
+    Args:
+      cols: the DI table; config: the study's section; lm_cfg: the language model's
+        training config; n_sentences: sentences analysed; source: where they come from.
+    """
     workdir = Path(workdir)
     out, rep = workdir / "interactions", workdir / "report"
     n_rows = write_csv(out / "di_pairs.csv.gz", cols)
@@ -203,10 +162,10 @@ def write_outputs(workdir: Path, cols, config, *, n_sentences: int) -> dict:
     h = fnd["di_hidden"]
     text = f"""## Interdependence and syntax
 
-Language model: {config.num_layers} x {config.hidden} LSTM trained on UD English-EWT train
-(lowercased; vocabulary {config.max_vocab or "all types"}), {config.epochs} epochs; run folder
+Language model: {lm_cfg.model.num_layers} x {lm_cfg.model.hidden} LSTM trained on UD English-EWT train
+(lowercased; vocabulary {lm_cfg.data.max_vocab or "all types"}), {lm_cfg.epochs} epochs, seed {lm_cfg.seed}; run folder
 `interactions/lm`. DI (Saphra & Lopez 2020, Eq. 1) of every word pair at sequential distance
-1-{config.max_seq_dist} in {n_sentences} parsed sentences of EWT {"/".join(config.splits)}
+1-{config.max_seq_dist} in {n_sentences} parsed sentences of {source}
 ({config.min_words}-{config.max_words} words), measured at the **later word's** timestep
 (the thesis script's default), each sentence read from a zero state after `<eos>`;
 `di_hidden` = top-layer hidden state (primary), `di_logits` = decoder logits (no bias).
@@ -234,3 +193,12 @@ Syntactic distance = dependency path length. Table: `interactions/di_pairs.csv.g
 """
     write_section(workdir, ORDER, NAME, text)
     return f
+
+
+def interactions_stage(ctx) -> dict | None:
+    """``jaxdyn run`` stage: the ``interactions`` section of ``ctx.cfg``."""
+    from jaxdyn.studies.interactions.compute import run_interactions
+
+    return run_interactions(
+        ctx.workdir, ctx.data_dir, ctx.cfg.interactions, run=ctx.cfg, progress=ctx.progress
+    )

@@ -19,36 +19,34 @@ from pathlib import Path
 import numpy as np
 
 from jaxdyn.report import assemble, table, verdict, write_section
-from jaxdyn.studies import similarity as sim
-from jaxdyn.studies import similarity_findings as fnd
-from jaxdyn.studies.similarity_analysis import (
-    COLUMNS,
-    compare_runs,
-    majority_accuracy,
-    probe_accuracy,
-    row_split,
-    write_rows,
-)
+from jaxdyn.studies.similarity import findings as fnd
+from jaxdyn.studies.similarity import plots
+from jaxdyn.studies.similarity import runs as sim
+from jaxdyn.studies.similarity.compute import COLUMNS, compare_runs, write_rows
+from jaxdyn.studies.similarity.config import SimilarityConfig
+from jaxdyn.studies.similarity.probes import majority_accuracy, probe_accuracy, row_split
 
 ORDER = 30
 PROBE_COLUMNS = ("corpus", "task", "layer", "epoch", "train_acc", "test_acc", "majority")
 
 
-def run_corpus(corpus: str, splits, cfg, root: Path, *, progress: bool = True) -> dict:
+def run_corpus(corpus: str, splits, cfg, root: Path, *, run=None, progress: bool = True) -> dict:
     """Train, collect activations, compare and probe for one corpus; writes its CSVs.
 
     Args:
       corpus: corpus name.
       splits: raw ``train``/``valid``/``test`` tagged splits.
-      cfg: :class:`~jaxdyn.studies.similarity.SimilarityConfig`.
+      cfg: the study's section (:class:`~jaxdyn.studies.similarity.config.SimilarityConfig`).
       root: ``workdir/similarity/<corpus>``.
+      run: the run's config (fills the section's ``None`` epochs/seed).
 
     Returns:
       ``{"runs", "epochs", "rows", "probes", "heldout"}``; also writes
       ``root/similarity.csv`` and ``root/probes.csv``.
     """
     splits = sim.prepare_corpus(splits, cfg)
-    runs, tasks = sim.train_corpus(corpus, splits, cfg, root, progress=progress)
+    runs, tasks = sim.train_corpus(corpus, splits, cfg, root, run=run, progress=progress)
+    seed = sim.resolve_seed(cfg, run)
     tokens = sim.heldout_tokens(tasks["lm"].valid, cfg.heldout_tokens)
     acts, epochs = {}, None
     for r in runs:
@@ -83,7 +81,7 @@ def run_corpus(corpus: str, splits, cfg, root: Path, *, progress: bool = True) -
                 steps=cfg.probe_steps,
                 lr=cfg.probe_lr,
                 weight_decay=cfg.probe_weight_decay,
-                seed=cfg.seed,
+                seed=seed,
             )
             for e, a, c in zip(epochs, tr, te):
                 probes.append(
@@ -120,40 +118,35 @@ and Brown; pass `--data-dir DIR` (or set `$JAXDYN_DATA_DIR`) pointing at a folde
     )
 
 
-def similarity_stage(ctx, *, cfg: sim.SimilarityConfig | None = None, corpora=None) -> dict:
+def similarity_stage(ctx, *, cfg: SimilarityConfig | None = None, corpora=None) -> dict:
     """Run the similarity study and write its report section.
 
     Args:
-      ctx: a :class:`jaxdyn.study.StudyContext` (uses ``workdir``, ``progress``,
-        ``data_dir`` and ``options``: ``similarity_preset`` or ``preset`` picks the
-        :data:`~jaxdyn.studies.similarity.SIMILARITY_PRESETS` entry,
-        ``similarity_corpora`` restricts the corpora).
-      cfg: use this configuration instead of a preset.
+      ctx: a :class:`jaxdyn.studies.run.StudyContext` (uses ``cfg.similarity``,
+        ``workdir``, ``progress`` and ``data_dir``).
+      cfg: use this section instead of ``ctx.cfg.similarity``.
       corpora: ``{name: {"train", "valid", "test": TaggedCorpus}}`` instead of
         reading ``cfg.corpora`` from ``ctx.data_dir`` (e.g. a toy corpus in tests).
 
     Returns:
       The findings (also in ``similarity/findings.json``); ``{}`` when skipped.
     """
-    opts = getattr(ctx, "options", {}) or {}
-    preset = opts.get("similarity_preset") or opts.get("preset", "default")
+    run = getattr(ctx, "cfg", None)
     if cfg is None:
-        cfg = sim.similarity_preset(preset)
-    else:
-        preset = "custom"
+        cfg = run.similarity
     workdir = Path(ctx.workdir)
     t0 = time.perf_counter()
     if corpora is None:
-        names = opts.get("similarity_corpora") or cfg.corpora
-        names = tuple(names.split(",")) if isinstance(names, str) else tuple(names)
         if ctx.data_dir is None:
             _skip_section(workdir, "no real-corpora folder was given.")
             return {}
-        corpora = {n: sim.load_corpus(n, Path(ctx.data_dir)) for n in names}
+        corpora = {n: sim.load_corpus(n, Path(ctx.data_dir)) for n in cfg.corpora}
     for n in corpora:  # an unconfigured corpus fails now, not after its language model trains
         cfg.tasks_of(n)
     results = {
-        name: run_corpus(name, splits, cfg, workdir / "similarity" / name, progress=ctx.progress)
+        name: run_corpus(
+            name, splits, cfg, workdir / "similarity" / name, run=run, progress=ctx.progress
+        )
         for name, splits in corpora.items()
     }
     rows = [r for res in results.values() for r in res["rows"]]
@@ -170,7 +163,7 @@ def similarity_stage(ctx, *, cfg: sim.SimilarityConfig | None = None, corpora=No
     figs = []
     for name in results:
         figs.append(
-            fnd.plot_series(
+            plots.plot_series(
                 rep / f"similarity_{name}_lm_vs_tagger.png",
                 idx,
                 name,
@@ -180,7 +173,7 @@ def similarity_stage(ctx, *, cfg: sim.SimilarityConfig | None = None, corpora=No
             )
         )
         figs.append(
-            fnd.plot_series(
+            plots.plot_series(
                 rep / f"similarity_{name}_stability.png",
                 idx,
                 name,
@@ -191,7 +184,7 @@ def similarity_stage(ctx, *, cfg: sim.SimilarityConfig | None = None, corpora=No
         )
         if any(k[0] == name and k[1] == "tagger-vs-tagger" for k in idx):
             figs.append(
-                fnd.plot_series(
+                plots.plot_series(
                     rep / f"similarity_{name}_cross_task.png",
                     idx,
                     name,
@@ -200,8 +193,8 @@ def similarity_stage(ctx, *, cfg: sim.SimilarityConfig | None = None, corpora=No
                     f"{name}: taggers of different tasks, same epoch",
                 )
             )
-        figs.append(fnd.plot_probes(rep / f"similarity_{name}_probes.png", probes, name))
-    text = _section(cfg, preset, results, findings, figs, time.perf_counter() - t0)
+        figs.append(plots.plot_probes(rep / f"similarity_{name}_probes.png", probes, name))
+    text = _section(cfg, run, results, findings, figs, time.perf_counter() - t0)
     write_section(workdir, ORDER, "similarity", text)
     return findings
 
@@ -209,23 +202,24 @@ def similarity_stage(ctx, *, cfg: sim.SimilarityConfig | None = None, corpora=No
 def run_similarity_study(
     workdir: str | Path,
     data_dir: str | Path | None,
+    run,
     *,
-    preset: str = "default",
-    corpora: tuple[str, ...] | None = None,
     progress: bool = True,
 ) -> Path:
     """The similarity study on its own (no Penn Treebank run): stage, then the report.
+
+    Args:
+      run: the config tree (``run.similarity`` is the study's section).
 
     Returns:
       The assembled report (``workdir/report/README.md``).
     """
     workdir = Path(workdir)
-    opts = {"preset": preset, "similarity_corpora": corpora}
     ctx = types.SimpleNamespace(
+        cfg=run,
         workdir=workdir,
         progress=progress,
         data_dir=None if data_dir is None else Path(data_dir),
-        options=opts,
     )
     similarity_stage(ctx)
     return assemble(workdir, "jaxdyn similarity report", f"Run folder `{workdir}`.\n")
@@ -251,7 +245,7 @@ def _changes(f2, init) -> str:
     return "; ".join(parts)
 
 
-def _section(cfg, preset, results, f, figs, seconds) -> str:
+def _section(cfg, run, results, f, figs, seconds) -> str:
     f1, f1b, f2, f3 = f["f1"], f["f1_probe"], f["f2"], f["f3"]
     thr = cfg.stable_threshold
     f2_text = _changes(f2, "own") or "no own-initialisation taggers with >= 2 checkpoints"
@@ -282,8 +276,8 @@ def _section(cfg, preset, results, f, figs, seconds) -> str:
     )
     return f"""## Representation similarity (SVCCA, PWCCA, linear CKA)
 
-Preset `{preset}`: {cfg.num_layers} x {cfg.hidden} LSTMs (embedding {cfg.emb_dim}), {cfg.epochs} epochs,
-{cfg.train_tokens or "all"} training tokens, corpora {corp}. Per corpus a language model and a tagger
+{cfg.model.num_layers} x {cfg.model.hidden} LSTMs (embedding {cfg.model.emb_dim}), {sim.resolve_epochs(cfg, run)} epochs,
+{cfg.data.max_train_tokens or "all"} training tokens, seed {sim.resolve_seed(cfg, run)}, corpora {corp}. Per corpus a language model and a tagger
 per task (predicting the next token's tag), each tagger from the language model's initialisation
 (*shared*) and{"" if cfg.own_init is None else f" (for {', '.join(cfg.own_init)})"} from its own seed
 (*own*). Every checkpoint is evaluated on the same held-out tokens (identical inputs for all models);

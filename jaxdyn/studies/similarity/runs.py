@@ -27,146 +27,39 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, OptimConfig, RunConfig
 from jaxdyn.data.corpora import TaggedCorpus
 from jaxdyn.models.lstm import layer_names, lstm_layer_scan, share_initialisation, zero_carry
+from jaxdyn.studies._common import study_run_config
+from jaxdyn.studies.similarity.config import SimilarityConfig
 from jaxdyn.train.loop import build_model, train
 from jaxdyn.train.tasks import Stream, TaskData, lm_task_from_tagged, tagger_task
 from jaxdyn.train.trajectory import iter_checkpoints
 
 
-@dataclasses.dataclass(frozen=True)
-class SimilarityConfig:
-    """The similarity study.
-
-    Attributes:
-      corpora: corpus names to run (``ewt``, ``brown``; others need corpora passed in).
-      tasks: ``(corpus, tag layers)`` pairs: the taggers trained per corpus.
-      own_init: tasks that also get a tagger from its own seed (None: every task).
-      pos_tasks / topic_tasks: which tag layers count as part of speech / topic.
-      topic_layer: the layer used to interleave topic-ordered corpora (None: no interleaving).
-      span_tokens: size of the interleaved spans (whole sentences, one topic each).
-      emb_dim, hidden, num_layers, dropout: the LSTM (language model and taggers alike).
-      epochs: training epochs of every run (checkpoints at 0..epochs).
-      train_tokens / eval_tokens: truncation of the train and valid/test streams.
-      heldout_tokens: N, the held-out tokens the activations are compared on (first
-        ``heldout_tokens // eval_batch_size`` positions of each valid-stream row).
-      max_vocab, batch_size, eval_batch_size, bptt, lr, clip, seed: training.
-      svcca_keep: SVCCA's variance fraction; cca_method: ``svd`` or ``gram``.
-      stable_threshold: SVCCA with the own final checkpoint that counts as "stable".
-      min_effect: similarity differences within this count as ties in the findings.
-      probe_*: the diagnostic MLP probes (hidden width, full-batch AdamW steps,
-        learning rate, weight decay, fraction of each held-out row used for training).
-      pair_chunk: comparisons evaluated together (memory ~ pair_chunk * 2 * N * D).
-    """
-
-    corpora: tuple[str, ...] = ("ewt", "brown")
-    tasks: tuple[tuple[str, tuple[str, ...]], ...] = (
-        ("ewt", ("xpos", "upos", "deprel", "genre")),
-        ("brown", ("pos", "genre")),
-    )
-    own_init: tuple[str, ...] | None = None
-    pos_tasks: tuple[str, ...] = ("xpos", "upos", "pos")
-    topic_tasks: tuple[str, ...] = ("genre",)
-    topic_layer: str | None = "genre"
-    span_tokens: int = 400
-    emb_dim: int = 64
-    hidden: int = 64
-    num_layers: int = 2
-    dropout: float = 0.2
-    epochs: int = 4
-    train_tokens: int | None = 40_000
-    eval_tokens: int | None = 6_000
-    heldout_tokens: int = 2_000
-    max_vocab: int | None = 8_000
-    batch_size: int = 20
-    eval_batch_size: int = 10
-    bptt: int = 35
-    lr: float = 20.0
-    clip: float = 0.25
-    seed: int = 1111
-    svcca_keep: float = 0.99
-    cca_method: str = "svd"
-    stable_threshold: float = 0.9
-    min_effect: float = 0.01
-    probe_hidden: int = 64
-    probe_steps: int = 300
-    probe_lr: float = 1e-2
-    probe_weight_decay: float = 1e-4
-    probe_train_frac: float = 0.7
-    pair_chunk: int = 32
-
-    def tasks_of(self, corpus: str) -> tuple[str, ...]:
-        """Tag layers trained for ``corpus``."""
-        for name, layers in self.tasks:
-            if name == corpus:
-                return tuple(layers)
-        raise ValueError(f"no tasks configured for corpus {corpus!r} (tasks: {self.tasks})")
-
-    def has_own(self, task: str) -> bool:
-        return self.own_init is None or task in self.own_init
+def resolve_seed(cfg: SimilarityConfig, run=None) -> int:
+    """The study's seed: its own, or the run's when it is None."""
+    if cfg.seed is not None:
+        return cfg.seed
+    return 1111 if run is None else run.seed
 
 
-SIMILARITY_PRESETS: dict[str, SimilarityConfig] = {
-    # CI: EWT only, two tag layers, one own-init tagger; about a minute on 2 cores.
-    "smoke": SimilarityConfig(
-        corpora=("ewt",),
-        tasks=(("ewt", ("xpos", "genre")),),
-        own_init=("xpos",),
-        emb_dim=32,
-        hidden=32,
-        epochs=2,
-        train_tokens=15_000,
-        eval_tokens=2_000,
-        heldout_tokens=500,
-        max_vocab=4_000,
-        span_tokens=300,
-        probe_hidden=32,
-        probe_steps=150,
-    ),
-    # `jaxdyn run`: every task of both corpora, small models, a few epochs.
-    "default": SimilarityConfig(),
-    # Thesis sizes: 2 x 200 LSTMs (emb 200) on the full training sets.
-    "thesis": SimilarityConfig(
-        emb_dim=200,
-        hidden=200,
-        epochs=40,
-        train_tokens=None,
-        eval_tokens=None,
-        heldout_tokens=5_000,
-        max_vocab=None,
-        probe_hidden=200,
-        probe_steps=1_000,
-        cca_method="gram",
-    ),
-}
+def resolve_epochs(cfg: SimilarityConfig, run=None) -> int:
+    """The study's epochs: its own, or the run's when it is None."""
+    if cfg.epochs is not None:
+        return cfg.epochs
+    return 40 if run is None else run.epochs
 
 
-def similarity_preset(name: str) -> SimilarityConfig:
-    """A named preset (``smoke``, ``default``, ``thesis``)."""
-    if name not in SIMILARITY_PRESETS:
-        raise ValueError(
-            f"unknown similarity preset {name!r}; choose from {list(SIMILARITY_PRESETS)}"
-        )
-    return SIMILARITY_PRESETS[name]
-
-
-def run_config(cfg: SimilarityConfig, corpus: str, seed: int) -> RunConfig:
+def run_config(cfg: SimilarityConfig, corpus: str, seed: int, run=None):
     """The training configuration of every run on ``corpus`` (``seed`` varies)."""
-    return RunConfig(
-        model=ModelConfig(cfg.emb_dim, cfg.hidden, cfg.num_layers, cfg.dropout),
-        data=DataConfig(
-            corpus=corpus,
-            lowercase=True,
-            max_vocab=cfg.max_vocab,
-            max_train_tokens=cfg.train_tokens,
-            max_eval_tokens=cfg.eval_tokens,
-            batch_size=cfg.batch_size,
-            eval_batch_size=cfg.eval_batch_size,
-            bptt=cfg.bptt,
-        ),
-        optim=OptimConfig(lr=cfg.lr, clip=cfg.clip),
-        capture=CaptureConfig(enabled=False),
+    from jaxdyn.config import RunConfig
+
+    run = RunConfig() if run is None else run
+    return study_run_config(
+        run,
+        model=cfg.model,
+        data=dataclasses.replace(cfg.data, corpus=corpus),
+        optim=cfg.optim,
         epochs=cfg.epochs,
         seed=seed,
         log_every=10_000,
@@ -263,6 +156,7 @@ def train_corpus(
     cfg: SimilarityConfig,
     root: Path,
     *,
+    run=None,
     progress: bool = True,
 ) -> tuple[list[RunSpec], dict[str, TaskData]]:
     """Train (or resume) the language model and every tagger of one corpus.
@@ -272,12 +166,14 @@ def train_corpus(
       splits: prepared ``train``/``valid``/``test`` splits (see :func:`prepare_corpus`).
       cfg: the study configuration.
       root: ``workdir/similarity/<corpus>``; runs go to ``root/<run name>``.
+      run: the run's config (fills the section's ``None`` epochs/seed).
 
     Returns:
       ``(runs, tasks)``: the runs (language model first) and each task's
       ``TaskData`` keyed by task name (``lm`` included).
     """
-    base = run_config(cfg, corpus, cfg.seed)
+    seed = resolve_seed(cfg, run)
+    base = run_config(cfg, corpus, seed, run)
     lm_data = lm_task_from_tagged(splits, base.data)
     tasks = {"lm": lm_data}
     runs = [RunSpec("lm", "lm", "-", root / "lm")]
@@ -291,7 +187,7 @@ def train_corpus(
         tasks[task] = data
         own_tagger = build_model(base, data).init(
             jax.random.fold_in(jax.random.PRNGKey(base.seed), 0),
-            jnp.zeros((cfg.batch_size, 1), jnp.int32),
+            jnp.zeros((base.data.batch_size, 1), jnp.int32),
         )["params"]
         shared = RunSpec(f"{task}-shared", task, "shared", root / f"{task}-shared")
         _log(progress, f"[similarity] {corpus}: training {shared.name}")
@@ -306,7 +202,7 @@ def train_corpus(
         if cfg.has_own(task):
             own = RunSpec(f"{task}-own", task, "own", root / f"{task}-own")
             _log(progress, f"[similarity] {corpus}: training {own.name}")
-            own_cfg = dataclasses.replace(base, seed=cfg.seed + 101 * (k + 1))
+            own_cfg = dataclasses.replace(base, seed=seed + 101 * (k + 1))
             train(own_cfg, own.path, data, progress=progress)
             runs.append(own)
     return runs, tasks

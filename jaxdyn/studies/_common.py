@@ -1,0 +1,93 @@
+"""Helpers shared by the studies: their models' training configs and checkpoint selection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from jaxdyn.config.sections import CaptureConfig, DataConfig, ModelConfig, OptimConfig
+
+
+def study_run_config(
+    run,
+    *,
+    model: ModelConfig,
+    data: DataConfig,
+    optim: OptimConfig,
+    epochs: int | None,
+    seed: int | None,
+    log_every: int = 50,
+):
+    """The training config of a study's own model: the study's sections, the run's
+    epochs and seed where the study leaves them ``None``; no trace capture."""
+    from jaxdyn.config import RunConfig
+
+    return RunConfig(
+        model=model,
+        data=data,
+        optim=optim,
+        capture=CaptureConfig(enabled=False),
+        epochs=run.epochs if epochs is None else epochs,
+        seed=run.seed if seed is None else seed,
+        log_every=log_every,
+    )
+
+
+def check_checkpoints(spec: str, key: str) -> None:
+    """Validate a checkpoint selection: ``all``, ``last`` or comma-separated epochs."""
+    if spec in ("all", "last"):
+        return
+    try:
+        epochs = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        epochs = []
+    if not epochs or any(e < 0 for e in epochs):
+        raise ValueError(
+            f"{key} must be 'all', 'last' or comma-separated epochs such as '0,5', got {spec!r}"
+        )
+
+
+def select_epochs(spec: str, available: Sequence[int], key: str = "checkpoints") -> list[int]:
+    """The epochs of ``available`` that a selection names (sorted).
+
+    Raises:
+      ValueError: a named epoch has no checkpoint (listing the available ones).
+    """
+    check_checkpoints(spec, key)
+    avail = sorted(set(int(e) for e in available))
+    if not avail:
+        raise ValueError("the run has no checkpoints")
+    if spec == "all":
+        return avail
+    if spec == "last":
+        return [avail[-1]]
+    want = sorted({int(x) for x in spec.split(",") if x.strip()})
+    missing = [e for e in want if e not in avail]
+    if missing:
+        raise ValueError(f"{key}: no checkpoint for epochs {missing}; available: {avail}")
+    return want
+
+
+def checkpoint_epochs(workdir) -> dict[int, int]:
+    """``{epoch: step}`` of a run's intact ``init``/``epoch`` checkpoints (metadata only)."""
+    from jaxdyn.checkpoint import Trajectory
+
+    out = {}
+    with Trajectory(workdir, read_only=True) as traj:
+        for step in traj.valid_steps():
+            meta = traj.restore_meta(step)
+            if meta.get("kind") in ("init", "epoch"):
+                out[int(meta["epoch"])] = step
+    return out
+
+
+def iter_selected(workdir, spec: str, key: str = "checkpoints"):
+    """The checkpoints (``jaxdyn.train.trajectory.Checkpoint``) a selection names, in order."""
+    from jaxdyn.train.trajectory import iter_checkpoints
+
+    check_checkpoints(spec, key)
+    if spec == "all":
+        yield from iter_checkpoints(workdir)
+        return
+    by_epoch = checkpoint_epochs(workdir)
+    epochs = select_epochs(spec, list(by_epoch), key)
+    yield from iter_checkpoints(workdir, steps=[by_epoch[e] for e in epochs])

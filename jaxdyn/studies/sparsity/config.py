@@ -1,0 +1,31 @@
+"""Configuration of the sparsity study (``sparsity.*`` keys)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class SparsityConfig:
+    """The sparsity study on the run's own checkpoints.
+
+    Attributes:
+      max_chunks: held-out BPTT chunks traced per checkpoint (None: the whole
+        validation stream).
+      min_count: word types seen fewer times are left out of the correlations.
+      checkpoints: which checkpoints to trace: ``all``, ``last`` or epochs ``0,5``
+        (finding 4, emergence over training, needs more than one).
+    """
+
+    max_chunks: int | None = None
+    min_count: int = 3
+    checkpoints: str = "all"
+
+    def __post_init__(self):
+        from jaxdyn.studies._common import check_checkpoints
+
+        if self.max_chunks is not None and self.max_chunks < 1:
+            raise ValueError(f"sparsity.max_chunks must be >= 1 or none, got {self.max_chunks}")
+        if self.min_count < 1:
+            raise ValueError(f"sparsity.min_count must be >= 1, got {self.min_count}")
+        check_checkpoints(self.checkpoints, "sparsity.checkpoints")
