@@ -63,6 +63,8 @@ def _a_new_value(key, value, t):
         return "0.5" if value != 0.5 else "0.25"
     if key.endswith("interactions.data.corpus"):
         return None  # must stay ewt
+    if key == "sparsity.split":
+        return "test"
     if key.endswith("splits"):
         return "valid,test" if value == ("valid",) else "valid"
     if key == "similarity.tasks":

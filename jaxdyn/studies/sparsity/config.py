@@ -10,6 +10,7 @@ class SparsityConfig:
     """The sparsity study on the run's own checkpoints.
 
     Attributes:
+      split: the held-out stream traced: ``valid`` or ``test`` of the run's corpus.
       max_chunks: held-out BPTT chunks traced per checkpoint (None: the whole
         validation stream).
       min_count: word types seen fewer times are left out of the correlations.
@@ -17,6 +18,7 @@ class SparsityConfig:
         (finding 4, emergence over training, needs more than one).
     """
 
+    split: str = "valid"
     max_chunks: int | None = None
     min_count: int = 3
     checkpoints: str = "all"
@@ -24,6 +26,8 @@ class SparsityConfig:
     def __post_init__(self):
         from jaxdyn.studies._common import check_checkpoints
 
+        if self.split not in ("valid", "test"):
+            raise ValueError(f"sparsity.split must be 'valid' or 'test', got {self.split!r}")
         if self.max_chunks is not None and self.max_chunks < 1:
             raise ValueError(f"sparsity.max_chunks must be >= 1 or none, got {self.max_chunks}")
         if self.min_count < 1:

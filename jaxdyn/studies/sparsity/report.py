@@ -108,7 +108,7 @@ def sparsity_stage(ctx) -> dict:
     min_count = scfg.min_count
     out = Path(ctx.workdir) / "sparsity"
     out.mkdir(parents=True, exist_ok=True)
-    vocab, stream = ctx.task().vocab, ctx.task().valid
+    vocab, stream = ctx.task().vocab, getattr(ctx.task(), scfg.split)
     traj = per_type_trajectory(
         ctx.workdir,
         stream,
@@ -156,7 +156,7 @@ def sparsity_stage(ctx) -> dict:
     )
     text = f"""## Sparsity (taxi-Euclidean ratio L1/L2, lower = more concentrated)
 
-Held-out tokens: {stream.num_tokens:,} (validation stream); statistics per word type,
+Held-out tokens: {stream.num_tokens:,} ({scfg.split} stream); statistics per word type,
 keyed by the input word and by the target word, for {len(traj)} checkpoints (epochs
 {", ".join(str(e) for e in sorted(traj))}). Types seen fewer than {min_count} times are left out of
 correlations. Verdicts concern word representations (embedding and LSTM layers); the
