@@ -12,12 +12,17 @@ written only after Orbax has finished: a checkpoint without a manifest is
 restored: :meth:`Trajectory.restore` raises :class:`CheckpointError` naming the
 step and the problem, and the older checkpoints stay usable. All checkpoints are
 kept (training-dynamics work needs the whole trajectory).
+
+Reading a trajectory back for analysis (:meth:`Trajectory.iter_params`) restores
+only the parameters and the metadata of each checkpoint, not the optimizer
+state, and hashes each file once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +35,20 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete or corrupt."""
 
 
+def _hash_file(path: Path) -> str:
+    """SHA-256 hex digest of one file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _digest_dir(path: Path) -> dict[str, str]:
-    out = {}
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        out[str(f.relative_to(path))] = h.hexdigest()
-    return out
+    return {
+        str(f.relative_to(path)): _hash_file(f)
+        for f in sorted(p for p in path.rglob("*") if p.is_file())
+    }
 
 
 class Trajectory:
@@ -148,8 +158,7 @@ class Trajectory:
     def restore_meta(self, step: int) -> dict[str, Any]:
         """The JSON metadata of a verified checkpoint."""
         self._verify(step)
-        out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        return dict(out["meta"])
+        return self._read_meta(step)
 
     def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
         """Restore ``(state, meta)`` of a verified checkpoint.
@@ -181,23 +190,73 @@ class Trajectory:
         return state, dict(out["meta"])
 
     def restore_params(self, step: int, target_params: Any) -> Any:
-        """Only the parameters of a checkpoint (for analysis of a trajectory)."""
+        """Only the parameters of a verified checkpoint (the optimizer state is not read).
+
+        Args:
+          step: which checkpoint.
+          target_params: a pytree with the parameters' structure, shapes and
+            dtypes (arrays or ``jax.ShapeDtypeStruct``, e.g. from ``jax.eval_shape``).
+        """
         self._verify(step)
-        return _restore_subtree(self, step, target_params)
+        return self._read_params(step, target_params)
 
+    def iter_params(
+        self,
+        target_params: Any,
+        *,
+        steps: Iterable[int] | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> Iterator[tuple[int, Any, dict[str, Any]]]:
+        """Yield ``(step, params, meta)`` of every intact checkpoint, ascending.
 
-def _restore_subtree(traj: Trajectory, step: int, target_params: Any) -> Any:
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target_params)
-    out = traj._mngr.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(item={"params": abstract}, partial_restore=True)
-        ),
-    )
-    params = out["state"]["params"]
-    return jax.tree_util.tree_unflatten(
-        jax.tree_util.tree_structure(target_params), jax.tree_util.tree_leaves(params)
-    )
+        Each checkpoint's files are hashed once (against its manifest); only its
+        metadata and parameters are read. Incomplete or corrupt checkpoints are
+        skipped (:meth:`check` says why).
+
+        Args:
+          target_params: as in :meth:`restore_params`.
+          steps: only these steps.
+          where: only checkpoints whose metadata passes this test (read before
+            the parameters, so skipped ones cost only the hashing).
+        """
+        wanted = None if steps is None else set(steps)
+        for step in self.all_steps():
+            if (wanted is not None and step not in wanted) or self.check(step) is not None:
+                continue
+            meta = self._read_meta(step)
+            if where is not None and not where(meta):
+                continue
+            yield step, self._read_params(step, target_params), meta
+
+    def _read_meta(self, step: int) -> dict[str, Any]:
+        out = self._mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(out["meta"])
+
+    def _read_params(self, step: int, target_params: Any) -> Any:
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        abstract = {
+            "params": jax.tree_util.tree_map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), target_params
+            )
+        }
+        restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+        try:
+            out = self._mngr.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.PyTreeRestore(
+                        item=abstract, restore_args=restore_args, partial_restore=True
+                    )
+                ),
+            )
+        except Exception as e:  # Orbax raises many types; give one clear error
+            raise CheckpointError(
+                f"parameters of checkpoint step {step} in {self.directory} failed to load: {e}"
+            ) from e
+        return jax.tree_util.tree_unflatten(
+            jax.tree_util.tree_structure(target_params),
+            jax.tree_util.tree_leaves(out["state"]["params"]),
+        )
 
 
 def to_jsonable(x: Any) -> Any:

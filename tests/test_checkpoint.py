@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxdyn.checkpoint import CheckpointError, Trajectory
-from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, RunConfig
+from jaxdyn.config import TRAINING_KEYS, CaptureConfig, DataConfig, ModelConfig, RunConfig
 from jaxdyn.train import lm_task, load_run, train
 from jaxdyn.train.loop import build_model
 from jaxdyn.train.optim import make_optimizer
@@ -170,3 +170,60 @@ def test_config_of_a_run_that_never_checkpointed_is_replaced(tmp_path):
     res = train(CFG, tmp_path, lm_task(SPLITS, CFG.data), progress=False, max_steps=1)
     assert int(res.state.step) == 1
     assert json.loads((tmp_path / "config.json").read_text())["seed"] == CFG.seed
+
+
+def test_iter_checkpoints_reads_params_and_meta_only_hashing_each_file_once(tmp_path, monkeypatch):
+    import jaxdyn.checkpoint as ck
+    from jaxdyn.train.trajectory import iter_checkpoints
+
+    data = lm_task(SPLITS, CFG.data)
+    cfg = dataclasses.replace(CFG, checkpoint_every_steps=7)
+    res = train(cfg, tmp_path, data, progress=False)
+    counts = {}
+    real = ck.hashlib.sha256
+
+    def counting_sha256(*a, **kw):
+        h = real(*a, **kw)
+        counts["n"] = counts.get("n", 0) + 1
+        return h
+
+    def no_full_restore(*a, **kw):
+        raise AssertionError("read-back restored the whole train state")
+
+    monkeypatch.setattr(ck.hashlib, "sha256", counting_sha256)
+    monkeypatch.setattr(Trajectory, "restore", no_full_restore)
+    got = list(iter_checkpoints(tmp_path))
+    n_files = sum(
+        1
+        for s in Trajectory(tmp_path, read_only=True).all_steps()
+        for p in (tmp_path / "ckpt" / str(s)).rglob("*")
+        if p.is_file()
+    )
+    assert counts["n"] == n_files  # every file of every checkpoint, once
+    assert [c.kind for c in got] == ["init", "epoch", "epoch"]
+    _leaves_equal(got[-1].params, res.state.params)
+
+
+def test_resume_compares_training_keys_only_and_reads_old_config_files(tmp_path):
+    data = lm_task(SPLITS, CFG.data)
+    train(CFG, tmp_path, data, progress=False, max_steps=2)
+    # an older config.json: training keys only, without keys added since (model.kind)
+    old = {k: v for k, v in CFG.to_dict().items() if k in TRAINING_KEYS}
+    old["model"].pop("kind", None)
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    with Trajectory(tmp_path, read_only=True) as traj:
+        assert set(traj.restore_meta(2)["config"]) == set(TRAINING_KEYS)
+    res = train(CFG, tmp_path, data, progress=False, max_steps=1)
+    assert int(res.state.step) == 3
+    if hasattr(CFG, "sparsity"):  # a study section may change without invalidating the run
+        study = dataclasses.replace(CFG, sparsity=dataclasses.replace(CFG.sparsity))
+        other = {
+            f.name: getattr(study.sparsity, f.name) for f in dataclasses.fields(study.sparsity)
+        }
+        field = next(k for k, v in other.items() if isinstance(v, int) and not isinstance(v, bool))
+        study = dataclasses.replace(
+            CFG, sparsity=dataclasses.replace(CFG.sparsity, **{field: other[field] + 1})
+        )
+        assert study.training_dict() == CFG.training_dict() and study != CFG
+        res = train(study, tmp_path, data, progress=False, max_steps=1)
+        assert int(res.state.step) == 4

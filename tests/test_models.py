@@ -66,6 +66,18 @@ def test_torch_state_dict_round_trip():
         from_torch_state_dict({"decoder.bias": np.zeros(3)})
 
 
+def test_bare_torch_lstm_keys_are_accepted_next_to_encoder_and_decoder():
+    tm = TorchLM(30, 8, 8, 2)
+    full = tm.state_dict()
+    bare = {k: v for k, v in tm.rnn.state_dict().items()}  # weight_ih_l0, ... (no "rnn.")
+    assert "weight_ih_l0" in bare
+    sd = {**bare, **{k: v for k, v in full.items() if not k.startswith("rnn.")}}
+    got, ref = from_torch_state_dict(sd), from_torch_state_dict(full)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, got, ref)
+    with pytest.raises(KeyError, match="weight_ih_l"):
+        from_torch_state_dict({k: v for k, v in sd.items() if k not in bare})
+
+
 def test_forward_matches_numpy_reference_with_carry_and_gates():
     model = language_model(25, emb_dim=6, hidden=5, num_layers=3, dropout=0.3)
     params = _init(model)
@@ -127,3 +139,20 @@ def test_tagger_shares_initialisation_and_validates():
         share_initialisation(p_lm, _init(tagger(50, 7, emb_dim=8, hidden=4)))
     with pytest.raises(ValueError, match="tie_weights"):
         _init(tagger(50, 7, emb_dim=8, hidden=8, tie_weights=True))
+
+
+def test_lstm_taps_flat_names_in_flax_collections_and_implements_the_carry_protocol():
+    from jaxdyn.models import initial_carry, is_recurrent, zero_carry
+
+    model = language_model(20, emb_dim=4, hidden=5, num_layers=2)
+    params = _init(model)
+    assert set(params) == {"encoder", "rnn", "decoder"} and set(params["rnn"]) == {"l0", "l1"}
+    tokens = jnp.zeros((2, 3), jnp.int32)
+    _, cols = model.apply({"params": params}, tokens, mutable=["intermediates", "perturbations"])
+    outputs = {"embedding", "lstm_0", "lstm_1", "decoder_in", "logits"}
+    gates = {f"lstm_{l}.{p}" for l in range(2) for p in "cifgo"}
+    assert set(cols["perturbations"]) == outputs
+    assert set(cols["intermediates"]) == outputs | gates
+    assert is_recurrent(model)
+    c = initial_carry(model, params, 2)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, c, zero_carry(params, 2))

@@ -1,4 +1,5 @@
 import dataclasses
+import types
 
 import jax
 import jax.numpy as jnp
@@ -200,3 +201,63 @@ def test_capture_spec_validation():
     s = CaptureSpec(modules=("lstm",), gates=False)
     assert s.wants("lstm_0") and not s.wants("lstm_0.f") and not s.wants("embedding")
     assert hash(s) == hash(CaptureSpec(modules=("lstm",), gates=False))
+
+
+def test_train_takes_a_model_and_any_optax_optimizer(tmp_path, capsys):
+    """A custom recurrent model with plain Adam through the host loop, resumed exactly."""
+    from jaxdyn.train import iter_checkpoints, lm_task, train
+    from tests.test_capture import ElmanLM
+    from tests.test_checkpoint import CFG, SPLITS
+
+    data = lm_task(SPLITS, CFG.data)
+    n = data.train.num_chunks(CFG.data.bptt)
+    model, tx = ElmanLM(vocab=len(data.vocab)), optax.adam(1e-2)
+    full = train(CFG, tmp_path / "full", data, progress=False, model=model, tx=tx)
+    assert "plateau schedule (optim.plateau_factor=0.25) not applied" in capsys.readouterr().err
+    assert full.finished and full.model is model
+    assert [r["lr"] for r in full.history] == [None] * 3
+    assert full.history[-1]["valid_loss"] < full.history[0]["valid_loss"]
+    part = train(CFG, tmp_path / "part", data, progress=False, model=model, tx=tx, max_steps=n // 2)
+    part = train(CFG, tmp_path / "part", data, progress=False, model=model, tx=tx)
+    for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(part.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert (tmp_path / "full" / "metrics" / "traces.jsonl").read_text() == (
+        tmp_path / "part" / "metrics" / "traces.jsonl"
+    ).read_text()
+    cks = list(iter_checkpoints(tmp_path / "full", model=model))
+    assert [c.epoch for c in cks] == [0, 1, 2]
+    for a, b in zip(jax.tree.leaves(cks[-1].params), jax.tree.leaves(full.state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_config_path_builds_the_same_model_and_optimizer(tmp_path):
+    from jaxdyn.train import build_model, lm_task, optimizer_for, train
+    from tests.test_checkpoint import CFG, SPLITS
+
+    cfg = dataclasses.replace(CFG, epochs=1)
+    data = lm_task(SPLITS, cfg.data)
+    a = train(cfg, tmp_path / "a", data, progress=False)
+    b = train(
+        cfg,
+        tmp_path / "b",
+        data,
+        progress=False,
+        model=build_model(cfg, data),
+        tx=optimizer_for(cfg.optim),
+    )
+    assert a.model == b.model
+    for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    from jaxdyn.train.build import model_for
+
+    with pytest.raises(ValueError, match=r"unknown model\.kind 'gru'"):
+        model_for(types.SimpleNamespace(kind="gru"), 10, 10)
+
+
+def test_plain_adam_in_make_train_step_has_no_lr_metric():
+    model, _, _, batches = _setup()
+    tx = optax.adam(1e-3)
+    state = init_train_state(model, tx, 0, B)
+    s1, m, trace = make_train_step(model, tx, FULL)(state, batches[0])
+    assert "lr" not in m and int(s1.step) == 1
+    assert set(trace["act_grad"]) == {"embedding", "lstm_0", "lstm_1", "decoder_in", "logits"}

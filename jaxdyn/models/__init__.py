@@ -1,4 +1,5 @@
-"""Flax LSTM language models and taggers with explicit gates (PyTorch layout)."""
+"""Models: Flax LSTM language models and taggers with explicit gates (PyTorch layout),
+and the tap helper and model protocol any Flax model uses to be trained and traced."""
 
 from jaxdyn.models.convert import from_torch_state_dict, to_torch_state_dict
 from jaxdyn.models.lstm import (
@@ -16,6 +17,7 @@ from jaxdyn.models.lstm import (
     tagger,
     zero_carry,
 )
+from jaxdyn.models.taps import apply_model, initial_carry, is_recurrent, tap
 
 __all__ = [
     "GATES",
@@ -23,14 +25,18 @@ __all__ = [
     "LSTMLayer",
     "LSTMSequenceModel",
     "LSTMTagger",
+    "apply_model",
     "decoder_weight",
     "from_torch_state_dict",
+    "initial_carry",
+    "is_recurrent",
     "language_model",
     "layer_names",
     "lm_apply",
     "lstm_layer_scan",
     "share_initialisation",
     "tagger",
+    "tap",
     "to_torch_state_dict",
     "zero_carry",
 ]

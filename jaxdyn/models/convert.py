@@ -44,10 +44,9 @@ def from_torch_state_dict(sd: Mapping[str, Any], *, tie_weights: bool = False) -
     """Build a jaxdyn parameter tree from PyTorch ``state_dict`` names.
 
     Args:
-      sd: mapping with the names listed in the module docstring (a ``state_dict``
-        of ``torch.nn.LSTM`` alone, with ``weight_ih_l0`` etc. without the ``rnn.``
-        prefix, is accepted for the ``rnn`` part only when ``encoder``/``decoder``
-        are present too).
+      sd: mapping with the names listed in the module docstring. The LSTM part may
+        also be a bare ``torch.nn.LSTM`` ``state_dict`` merged in (``weight_ih_l0``
+        etc. without the ``rnn.`` prefix), next to ``encoder.*``/``decoder.*``.
       tie_weights: drop ``decoder.weight`` (must then equal ``encoder.weight``).
 
     Raises:
@@ -57,10 +56,18 @@ def from_torch_state_dict(sd: Mapping[str, Any], *, tie_weights: bool = False) -
     missing = {"encoder.weight", "decoder.bias"} - keys
     if missing:
         raise KeyError(f"state dict lacks {sorted(missing)}; has {sorted(keys)}")
-    layers = sorted({int(k.rsplit("_l", 1)[1]) for k in keys if k.startswith("rnn.weight_ih_l")})
+    prefix = "rnn." if any(k.startswith("rnn.weight_ih_l") for k in keys) else ""
+    layers = sorted(
+        {int(k.rsplit("_l", 1)[1]) for k in keys if k.startswith(f"{prefix}weight_ih_l")}
+    )
     if not layers or layers != list(range(len(layers))):
-        raise KeyError(f"state dict has no consecutive rnn.weight_ih_l* layers: {sorted(keys)}")
-    rnn = {f"l{k}": {key: _as_numpy(sd[f"rnn.{key}_l{k}"]) for key in _RNN_KEYS} for k in layers}
+        raise KeyError(
+            f"state dict has no consecutive rnn.weight_ih_l* (or bare weight_ih_l*) layers: "
+            f"{sorted(keys)}"
+        )
+    rnn = {
+        f"l{k}": {key: _as_numpy(sd[f"{prefix}{key}_l{k}"]) for key in _RNN_KEYS} for k in layers
+    }
     decoder = {"bias": _as_numpy(sd["decoder.bias"])}
     if tie_weights:
         if "decoder.weight" in sd and not np.array_equal(

@@ -35,14 +35,16 @@ import jax.numpy as jnp
 
 from jaxdyn.models.decoder import linear_decoder
 from jaxdyn.models.recurrence import lstm_recurrence
+from jaxdyn.models.taps import ACTIVATIONS, tap
 
 Carry = tuple[tuple[jax.Array, jax.Array], ...]
 GATES = ("i", "f", "g", "o")
 
-#: Names of the modules whose outputs the models expose for tracing.
-#: ``embedding``: encoder output (before dropout); ``lstm_{l}``: layer l's h
-#: sequence (before dropout); ``decoder_in``: decoder input (after dropout);
-#: ``logits``: decoder output.
+#: Trace names the models tap (``jaxdyn.models.taps``), all at the top level so the
+#: names are flat. Activation and gradient: ``embedding`` (encoder output, before
+#: dropout), ``lstm_{l}`` (layer l's h sequence, before dropout), ``decoder_in``
+#: (decoder input, after dropout), ``logits`` (decoder output). Activation only:
+#: ``lstm_{l}.c`` and the gates ``lstm_{l}.i/f/g/o``.
 
 
 def _uniform(scale: float):
@@ -161,13 +163,18 @@ class _LSTMStack(nn.Module):
     dropout: float
 
     @nn.compact
-    def __call__(self, x, carry, *, train, return_gates, perturb):
+    def __call__(self, x, carry, *, train, return_gates, tap_output, sow):
+        # tap_output/sow are the top-level model's, so the trace names stay flat
+        # (`lstm_0`, not `rnn/lstm_0`) while the parameters live under `rnn/l{l}`
         acts, new_carry = {}, []
         for l in range(self.num_layers):
             out, c = LSTMLayer(self.hidden, name=f"l{l}")(x, carry[l], return_gates)
             name = f"lstm_{l}"
             out = dict(out)
-            out["h"] = perturb(name, out["h"])
+            out["h"] = tap_output(name, out["h"])
+            for part in ("c", *GATES):
+                if part in out:
+                    sow(f"{name}.{part}", out[part])
             acts[name] = out
             new_carry.append(c)
             x = out["h"]
@@ -199,6 +206,11 @@ class LSTMSequenceModel(nn.Module):
     tie_weights: bool = False
     init_range: float = 0.1
 
+    @nn.nowrap
+    def initial_carry(self, params: Mapping[str, Any], batch_size: int) -> Carry:
+        """The recurrent protocol (``jaxdyn.models.taps``): zeros, ``(h, c)`` per layer."""
+        return zero_carry(params, batch_size, params["encoder"]["weight"].dtype)
+
     @nn.compact
     def __call__(
         self,
@@ -218,10 +230,10 @@ class LSTMSequenceModel(nn.Module):
           train: apply dropout (needs a ``"dropout"`` rng).
           return_acts: also return every module's activations.
           return_gates: with ``return_acts``, include each layer's ``c`` and gates.
-          perturbations: optional zero arrays added to module outputs, keyed
-            ``embedding``, ``lstm_{l}``, ``decoder_in``, ``logits``; gradients with
-            respect to them are the gradients with respect to those outputs (what
-            PyTorch backward hooks on the modules would see).
+          perturbations: optional arrays added to module outputs, keyed
+            ``embedding``, ``lstm_{l}``, ``decoder_in``, ``logits`` (kept for old
+            callers; the train steps use Flax's ``perturbations`` collection, which
+            the model taps with the same names, see ``jaxdyn.models.taps``).
 
         Returns:
           ``(logits (B, T, K), carry)``, plus the activation dict if ``return_acts``.
@@ -235,8 +247,14 @@ class LSTMSequenceModel(nn.Module):
             )
         pert = perturbations or {}
 
-        def perturb(name, x):
-            return x + pert[name] if name in pert else x
+        def tap_output(name, x):
+            return tap(self, name, x + pert[name] if name in pert else x)
+
+        def sow(name, x):
+            self.sow(ACTIVATIONS, name, x)
+
+        # gates are computed by the recurrence anyway; sown when activations are captured
+        gates = (return_acts and return_gates) or self.is_mutable_collection(ACTIVATIONS)
 
         b = tokens.shape[0]
         encoder = self.param(
@@ -246,13 +264,13 @@ class LSTMSequenceModel(nn.Module):
         if carry is None:
             z = jnp.zeros((b, self.hidden), encoder["weight"].dtype)
             carry = tuple((z, z) for _ in range(self.num_layers))
-        emb = perturb("embedding", encoder["weight"][tokens])
+        emb = tap_output("embedding", encoder["weight"][tokens])
         x = nn.Dropout(self.dropout, deterministic=not train)(emb)
         x, new_carry, acts = _LSTMStack(self.hidden, self.num_layers, self.dropout, name="rnn")(
-            x, carry, train=train, return_gates=return_acts and return_gates, perturb=perturb
+            x, carry, train=train, return_gates=gates, tap_output=tap_output, sow=sow
         )
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        dec_in = perturb("decoder_in", x)
+        dec_in = tap_output("decoder_in", x)
 
         def dec_init(k):
             d = {"bias": jnp.zeros((self.num_outputs,))}
@@ -262,9 +280,11 @@ class LSTMSequenceModel(nn.Module):
 
         decoder = self.param("decoder", dec_init)
         w = encoder["weight"] if self.tie_weights else decoder["weight"]
-        logits = perturb("logits", linear_decoder(dec_in, w, decoder["bias"]))
+        logits = tap_output("logits", linear_decoder(dec_in, w, decoder["bias"]))
         if not return_acts:
             return logits, new_carry
+        if not return_gates:
+            acts = {k: {"h": v["h"]} for k, v in acts.items()}
         acts = {"embedding": emb, **acts, "decoder_in": dec_in, "logits": logits}
         return logits, new_carry, acts
 

@@ -12,13 +12,16 @@ names of activations are flat, so every entry is one ``(B, T, D)`` tensor)::
     trace["reduced"]["act_grad"][name][stat] (B, T)
     trace["reduced"]["param_grad"][path]     {"l1", "l2", "te"} scalars per parameter
 
-Activation names: ``embedding`` (encoder output, before dropout), ``lstm_{l}``
-(layer l's output h, before dropout), ``lstm_{l}.c`` and the gates
-``lstm_{l}.i``, ``.f``, ``.g``, ``.o``, ``decoder_in`` (decoder input, after
-dropout), ``logits`` (decoder output). Gradient names are the module outputs:
-``embedding``, ``lstm_{l}``, ``decoder_in``, ``logits``. Statistics ``stat`` are
-the ``CaptureSpec.reductions`` names. Analysis kernels take plain arrays; the
-small adapters here pick them out of a trace.
+Names are what the model tapped (``jaxdyn.models.taps``): activations are the
+tensors it sowed into ``intermediates``, gradients those it perturbed, each named
+by its tap path joined with ``/`` (a top-level tap has its bare name). For the
+built-in LSTM (all taps at the top level): activations ``embedding`` (encoder
+output, before dropout), ``lstm_{l}`` (layer l's output h, before dropout),
+``lstm_{l}.c`` and the gates ``lstm_{l}.i``, ``.f``, ``.g``, ``.o``,
+``decoder_in`` (decoder input, after dropout), ``logits`` (decoder output);
+gradients ``embedding``, ``lstm_{l}``, ``decoder_in``, ``logits``. Statistics
+``stat`` are the ``CaptureSpec.reductions`` names. Analysis kernels take plain
+arrays; the small adapters here pick them out of a trace.
 """
 
 from __future__ import annotations
@@ -62,6 +65,15 @@ def param_grad_summary(grads: Any) -> dict[str, dict[str, jax.Array]]:
     return out
 
 
+def _check_token_shapes(tensors: Mapping[str, jax.Array], bt: tuple[int, ...], what: str):
+    for name, x in tensors.items():
+        if x.ndim != 3 or tuple(x.shape[:2]) != tuple(bt):
+            raise ValueError(
+                f"tapped {what} {name!r} has shape {tuple(x.shape)}; the trace needs "
+                f"samples-first (B, T, D) = {(*bt, 'D')} tensors"
+            )
+
+
 def build_trace(
     spec: CaptureSpec,
     batch: Mapping[str, jax.Array],
@@ -70,16 +82,31 @@ def build_trace(
     act_grads: Mapping[str, jax.Array] | None,
     param_grads: Any | None,
 ) -> dict[str, Any]:
-    """Assemble the trace of one step according to ``spec`` (runs inside jit)."""
+    """Assemble the trace of one step according to ``spec`` (runs inside jit).
+
+    Args:
+      spec: what to keep.
+      batch: ``inputs``/``targets`` ``(B, T)``.
+      mask: ``(B, T)`` bool.
+      acts: tapped activations by trace name (or the LSTM's nested ``return_acts``
+        dict), each ``(B, T, D)``; None when not captured.
+      act_grads: gradients by trace name, each ``(B, T, D)``; None when not captured.
+      param_grads: the parameter-gradient tree, or None.
+
+    Raises:
+      ValueError: a kept tensor does not start with the batch's ``(B, T)``.
+    """
     trace: dict[str, Any] = {"inputs": batch["inputs"], "targets": batch["targets"], "mask": mask}
     reduced: dict[str, Any] = {}
     if spec.activations and acts is not None:
         flat = {k: v for k, v in flatten_acts(acts).items() if spec.wants(k)}
+        _check_token_shapes(flat, mask.shape, "activation")
         reduced["act"] = reduce_tokens(flat, spec.reductions)
         if spec.keep_full:
             trace["act"] = flat
     if spec.act_grads and act_grads is not None:
         grads = {k: v for k, v in act_grads.items() if spec.wants(k)}
+        _check_token_shapes(grads, mask.shape, "activation gradient")
         reduced["act_grad"] = reduce_tokens(grads, spec.reductions)
         if spec.keep_full:
             trace["act_grad"] = grads

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 
-#: Module outputs every model exposes (``lstm_{l}`` is expanded per layer).
+#: Module outputs the built-in LSTM taps (``lstm`` matches ``lstm_{l}`` of every layer).
 MODULES = ("embedding", "lstm", "decoder_in", "logits")
 #: LSTM internals captured besides a layer's output ``h`` (names ``lstm_{l}.{part}``).
 LSTM_PARTS = ("c", "i", "f", "g", "o")
+#: Characters that end a name segment (``lstm`` + ``_`` + ``1`` + ``.`` + ``f``).
+SEPARATORS = "_./"
+
+
+def name_matches(name: str, pattern: str) -> bool:
+    """Whether trace name ``name`` is ``pattern`` or lies under it by name segment.
+
+    ``pattern`` matches ``name`` when they are equal or when ``name`` continues
+    ``pattern`` with a separator (``_``, ``.`` or ``/``): ``"lstm"`` matches
+    ``lstm_0`` and ``lstm_1.f``, ``"lstm_1"`` matches ``lstm_1.f`` but not
+    ``lstm_10``, ``"Block_0"`` matches ``Block_0/h``.
+    """
+    return name == pattern or (name.startswith(pattern) and name[len(pattern)] in SEPARATORS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,16 +31,21 @@ class CaptureSpec:
       every: capture on steps where ``step % every == 0`` (the host loop decides;
         steps without capture run a separately compiled step with no trace code).
       activations: capture forward outputs of every module (and the LSTM gates).
-      act_grads: capture gradients of the loss with respect to each module's
-        output (``embedding``, ``lstm_{l}``, ``decoder_in``, ``logits``): the
-        signal a PyTorch backward hook on that module would see. The gradient of
-        ``lstm_{l}`` is taken with respect to the layer's output sequence as the
-        next module consumes it, not through the recurrence.
-      gates: with ``activations``, include ``lstm_{l}.c`` and the gates
-        ``lstm_{l}.i/f/g/o``.
+      activations: capture every tensor the model sows (``jaxdyn.models.taps``;
+        the LSTM: every module output and its gates).
+      act_grads: capture gradients of the loss with respect to every tensor the
+        model perturbs (the LSTM: ``embedding``, ``lstm_{l}``, ``decoder_in``,
+        ``logits``): the signal a PyTorch backward hook on that module would see.
+        The gradient of ``lstm_{l}`` is taken with respect to the layer's output
+        sequence as the next module consumes it, not through the recurrence.
+      gates: with ``activations``, include names with a ``.`` (internals: the
+        LSTM's ``lstm_{l}.c`` and gates ``lstm_{l}.i/f/g/o``).
       param_grads: capture the gradient of every parameter (same tree as params).
-      modules: restrict captured activation names to these (exact names such as
-        ``"lstm_0"`` or ``"lstm_0.f"``, or a prefix like ``"lstm"``); None = all.
+      modules: restrict captured names to these, each an exact name (``"lstm_0"``,
+        ``"lstm_0.f"``) or a name prefix by segment (``"lstm"`` matches
+        ``lstm_0`` and ``lstm_1.f``; ``"lstm_1"`` does not match ``lstm_10``; see
+        :func:`name_matches`); None = all. Every entry must match a tapped name
+        (the step raises otherwise, naming the tapped ones).
       reductions: per-token statistics computed on device for every captured
         tensor, names from ``jaxdyn.analysis.sparsity.STATISTICS`` (e.g. ``"l1"``,
         ``"l2"``, ``"te"``, ``"gini"``, ``"hoyer"``, ``"zero_frac"``).
@@ -73,4 +91,41 @@ class CaptureSpec:
             return False
         if self.modules is None:
             return True
-        return any(name == m or name.startswith(m) for m in self.modules)
+        return any(name_matches(name, m) for m in self.modules)
+
+    def check_tapped(self, act_names, grad_names) -> None:
+        """Raise if this spec asks for something the model did not tap.
+
+        Args:
+          act_names: trace names the model sowed (activations).
+          grad_names: trace names the model perturbed (activation gradients).
+
+        Raises:
+          ValueError: activations or gradients requested but nothing of that kind
+            is tapped, or a ``modules`` entry matches no tapped name.
+        """
+        if not (self.activations or self.act_grads):
+            return
+        act_names, grad_names = sorted(act_names), sorted(grad_names)
+        how = (
+            "tap tensors with jaxdyn.models.taps.tap(self, name, x) (or self.sow("
+            "'intermediates', name, x) / self.perturb(name, x)) inside the model"
+        )
+        if self.activations and not act_names:
+            raise ValueError(
+                f"CaptureSpec asks for activations but the model sows none; {how}, "
+                "or set activations=False"
+            )
+        if self.act_grads and not grad_names:
+            raise ValueError(
+                f"CaptureSpec asks for act_grads but the model perturbs no tensor; {how}, "
+                "or set act_grads=False"
+            )
+        tapped = sorted(
+            set(act_names if self.activations else ()) | set(grad_names if self.act_grads else ())
+        )
+        missing = [m for m in self.modules or () if not any(name_matches(n, m) for n in tapped)]
+        if missing:
+            raise ValueError(
+                f"CaptureSpec.modules {missing} match no tapped tensor; tapped: {tapped}"
+            )

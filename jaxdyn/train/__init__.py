@@ -1,9 +1,12 @@
 """Training: state, optimizers, jitted steps that emit traces, and the host loop."""
 
-from jaxdyn.train.loop import TrainResult, build_model, capture_spec, evaluate, load_run, train
+from jaxdyn.train.build import build_model, capture_spec, optimizer_for
+from jaxdyn.train.loop import TrainResult, evaluate, load_run, train
 from jaxdyn.train.optim import (
     PlateauState,
     get_learning_rate,
+    has_learning_rate,
+    learning_rate_of,
     make_optimizer,
     plateau_update,
     set_learning_rate,
@@ -11,8 +14,10 @@ from jaxdyn.train.optim import (
 from jaxdyn.train.state import TrainState, init_train_state
 from jaxdyn.train.step import make_analysis_step, make_eval_step, make_train_step, masked_xent
 from jaxdyn.train.tasks import Stream, TaskData, lm_task, load_task
+from jaxdyn.train.trajectory import Checkpoint, iter_checkpoints, run_model, trace_stream
 
 __all__ = [
+    "Checkpoint",
     "PlateauState",
     "Stream",
     "TaskData",
@@ -22,7 +27,10 @@ __all__ = [
     "capture_spec",
     "evaluate",
     "get_learning_rate",
+    "has_learning_rate",
     "init_train_state",
+    "iter_checkpoints",
+    "learning_rate_of",
     "lm_task",
     "load_run",
     "load_task",
@@ -31,7 +39,10 @@ __all__ = [
     "make_optimizer",
     "make_train_step",
     "masked_xent",
+    "optimizer_for",
     "plateau_update",
+    "run_model",
     "set_learning_rate",
+    "trace_stream",
     "train",
 ]

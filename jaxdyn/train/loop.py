@@ -12,14 +12,18 @@ Files written under ``workdir``::
     metrics/traces.jsonl         batch means of the captured trace reductions
 
 Rerunning on the same ``workdir`` resumes from the newest checkpoint (exactly:
-same data position, carry, RNG, learning rate), and refuses a different config.
+same data position, carry, RNG, learning rate), and refuses a different training
+config (``RunConfig.training_dict``: study sections may change).
+
+:func:`train` takes the model and the optimizer as objects (any Flax module
+following ``jaxdyn.models.taps``'s protocol, any ``optax.GradientTransformation``);
+by default it builds them from ``cfg.model`` and ``cfg.optim``
+(:func:`build_model`, :func:`optimizer_for`).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import functools
 import json
 import math
 import sys
@@ -30,72 +34,52 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+import optax
 from tqdm.auto import tqdm
 
 from jaxdyn.checkpoint import CheckpointError, Trajectory, to_jsonable
-from jaxdyn.config import ModelConfig, OptimConfig, RunConfig
-from jaxdyn.models.lstm import LSTMSequenceModel, zero_carry
+from jaxdyn.config import TRAINING_KEYS, RunConfig
+from jaxdyn.models.taps import initial_carry
 from jaxdyn.trace.records import batch_means
-from jaxdyn.trace.spec import CaptureSpec
+from jaxdyn.train.build import (  # noqa: F401  (re-exported: callers import them from here)
+    build_model,
+    capture_spec,
+    compiled_steps,
+    model_for,
+    optimizer_for,
+)
+from jaxdyn.train.logs import Writer, epoch_row, history_array, ppl  # noqa: F401
 from jaxdyn.train.optim import (
     PlateauState,
     get_learning_rate,
-    make_optimizer,
+    has_learning_rate,
     plateau_update,
     set_learning_rate,
 )
-from jaxdyn.train.state import TrainState, init_train_state, zero_like_carry
-from jaxdyn.train.step import make_eval_step, make_train_step
+from jaxdyn.train.state import TrainState, init_train_state
 from jaxdyn.train.tasks import Stream, TaskData
 
 #: A trace sink: called as ``sink(step, epoch, trace)`` on every captured step.
 TraceSink = Callable[[int, int, dict], None]
 
 
-def model_for(m: ModelConfig, vocab_size: int, num_outputs: int) -> LSTMSequenceModel:
-    """The LSTM model a model config describes, for given input/output sizes."""
-    return LSTMSequenceModel(
-        vocab_size=vocab_size,
-        num_outputs=num_outputs,
-        emb_dim=m.emb_dim,
-        hidden=m.hidden,
-        num_layers=m.num_layers,
-        dropout=m.dropout,
-        tie_weights=m.tie_weights,
-        init_range=m.init_range,
-    )
+def evaluate(eval_step, params, stream: Stream, bptt: int, *, model=None) -> float:
+    """Mean per-token cross-entropy of ``params`` on a stream (from the initial carry).
 
-
-def build_model(cfg: RunConfig, data: TaskData) -> LSTMSequenceModel:
-    """The model a config and task describe."""
-    return model_for(cfg.model, len(data.vocab), len(data.out_vocab))
-
-
-def capture_spec(cfg: RunConfig) -> CaptureSpec | None:
-    """The training-time capture spec of a config (None when disabled)."""
-    c = cfg.capture
-    if not c.enabled:
-        return None
-    return CaptureSpec(every=c.every, reductions=c.reductions, param_grads=c.param_grads)
-
-
-@functools.lru_cache(maxsize=16)
-def compiled_steps(model: LSTMSequenceModel, optim: OptimConfig, spec: CaptureSpec | None):
-    """``(tx, step, capture_step, eval_step)`` for a model/optimizer/spec, memoised.
-
-    All arguments are frozen and hashable, so runs of the same shapes in one
-    process (taggers of a study, resumed runs, tests) reuse the jitted
-    functions and XLA's compiled programs instead of recompiling.
+    Args:
+      eval_step: ``make_eval_step(model)``.
+      params: the model's parameters.
+      stream: the evaluation stream.
+      bptt: chunk length.
+      model: the model, for its initial carry (``jaxdyn.models.taps``); None: the
+        LSTM layout's zero carry (old callers).
     """
-    tx = make_optimizer(optim.name, optim.lr, optim.clip, optim.weight_decay)
-    capture = make_train_step(model, tx, spec) if spec is not None else None
-    return tx, make_train_step(model, tx, None), capture, make_eval_step(model)
+    if model is None:
+        from jaxdyn.models.lstm import zero_carry
 
-
-def evaluate(eval_step, params, stream: Stream, bptt: int) -> float:
-    """Mean per-token cross-entropy of ``params`` on a stream (zero initial state)."""
-    carry = zero_carry(params, stream.inputs.shape[0])
+        carry = zero_carry(params, stream.inputs.shape[0])
+    else:
+        carry = initial_carry(model, params, stream.inputs.shape[0])
     total = jnp.zeros(())
     count = jnp.zeros(())
     for k in range(stream.num_chunks(bptt)):
@@ -107,56 +91,6 @@ def evaluate(eval_step, params, stream: Stream, bptt: int) -> float:
     return float(total / count)
 
 
-def _ppl(loss: float) -> float:
-    return math.exp(min(loss, 700.0))
-
-
-class _Writer:
-    def __init__(self, workdir: Path):
-        self.dir = workdir / "metrics"
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def jsonl(self, name: str, row: dict) -> None:
-        with open(self.dir / name, "a") as fh:
-            fh.write(json.dumps(to_jsonable(row)) + "\n")
-
-    def epochs_csv(self, history: Sequence[dict]) -> None:
-        if not history:
-            return
-        keys = list(history[0])
-        tmp = self.dir / "epochs.csv.tmp"
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            for row in history:
-                w.writerow({k: row.get(k) for k in keys})
-        tmp.replace(self.dir / "epochs.csv")
-        tmp = self.dir / "epochs.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(to_jsonable(r)) + "\n" for r in history))
-        tmp.replace(self.dir / "epochs.jsonl")
-
-    def truncate(self, step: int) -> None:
-        """Drop log rows written after the checkpoint at ``step`` (they are redone on resume).
-
-        ``steps.jsonl`` rows carry the step count after the update (kept if
-        ``<= step``), ``traces.jsonl`` rows the index of the captured step
-        (kept if ``< step``).
-        """
-        for name, keep in (
-            ("steps.jsonl", lambda s: s <= step),
-            ("traces.jsonl", lambda s: s < step),
-        ):
-            path = self.dir / name
-            if not path.exists():
-                continue
-            lines = [l for l in path.read_text().splitlines() if l.strip()]
-            kept = [l for l in lines if keep(int(json.loads(l)["step"]))]
-            if len(kept) != len(lines):
-                tmp = self.dir / f"{name}.tmp"
-                tmp.write_text("".join(l + "\n" for l in kept))
-                tmp.replace(path)
-
-
 @dataclasses.dataclass
 class TrainResult:
     """What :func:`train` returns."""
@@ -165,16 +99,26 @@ class TrainResult:
     history: list[dict]
     workdir: Path
     finished: bool
-    model: LSTMSequenceModel
+    model: Any
+
+
+def _training_part(d: dict) -> dict:
+    """The training keys of a (possibly older) config dict, defaults filled in."""
+    d = {k: v for k, v in d.items() if k in TRAINING_KEYS}
+    try:  # fills fields added since the file was written with their defaults
+        d = RunConfig.from_dict(d).training_dict()
+    except (TypeError, ValueError):
+        pass
+    d = json.loads(json.dumps(d))
+    d.get("data", {}).pop("data_dir", None)  # where the corpus lives may change between sessions
+    return d
 
 
 def _check_same_config(workdir: Path, cfg: RunConfig, has_checkpoints: bool) -> None:
     path = workdir / "config.json"
     if path.exists() and has_checkpoints:
-        old = json.loads(path.read_text())
-        new = json.loads(json.dumps(cfg.to_dict()))
-        old["data"].pop("data_dir", None)  # where the corpus lives may change between sessions
-        new["data"].pop("data_dir", None)
+        old = _training_part(json.loads(path.read_text()))
+        new = _training_part(cfg.training_dict())
         if old != new:
             raise ValueError(
                 f"{workdir} holds a run with a different config ({path}); "
@@ -194,11 +138,14 @@ def train(
     sinks: Sequence[TraceSink] = (),
     init_params: Any = None,
     resume_step: int | None = None,
+    model: Any = None,
+    tx: optax.GradientTransformation | None = None,
 ) -> TrainResult:
     """Train (or resume training) and save a checkpoint per epoch.
 
     Args:
-      cfg: the run configuration.
+      cfg: the run configuration (data, epochs, seed, capture, checkpoints; and
+        the model/optimizer unless given).
       workdir: run folder (created); an existing run there is resumed.
       data: the task (see ``jaxdyn.train.tasks``).
       progress: show a progress bar on stderr.
@@ -208,6 +155,14 @@ def train(
       init_params: start from these parameters (e.g. a tagger sharing a
         language model's initialisation) instead of ``cfg.seed``'s.
       resume_step: resume from this checkpoint instead of the newest one.
+      model: the model to train (any Flax module following
+        ``jaxdyn.models.taps``'s protocol, sized for ``data``); default
+        ``build_model(cfg, data)``. Resuming checks the config, not the model:
+        resume a run with the model it was started with.
+      tx: any Optax transformation; default ``optimizer_for(cfg.optim)``. The
+        plateau rule (``cfg.optim.plateau_factor < 1``) applies when its state
+        exposes an injected learning rate (``optax.inject_hyperparams``); for one
+        without, a message says the rule is skipped and ``lr`` is left empty.
 
     Returns:
       A :class:`TrainResult`; ``finished`` tells whether all epochs are done.
@@ -221,13 +176,21 @@ def train(
         data.vocab.save(workdir / "vocab.json")
         data.out_vocab.save(workdir / "out_vocab.json")
         bptt = cfg.data.bptt
-        model = build_model(cfg, data)
+        model = build_model(cfg, data) if model is None else model
+        tx = optimizer_for(cfg.optim) if tx is None else tx
         spec = capture_spec(cfg)
-        tx, step_plain, step_capture, eval_step = compiled_steps(model, cfg.optim, spec)
-        state = init_train_state(
-            model, tx, cfg.seed, data.train.inputs.shape[0], params=init_params
-        )
-        writer = _Writer(workdir)
+        step_plain, step_capture, eval_step = compiled_steps(model, tx, spec)
+        batch_size = data.train.inputs.shape[0]
+        state = init_train_state(model, tx, cfg.seed, batch_size, params=init_params)
+        plateau_on = cfg.optim.plateau_factor < 1.0 and has_learning_rate(state.opt_state)
+        if cfg.optim.plateau_factor < 1.0 and not plateau_on:
+            print(
+                f"plateau schedule (optim.plateau_factor={cfg.optim.plateau_factor:g}) not "
+                "applied: the optimizer exposes no injected learning rate (wrap it in "
+                "optax.inject_hyperparams to schedule it)",
+                file=sys.stderr,
+            )
+        writer = Writer(workdir)
         n_chunks = data.train.num_chunks(bptt)
         start = resume_step if resume_step is not None else traj.latest_step()
         if start is not None:
@@ -247,8 +210,8 @@ def train(
         else:
             epoch, chunk, plateau, losses = 0, 0, PlateauState(), []
             writer.truncate(0)
-            val = evaluate(eval_step, state.params, data.valid, bptt)
-            history = [_epoch_row(0, 0, float("nan"), val, get_learning_rate(state.opt_state), 0.0)]
+            val = evaluate(eval_step, state.params, data.valid, bptt, model=model)
+            history = [epoch_row(0, 0, float("nan"), val, get_learning_rate(state.opt_state), 0.0)]
             writer.epochs_csv(history)
             traj.save(state, _meta(cfg, data, 0, 0, plateau, history, "init"))
 
@@ -261,7 +224,7 @@ def train(
         host_step = int(state.step)  # mirrors state.step without a device sync per step
         while epoch < cfg.epochs:
             if chunk == 0:
-                state = state._replace(carry=zero_like_carry(state.carry))
+                state = state._replace(carry=initial_carry(model, state.params, batch_size))
             t0 = time.perf_counter()
             bar = tqdm(
                 total=n_chunks,
@@ -289,7 +252,7 @@ def train(
                     recent = float(jnp.mean(jnp.stack(losses[-cfg.log_every :])))
                     if not math.isfinite(recent):
                         raise FloatingPointError(f"training loss is {recent} at step {step_no}")
-                    bar.set_postfix(loss=f"{recent:.3f}", ppl=f"{_ppl(recent):.1f}")
+                    bar.set_postfix(loss=f"{recent:.3f}", ppl=f"{ppl(recent):.1f}")
                     writer.jsonl(
                         "steps.jsonl", {"step": step_no + 1, "epoch": epoch, "loss": recent}
                     )
@@ -305,19 +268,23 @@ def train(
                     return TrainResult(state, history, workdir, False, model)
             bar.close()
             train_loss = float(jnp.mean(jnp.stack(losses))) if losses else float("nan")
-            val = evaluate(eval_step, state.params, data.valid, bptt)
+            val = evaluate(eval_step, state.params, data.valid, bptt, model=model)
             lr = get_learning_rate(state.opt_state)
-            plateau, new_lr, _ = plateau_update(plateau, val, lr, cfg.optim.plateau_factor)
-            if new_lr != lr:
-                state = state._replace(opt_state=set_learning_rate(state.opt_state, new_lr))
+            if plateau_on:
+                plateau, new_lr, _ = plateau_update(plateau, val, lr, cfg.optim.plateau_factor)
+                if new_lr != lr:
+                    state = state._replace(opt_state=set_learning_rate(state.opt_state, new_lr))
+            else:  # the best loss is still tracked (and checkpointed)
+                plateau = PlateauState(best=min(plateau.best, val))
             epoch, chunk, losses = epoch + 1, 0, []
-            row = _epoch_row(epoch, host_step, train_loss, val, lr, time.perf_counter() - t0)
+            row = epoch_row(epoch, host_step, train_loss, val, lr, time.perf_counter() - t0)
             history.append(row)
             writer.epochs_csv(history)
             if progress:
                 print(
-                    f"epoch {epoch:3d} | step {row['step']:6d} | train ppl {_ppl(train_loss):8.2f} | "
-                    f"valid ppl {row['valid_ppl']:8.2f} | lr {lr:g} | {row['seconds']:.1f}s",
+                    f"epoch {epoch:3d} | step {row['step']:6d} | train ppl {ppl(train_loss):8.2f} | "
+                    f"valid ppl {row['valid_ppl']:8.2f} | lr {'-' if lr is None else f'{lr:g}'} | "
+                    f"{row['seconds']:.1f}s",
                     file=sys.stderr,
                 )
             save("epoch")
@@ -328,19 +295,6 @@ def train(
         traj.close()
 
 
-def _epoch_row(epoch, step, train_loss, val_loss, lr, seconds):
-    return {
-        "epoch": epoch,
-        "step": step,
-        "train_loss": train_loss,
-        "train_ppl": _ppl(train_loss) if math.isfinite(train_loss) else float("nan"),
-        "valid_loss": val_loss,
-        "valid_ppl": _ppl(val_loss),
-        "lr": lr,
-        "seconds": round(seconds, 3),
-    }
-
-
 def _meta(cfg, data, epoch, chunk, plateau, history, kind):
     return to_jsonable(
         {
@@ -349,7 +303,7 @@ def _meta(cfg, data, epoch, chunk, plateau, history, kind):
             "chunk": chunk,
             "plateau_best": plateau.best if math.isfinite(plateau.best) else 1e30,
             "history": history,
-            "config": cfg.to_dict(),
+            "config": cfg.training_dict(),
             "vocab": data.vocab.to_dict(),
             "out_vocab": data.out_vocab.to_dict() if data.out_vocab is not data.vocab else None,
             "task": data.kind,
@@ -378,8 +332,3 @@ def load_run(workdir: str | Path) -> tuple[RunConfig, list[int]]:
     if not steps:
         raise CheckpointError(f"no intact checkpoints under {workdir}")
     return cfg, steps
-
-
-def history_array(history: Sequence[dict], key: str) -> np.ndarray:
-    """One column of the epoch history as a float array."""
-    return np.asarray([r[key] for r in history], dtype=np.float64)

@@ -1,5 +1,10 @@
 """Optimizers through Optax, with the learning rate exposed in the optimizer state.
 
+The train steps take any ``optax.GradientTransformation``; the helpers here find
+a learning rate injected with ``optax.inject_hyperparams`` anywhere in its state
+(:func:`learning_rate_of`), which is what the ``lr`` metric and the plateau
+schedule need. An optimizer without one trains the same, without either.
+
 The thesis (and PyTorch's word_language_model example) trains with plain SGD at
 learning rate 20, clips the global gradient norm to 0.25, and divides the
 learning rate by 4 after every epoch whose validation loss does not improve on
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -46,17 +52,65 @@ def make_optimizer(
     )(learning_rate=lr)
 
 
-def get_learning_rate(opt_state) -> float:
-    """Current learning rate stored in an injected-hyperparameter state."""
-    return float(opt_state.hyperparams["learning_rate"])
+_INJECTED = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
+
+
+def _is_lr_state(x) -> bool:
+    return isinstance(x, _INJECTED) and "learning_rate" in x.hyperparams
+
+
+def _lr_states(opt_state) -> list:
+    leaves = jax.tree_util.tree_leaves(opt_state, is_leaf=_is_lr_state)
+    return [x for x in leaves if _is_lr_state(x)]
+
+
+def learning_rate_of(opt_state) -> jax.Array | None:
+    """The injected learning rate in an optimizer state (traceable), or None.
+
+    Found anywhere in the state (e.g. inside ``optax.chain``) where
+    ``optax.inject_hyperparams(...)(learning_rate=...)`` put it; None for an
+    optimizer without one (e.g. a plain ``optax.adam(1e-3)``).
+    """
+    found = _lr_states(opt_state)
+    return found[0].hyperparams["learning_rate"] if found else None
+
+
+def has_learning_rate(opt_state) -> bool:
+    """Whether :func:`set_learning_rate` can change this state's learning rate."""
+    return len(_lr_states(opt_state)) == 1
+
+
+def get_learning_rate(opt_state) -> float | None:
+    """Current injected learning rate as a float, or None if the optimizer exposes none."""
+    lr = learning_rate_of(opt_state)
+    return None if lr is None else float(lr)
 
 
 def set_learning_rate(opt_state, lr: float):
-    """A copy of ``opt_state`` with a new learning rate (same dtype, no retrace)."""
-    old = opt_state.hyperparams["learning_rate"]
-    hp = dict(opt_state.hyperparams)
-    hp["learning_rate"] = jnp.asarray(lr, dtype=jnp.asarray(old).dtype)
-    return opt_state._replace(hyperparams=hp)
+    """A copy of ``opt_state`` with a new learning rate (same dtype, no retrace).
+
+    A learning rate injected as a schedule is recomputed by Optax every step, so
+    setting it has no lasting effect; inject a number to schedule it from the host.
+
+    Raises:
+      ValueError: the state has no injected learning rate, or several.
+    """
+    n = len(_lr_states(opt_state))
+    if n != 1:
+        raise ValueError(
+            f"optimizer state has {n} injected learning rates, need exactly one; build it "
+            "with optax.inject_hyperparams(opt)(learning_rate=lr) (make_optimizer does)"
+        )
+
+    def replace(x):
+        if not _is_lr_state(x):
+            return x
+        old = x.hyperparams["learning_rate"]
+        hp = dict(x.hyperparams)
+        hp["learning_rate"] = jnp.asarray(lr, dtype=jnp.asarray(old).dtype)
+        return x._replace(hyperparams=hp)
+
+    return jax.tree_util.tree_map(replace, opt_state, is_leaf=_is_lr_state)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdyn.models.lstm import zero_carry
+from jaxdyn.models.taps import initial_carry
 
 
 class TrainState(NamedTuple):
@@ -17,10 +17,12 @@ class TrainState(NamedTuple):
     Attributes:
       step: int32 scalar, number of optimizer steps taken.
       params: the model's ``params`` collection.
-      opt_state: Optax state (learning rate inside, see ``jaxdyn.train.optim``).
+      opt_state: state of any Optax transformation.
       rng: raw ``uint32[2]`` PRNG key; step ``s`` uses ``fold_in(rng, s)``.
-      carry: recurrent state carried across BPTT chunks: tuple over layers of
-        ``(h, c)``, each ``(B, H)``; reset to zeros at the start of each epoch.
+      carry: recurrent state carried across BPTT chunks (the model's
+        ``initial_carry``, see ``jaxdyn.models.taps``; for the LSTM a tuple over
+        layers of ``(h, c)``, each ``(B, H)``), reset at the start of each epoch;
+        None for a model without one.
     """
 
     step: jax.Array
@@ -38,11 +40,11 @@ def zero_like_carry(carry):
 def init_train_state(
     model, tx: optax.GradientTransformation, seed: int, batch_size: int, *, params=None
 ):
-    """Initialise parameters (from ``seed``), optimizer state and a zero carry.
+    """Initialise parameters (from ``seed``), optimizer state and the initial carry.
 
     Args:
-      model: an ``LSTMSequenceModel``.
-      tx: the Optax transformation.
+      model: a Flax module following ``jaxdyn.models.taps``'s protocol.
+      tx: any Optax transformation.
       seed: integer seed; parameters use ``fold_in(key, 0)``, dropout ``fold_in(key, 1)``.
       batch_size: B of the training batches (shapes the carry).
       params: use these parameters instead of initialising (e.g. shared init).
@@ -51,7 +53,7 @@ def init_train_state(
     if params is None:
         dummy = jnp.zeros((batch_size, 1), jnp.int32)
         params = model.init(jax.random.fold_in(key, 0), dummy)["params"]
-    carry = zero_carry(params, batch_size)
+    carry = initial_carry(model, params, batch_size)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,

@@ -1,16 +1,19 @@
-"""Jitted train, evaluation and analysis steps that emit traces.
+"""Jitted train, evaluation and analysis steps that emit traces, for any tapped Flax model.
 
 ``make_train_step(model, tx, spec)`` returns ``step(state, batch) -> (state,
 metrics, trace)``. Without a spec the trace is ``None`` and no capture code is
-compiled; with one, the step also differentiates the loss with respect to zero
-perturbations added to every module output (so the gradients a PyTorch backward
-hook would see come out of the same backward pass), reduces the captured tensors
-on device, and returns the trace documented in ``jaxdyn.trace.records``.
-Capture never changes the update: the perturbations are zeros and the
-parameter gradient is the same expression.
+compiled; with one, the step also differentiates the loss with respect to the
+zero ``perturbations`` the model adds to its tapped tensors
+(``jaxdyn.models.taps``), so the gradients a PyTorch backward hook would see
+come out of the same backward pass, collects the tensors it sowed, reduces them
+on device, and returns the trace documented in ``jaxdyn.trace.records``. The
+trace's names are the model's tap names. Capture never changes the update: the
+perturbations are zeros and the parameter gradient is the same expression.
 
-A batch is a dict: ``inputs (B, T) int32``, ``targets (B, T) int32`` and
-optionally ``mask (B, T) bool`` (positions that count towards the loss).
+Models follow the protocol in ``jaxdyn.models.taps`` (recurrent ones carry a
+state across chunks, others are called without one). A batch is a dict:
+``inputs (B, T) int32``, ``targets (B, T) int32`` and optionally ``mask (B, T)
+bool`` (positions that count towards the loss).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdyn.models.taps import ACTIVATIONS, PERTURBATIONS, apply_model, flat_names
 from jaxdyn.trace.records import build_trace
 from jaxdyn.trace.spec import CaptureSpec
+from jaxdyn.train.optim import learning_rate_of
 from jaxdyn.train.state import TrainState
 
 
@@ -43,14 +48,8 @@ def masked_xent(logits: jax.Array, targets: jax.Array, mask: jax.Array):
     return total / jnp.maximum(count, 1.0), total, count
 
 
-def _zero_perturbations(model, batch_shape):
-    b, t = batch_shape
-    pert = {"embedding": jnp.zeros((b, t, model.emb_dim))}
-    for l in range(model.num_layers):
-        pert[f"lstm_{l}"] = jnp.zeros((b, t, model.hidden))
-    pert["decoder_in"] = jnp.zeros((b, t, model.hidden))
-    pert["logits"] = jnp.zeros((b, t, model.num_outputs))
-    return pert
+def _zeros_like_tree(shapes):
+    return jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
 
 
 def _loss_and_grads(model, params, carry, batch, rng, *, train: bool, spec: CaptureSpec | None):
@@ -59,34 +58,37 @@ def _loss_and_grads(model, params, carry, batch, rng, *, train: bool, spec: Capt
     rngs = {"dropout": rng} if train else {}
     capture_grads = spec is not None and spec.act_grads
     capture_acts = spec is not None and spec.activations
+    mutable = [ACTIVATIONS] if capture_acts else False
+
+    def forward(variables, mutable):
+        return apply_model(
+            model, variables, batch["inputs"], carry, train=train, rngs=rngs, mutable=mutable
+        )
 
     def loss_fn(p, pert):
-        out = model.apply(
-            {"params": p},
-            batch["inputs"],
-            carry,
-            train=train,
-            return_acts=capture_acts,
-            return_gates=capture_acts and spec.gates,
-            perturbations=pert,
-            rngs=rngs,
-        )
-        logits, new_carry = out[0], out[1]
-        acts = out[2] if capture_acts else None
+        variables = {"params": p} if pert is None else {"params": p, PERTURBATIONS: pert}
+        logits, new_carry, cols = forward(variables, mutable)
         loss, total, count = masked_xent(logits, batch["targets"], mask)
-        return loss, (new_carry, acts, total, count)
+        return loss, (new_carry, cols.get(ACTIVATIONS), total, count)
 
+    if spec is not None:
+        # the tapped names and shapes, from an abstract forward pass (trace time only)
+        tapped = jax.eval_shape(lambda p: forward({"params": p}, [PERTURBATIONS]), params)[2]
+        pert_shapes = tapped.get(PERTURBATIONS, {})
     if capture_grads:
-        pert = _zero_perturbations(model, batch["inputs"].shape)
-        (loss, aux), (grads, act_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
-            params, pert
-        )
+        pert = _zeros_like_tree(pert_shapes)
+        (loss, aux), (grads, pert_grads) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1), has_aux=True
+        )(params, pert)
+        act_grads = flat_names(pert_grads, sown=False)
     else:
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, None)
         act_grads = None
-    new_carry, acts, total, count = aux
+    new_carry, sown, total, count = aux
     trace = None
     if spec is not None:
+        acts = flat_names(sown, sown=True) if capture_acts else None
+        spec.check_tapped(acts or {}, flat_names(pert_shapes, sown=False))
         trace = build_trace(spec, batch, mask, acts, act_grads, grads if spec.param_grads else None)
     return loss, grads, jax.lax.stop_gradient(new_carry), trace, total, count
 
@@ -95,13 +97,20 @@ def make_train_step(model, tx: optax.GradientTransformation, spec: CaptureSpec |
     """A jitted ``step(state, batch) -> (state, metrics, trace)``.
 
     Args:
-      model: an ``LSTMSequenceModel`` (language model or tagger).
-      tx: Optax transformation (see ``jaxdyn.train.optim.make_optimizer``).
+      model: a Flax module following ``jaxdyn.models.taps``'s protocol (e.g. the
+        LSTM language model or tagger, or any model that taps its tensors).
+      tx: any Optax transformation (e.g. ``optax.adam(1e-3)`` or
+        ``jaxdyn.train.optim.make_optimizer``).
       spec: what to capture; None compiles a step without any trace.
 
     Returns:
-      The jitted step; ``metrics`` holds ``loss``, ``grad_norm`` (before clipping),
-      ``lr`` and ``tokens``; ``trace`` is None without a spec.
+      The jitted step; ``metrics`` holds ``loss``, ``grad_norm`` (before
+      clipping), ``tokens`` and, when the optimizer state exposes an injected
+      ``learning_rate`` (``optax.inject_hyperparams``), ``lr``; ``trace`` is None
+      without a spec.
+
+    Raises (when first called):
+      ValueError: the spec asks for a tensor kind or name the model never tapped.
     """
 
     def step(state: TrainState, batch):
@@ -111,12 +120,10 @@ def make_train_step(model, tx: optax.GradientTransformation, spec: CaptureSpec |
         )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {
-            "loss": loss,
-            "grad_norm": optax.tree.norm(grads),
-            "lr": opt_state.hyperparams["learning_rate"],
-            "tokens": count,
-        }
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "tokens": count}
+        lr = learning_rate_of(opt_state)
+        if lr is not None:
+            metrics["lr"] = lr
         new_state = state._replace(
             step=state.step + 1, params=params, opt_state=opt_state, carry=carry
         )
@@ -126,12 +133,17 @@ def make_train_step(model, tx: optax.GradientTransformation, spec: CaptureSpec |
 
 
 def make_eval_step(model):
-    """A jitted ``eval_step(params, carry, batch) -> (loss_sum, count, carry)`` (no dropout)."""
+    """A jitted ``eval_step(params, carry, batch) -> (loss_sum, count, carry)`` (no dropout).
+
+    ``carry`` is None (in and out) for a model without a recurrent state.
+    """
 
     def eval_step(params, carry, batch):
-        out = model.apply({"params": params}, batch["inputs"], carry)
-        _, total, count = masked_xent(out[0], batch["targets"], _mask(batch))
-        return total, count, out[1]
+        logits, carry, _ = apply_model(
+            model, {"params": params}, batch["inputs"], carry, train=False
+        )
+        _, total, count = masked_xent(logits, batch["targets"], _mask(batch))
+        return total, count, carry
 
     return jax.jit(eval_step)
 
@@ -141,6 +153,7 @@ def make_analysis_step(model, spec: CaptureSpec):
 
     Evaluation mode (no dropout, no update): the forward activations and the
     backward signals of a fixed checkpoint on held-out text, for the analyses.
+    ``carry`` is None for a model without a recurrent state.
     """
 
     def analyse(params, carry, batch):

@@ -2,9 +2,9 @@
 
 The analyses of training dynamics evaluate every saved checkpoint on held-out
 text. :func:`iter_checkpoints` yields ``(step, epoch, params)`` for each intact
-checkpoint; :func:`trace_stream` runs the jitted evaluation-mode analysis step
-over a stream and hands each chunk's trace to a reducer, so no full trace needs
-to be kept.
+checkpoint, reading only parameters and metadata (each file hashed once);
+:func:`trace_stream` runs the jitted evaluation-mode analysis step over a stream
+and hands each chunk's trace to a reducer, so no full trace needs to be kept.
 """
 
 from __future__ import annotations
@@ -21,11 +21,9 @@ import jax.numpy as jnp
 from jaxdyn.checkpoint import CheckpointError, Trajectory
 from jaxdyn.config import RunConfig
 from jaxdyn.data.vocab import Vocab
-from jaxdyn.models.lstm import LSTMSequenceModel, zero_carry
+from jaxdyn.models.taps import initial_carry
 from jaxdyn.trace.spec import CaptureSpec
-from jaxdyn.train.loop import model_for
-from jaxdyn.train.optim import make_optimizer
-from jaxdyn.train.state import init_train_state
+from jaxdyn.train.build import build_model
 from jaxdyn.train.step import make_analysis_step
 from jaxdyn.train.tasks import Stream
 
@@ -40,16 +38,22 @@ class Checkpoint:
     params: Any
 
 
-def run_model(workdir: str | Path) -> tuple[RunConfig, LSTMSequenceModel, Vocab, Vocab]:
-    """Config, model and vocabularies of the run in ``workdir``."""
+def run_model(workdir: str | Path) -> tuple[RunConfig, Any, Vocab, Vocab]:
+    """Config, model (built from the config, as training did) and vocabularies of a run."""
     workdir = Path(workdir)
     if not (workdir / "config.json").exists():
         raise CheckpointError(f"{workdir} is not a jaxdyn run (no config.json)")
     cfg = RunConfig.from_dict(json.loads((workdir / "config.json").read_text()))
     vocab = Vocab.load(workdir / "vocab.json")
     out_vocab = Vocab.load(workdir / "out_vocab.json")
-    model = model_for(cfg.model, len(vocab), len(out_vocab))
+    model = build_model(cfg, vocab_size=len(vocab), num_outputs=len(out_vocab))
     return cfg, model, vocab, out_vocab
+
+
+def param_shapes(model, batch_size: int = 1) -> Any:
+    """The parameter tree of ``model`` as ``jax.ShapeDtypeStruct`` (nothing computed)."""
+    dummy = jax.ShapeDtypeStruct((batch_size, 1), jnp.int32)
+    return jax.eval_shape(model.init, jax.random.PRNGKey(0), dummy)["params"]
 
 
 def iter_checkpoints(
@@ -57,30 +61,30 @@ def iter_checkpoints(
     *,
     kinds: tuple[str, ...] = ("init", "epoch"),
     steps: list[int] | None = None,
+    model: Any = None,
 ) -> Iterator[Checkpoint]:
-    """Yield the intact checkpoints of a run in step order.
+    """Yield the intact checkpoints of a run in step order (parameters and metadata only).
 
     Args:
-      workdir: the run folder.
+      workdir: the run folder (its model is built from its config, see :func:`run_model`).
       kinds: which checkpoints (``init``, ``epoch``, ``steps``, ``interrupted``);
         default: the initialisation and every epoch end.
       steps: restrict to these steps.
+      model: the run's model when it was not built from the config (a model
+        passed to ``train(..., model=...)``); default: :func:`run_model`'s.
     """
-    cfg, model, _, _ = run_model(workdir)
-    tx = make_optimizer(cfg.optim.name, cfg.optim.lr, cfg.optim.clip, cfg.optim.weight_decay)
-    target = init_train_state(model, tx, cfg.seed, cfg.data.batch_size)
+    if model is None:
+        _, model, _, _ = run_model(workdir)
+    target = param_shapes(model)
     with Trajectory(workdir, read_only=True) as traj:
-        for step in traj.valid_steps():
-            if steps is not None and step not in steps:
-                continue
-            state, meta = traj.restore(step, target)
-            if meta.get("kind") not in kinds:
-                continue
-            yield Checkpoint(step, int(meta["epoch"]), meta["kind"], state.params)
+        for step, params, meta in traj.iter_params(
+            target, steps=steps, where=lambda m: m.get("kind") in kinds
+        ):
+            yield Checkpoint(step, int(meta["epoch"]), meta["kind"], params)
 
 
 def trace_stream(
-    model: LSTMSequenceModel,
+    model: Any,
     params: Any,
     stream: Stream,
     spec: CaptureSpec,
@@ -96,7 +100,8 @@ def trace_stream(
     Args:
       model: the model.
       params: its parameters.
-      stream: held-out stream (carry threads through the chunks from zero).
+      stream: held-out stream (a recurrent model's carry threads through the
+        chunks from its initial carry).
       spec: what to capture.
       bptt: chunk length.
       reduce: ``(acc, trace) -> acc``, ideally jitted.
@@ -107,7 +112,7 @@ def trace_stream(
     """
     analyse = analyse or make_analysis_step(model, spec)
     b = stream.inputs.shape[0]
-    carry = zero_carry(params, b)
+    carry = initial_carry(model, params, b)
     n = stream.num_chunks(bptt)
     if max_chunks is not None:
         n = min(n, max_chunks)
