@@ -1,12 +1,13 @@
 """Benchmark: decompositional interdependence (DI) of all word pairs of real sentences.
 
-Compares ``jaxdyn.decompose.lstm.interdependence.interdependence_batch`` (one compiled
-call for a padded batch of sentences and all their pairs; with concrete pairs it
-uses the packed schedule of :mod:`jaxdyn.decompose.lstm.di_packed`: each distinct span
-runs only from its first word to its target, spans packed into lanes) with
+Compares ``jaxdyn.decompose.interdependence_batch`` (one compiled call for a padded
+batch of sentences and all their pairs; ``schedule="packed"``, the default, of
+:mod:`jaxdyn.decompose.lstm.di_packed`: each distinct span runs only from its first
+word to its target, spans packed into lanes) with
 
-0. the same function with traced pairs (under ``jax.jit``), i.e. the fixed-shape
-   path that scans every span over all ``T`` steps (the previous algorithm);
+0. the same function with ``schedule="dense"`` under ``jax.jit`` with traced pairs,
+   i.e. the fixed-shape path that scans every span over all ``T`` steps (the
+   previous algorithm);
 
 1. the reference implementations' way: one CD call per span (``{x}``, ``{y}``,
    ``{x, y}`` for every pair), a Python loop over time with one matrix-vector
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jaxdyn.data.conllu import read_conllu  # noqa: E402
-from jaxdyn.decompose.lstm.interdependence import all_pairs, interdependence_batch  # noqa: E402
+from jaxdyn.decompose import all_pairs, interdependence_batch  # noqa: E402
 from tests.reference.cd_ref import di_ref, numpy_params  # noqa: E402
 
 VOCAB, HID = 10_000, 200
@@ -112,14 +113,17 @@ def _clock(fn):
 
 
 def jax_runner(params, toks, pairs, lengths, traced=False, **kw):
-    """Returns ``(call, compile_s)``; ``traced`` runs the fixed-shape path (pairs traced)."""
+    """Returns ``(call, di, first_call_s)``; ``traced`` runs the fixed-shape path
+    (``schedule="dense"``, pairs traced under ``jax.jit``)."""
     target = lengths - 1
 
     def packed():
         return interdependence_batch(params, toks, pairs, target, lengths=lengths, **kw)
 
     fixed = jax.jit(
-        lambda p, tk, pr, tg, ln: interdependence_batch(p, tk, pr, tg, lengths=ln, **kw)
+        lambda p, tk, pr, tg, ln: interdependence_batch(
+            p, tk, pr, tg, lengths=ln, schedule="dense", **kw
+        )
     )
 
     def call():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from jaxdyn.decompose.lstm.cd import contextual_decomposition
+from jaxdyn.decompose.lstm.di_dense import di_batch_jit
 from jaxdyn.decompose.lstm.interdependence import (
-    _di_jit,
     all_pairs,
     all_pairs_interdependence,
     interdependence,
@@ -138,12 +138,12 @@ def test_all_pairs_targets(params, tokens):
 
 def test_jit_eager_and_no_retrace(params, tokens):
     pairs = all_pairs(T, 2)
-    di = interdependence(params, tokens, pairs, T - 1)
-    n = _di_jit._cache_size()
-    interdependence(params, tokens[::-1].copy(), pairs, T - 2)
-    assert _di_jit._cache_size() == n
+    di = interdependence(params, tokens, pairs, T - 1, schedule="dense")
+    n = di_batch_jit._cache_size()
+    interdependence(params, tokens[::-1].copy(), pairs, T - 2, schedule="dense")
+    assert di_batch_jit._cache_size() == n
     with jax.disable_jit():
-        eager = interdependence(params, tokens, pairs, T - 1)
+        eager = interdependence(params, tokens, pairs, T - 1, schedule="dense")
     np.testing.assert_allclose(np.asarray(di), np.asarray(eager), atol=1e-5)
 
 
@@ -172,7 +172,7 @@ def _traced_batch(params, toks, pairs, target, lengths, carry, **kw):
     """interdependence_batch with pairs/target/lengths traced: the fixed-shape path."""
     fn = jax.jit(
         lambda pr, tg, ln, c: interdependence_batch(
-            params, toks, pr, tg, lengths=ln, init_carry=c, **kw
+            params, toks, pr, tg, lengths=ln, init_carry=c, schedule="dense", **kw
         )
     )
     return fn(pairs, target, lengths, carry)
@@ -228,7 +228,7 @@ def test_traced_path_matches_numpy_reference_float64(params, tokens, monkeypatch
     ref = [di_ref(npp, tokens, x, y, t) for (x, y), t in zip(pairs, target)]
     with jax.enable_x64(True):
         p64 = _f64(params)
-        fn = jax.jit(lambda pr, tg: interdependence(p64, tokens, pr, tg))
+        fn = jax.jit(lambda pr, tg: interdependence(p64, tokens, pr, tg, schedule="dense"))
         with monkeypatch.context() as mp:  # the packed path must not run here
             mp.setattr(sys.modules[interdependence.__module__], "di_packed", None)
             di = fn(pairs, target)
@@ -308,6 +308,7 @@ def test_bucket_sizes():
 def test_packed_no_retrace_and_jit_eager(params, tokens):
     pairs = all_pairs(T, 2)
     di = interdependence(params, tokens, pairs, T - 1)
+    interdependence(params, tokens, pairs, T - 2)  # a shorter forked phase: compiles once
     n = _di_packed_jit._cache_size()
     interdependence(params, tokens[::-1].copy(), pairs, T - 2)
     interdependence(params, tokens, np.clip(pairs + 1, 0, T - 1), T - 1)  # same buckets

@@ -12,9 +12,11 @@ References:
 """
 
 from jaxdyn.decompose.lstm import (
+    SCHEDULES,
     SPACES,
     SPAN_BIAS,
     CDResult,
+    DIParts,
     all_pairs,
     all_pairs_interdependence,
     cd_batch,
@@ -28,9 +30,11 @@ from jaxdyn.decompose.lstm import (
 )
 
 __all__ = [
+    "SCHEDULES",
     "SPACES",
     "SPAN_BIAS",
     "CDResult",
+    "DIParts",
     "all_pairs",
     "all_pairs_interdependence",
     "cd_batch",

@@ -162,10 +162,19 @@ def cd_ref(
     return out
 
 
-def di_ref(np_params, tokens, x, y, target, *, layer=-1, space="hidden", **kw):
-    """Decompositional interdependence of positions x and y (-1 = empty) at ``target``.
+def _positions(part):
+    """A part of a DI pair: an int position (-1 = empty) or an iterable of positions."""
+    if isinstance(part, int | np.integer):
+        return [int(part)] if part >= 0 else []
+    return sorted({int(p) for p in part})
 
-    DI = ||beta_{x,y} - beta_x - beta_y|| / ||beta_{x,y}||, 0 when beta_{x,y} = 0.
+
+def di_ref(np_params, tokens, x, y, target, *, layer=-1, space="hidden", parts=False, **kw):
+    """Decompositional interdependence of parts x and y at ``target``.
+
+    A part is a position (-1 = empty) or an iterable of positions (a span).
+    DI = ||beta_{x|y} - beta_x - beta_y|| / ||beta_{x|y}||, 0 when beta_{x|y} = 0.
+    With ``parts``, returns ``(di, beta_x, beta_y, beta_xy)`` (zeros for empty parts).
     """
 
     def beta(span):
@@ -176,12 +185,12 @@ def di_ref(np_params, tokens, x, y, target, *, layer=-1, space="hidden", **kw):
             return r["beta_h"][layer][target]
         return r["beta_logits"][target]
 
-    sx = [x] if x >= 0 else []
-    sy = [y] if y >= 0 else []
-    bxy, bx, by = beta(sx + sy), beta(sx), beta(sy)
+    sx, sy = _positions(x), _positions(y)
+    bxy, bx, by = beta(sorted(set(sx + sy))), beta(sx), beta(sy)
     if bxy is None:
-        return 0.0
+        return (0.0, None, None, None) if parts else 0.0
     bx = np.zeros_like(bxy) if bx is None else bx
     by = np.zeros_like(bxy) if by is None else by
     den = np.linalg.norm(bxy)
-    return 0.0 if den == 0 else float(np.linalg.norm(bxy - bx - by) / den)
+    di = 0.0 if den == 0 else float(np.linalg.norm(bxy - bx - by) / den)
+    return (di, bx, by, bxy) if parts else di

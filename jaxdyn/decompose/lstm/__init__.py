@@ -21,7 +21,9 @@ References:
 from jaxdyn.decompose.lstm.cd import SPAN_BIAS, CDResult, cd_batch, contextual_decomposition
 from jaxdyn.decompose.lstm.forward import forward, forward_layer, zero_carry_single
 from jaxdyn.decompose.lstm.interdependence import (
+    SCHEDULES,
     SPACES,
+    DIParts,
     all_pairs,
     all_pairs_interdependence,
     interdependence,
@@ -30,9 +32,11 @@ from jaxdyn.decompose.lstm.interdependence import (
 )
 
 __all__ = [
+    "SCHEDULES",
     "SPACES",
     "SPAN_BIAS",
     "CDResult",
+    "DIParts",
     "all_pairs",
     "all_pairs_interdependence",
     "cd_batch",

@@ -63,8 +63,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from jaxdyn.decompose.lstm._checks import as_int, check_inputs
 from jaxdyn.decompose.lstm.forward import _split4, forward, zero_carry_single
 from jaxdyn.models.lstm import decoder_weight, layer_names
 
@@ -241,32 +241,6 @@ def _cd_batch(params, tokens, relevant, lengths, init_carry, logit_ids, **flags)
 _cd_batch_jit = jax.jit(_cd_batch, static_argnames=_STATIC)
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def check_inputs(params, tokens, length, logit_ids=None) -> None:
-    """Raise ValueError for out-of-range tokens, lengths or ``logit_ids`` (when values are
-    concrete; JAX would clamp a decoder row silently), or a length not one per sequence."""
-    vocab = params["encoder"]["weight"].shape[0]
-    if length is not None and np.shape(length) != tokens.shape[:-1]:
-        raise ValueError(
-            f"length must have shape {tokens.shape[:-1]} (one per sequence), got {np.shape(length)}"
-        )
-    if logit_ids is not None and _is_concrete(logit_ids):
-        ids, k = np.asarray(logit_ids), params["decoder"]["bias"].shape[0]
-        if ids.size and (ids.min() < 0 or ids.max() >= k):
-            raise ValueError(f"logit_ids must lie in [0, {k}), got {ids}")
-    if _is_concrete(tokens):
-        tk = np.asarray(tokens)
-        if tk.size and (tk.min() < 0 or tk.max() >= vocab):
-            raise ValueError(f"token ids must lie in [0, {vocab}), got [{tk.min()}, {tk.max()}]")
-    if length is not None and _is_concrete(length):
-        ln = np.asarray(length)
-        if np.any(ln < 0) or np.any(ln > tokens.shape[-1]):
-            raise ValueError(f"length must lie in [0, {tokens.shape[-1]}], got {ln}")
-
-
 def contextual_decomposition(
     params: Mapping[str, Any],
     tokens: jax.Array,
@@ -305,7 +279,7 @@ def contextual_decomposition(
     References:
       Murdoch et al. (2018), ICLR, Eqs. 8-19; Saphra (2021), thesis, CD chapter.
     """
-    tokens, relevant = jnp.asarray(tokens), jnp.asarray(relevant)
+    tokens, relevant = as_int(tokens), jnp.asarray(relevant)
     if tokens.ndim != 1 or relevant.shape != tokens.shape:
         raise ValueError(
             f"need tokens (T,) and relevant (T,), got {tokens.shape}, {relevant.shape}"
@@ -360,7 +334,7 @@ def cd_batch(
     References:
       Murdoch et al. (2018), ICLR, Eqs. 8-19.
     """
-    tokens, relevant = jnp.asarray(tokens), jnp.asarray(relevant)
+    tokens, relevant = as_int(tokens), jnp.asarray(relevant)
     if tokens.ndim != 2 or relevant.ndim != 3 or relevant.shape[::2] != tokens.shape:
         raise ValueError(
             f"need tokens (B, T), relevant (B, M, T); got {tokens.shape}, {relevant.shape}"

@@ -174,19 +174,52 @@ def _run_phase(layers, tabs, phase, init_table, *, flags, full):
 
 def _forward_tables(params, tokens, init_carry, names):
     """Per-layer ``(B T, .)`` rows ``[a, c, forward activations]`` (layer 0: word
-    projection first), computed once for all spans."""
+    projection first), computed once for all spans, and the last layer's ``h (B, T, H)``."""
     layers = [params["rnn"][n] for n in names]
-    _, cs, as_ = jax.vmap(forward, in_axes=(None, 0, 0))(params, tokens, init_carry)
+    hs, cs, as_ = jax.vmap(forward, in_axes=(None, 0, 0))(params, tokens, init_carry)
     xproj = params["encoder"]["weight"][tokens.reshape(-1)] @ layers[0]["weight_ih"].T
     tabs = []
     for l in range(len(layers)):
         a, c = as_[l].reshape(-1, as_[l].shape[-1]), cs[l].reshape(-1, cs[l].shape[-1])
         tabs.append(jnp.concatenate([*([xproj] if l == 0 else []), a, c, *forward_acts(a, c)], 1))
-    return layers, tabs
+    return layers, tabs, hs[len(layers) - 1]
 
 
-def _di_packed(params, tokens, init_carry, logit_ids, sched, *, space, layer, flags):
-    layers, tabs = _forward_tables(params, tokens, init_carry, layer_names(params)[: layer + 1])
+def readout(params, bx, by, bxy, h, logit_ids, *, spaces, parts):
+    """DI (and the parts) at the targets in each space, from hidden-space parts.
+
+    Args:
+      params: LSTM parameters; bx, by, bxy: ``beta_h`` of ``A``, ``B``, ``A | B`` at the
+        targets ``(N, H)``; h: the forward pass's ``h`` there ``(N, H)``;
+      logit_ids: ``(K,)`` decoder rows or None; spaces: tuple of ``"hidden"``/``"logits"``;
+      parts: also return the parts.
+
+    Returns:
+      Per space, ``(di (N,),)`` or, with ``parts``, ``(di, beta_x, beta_y, beta_xy,
+      output)``: hidden space ``beta_h`` and ``h``; logit space ``W_dec beta`` (no
+      decoder bias) and the forward logits ``W_dec h + b``.
+
+    References:
+      Saphra & Lopez (2020), Findings of EMNLP, Eq. 1.
+    """
+    out = []
+    for space in spaces:
+        vals = (bx, by, bxy, h)
+        if space == "logits":
+            w, b = decoder_weight(params), params["decoder"]["bias"]
+            if logit_ids is not None:
+                w, b = w[logit_ids], b[logit_ids]
+            vals = (bx @ w.T, by @ w.T, bxy @ w.T, h @ w.T + b)
+        di = di_ratio(*vals[:3])
+        out.append((di, *vals) if parts else (di,))
+    return tuple(out)
+
+
+def _di_packed(
+    params, tokens, target, init_carry, logit_ids, sched, *, spaces, layer, flags, parts
+):
+    names = layer_names(params)[: layer + 1]
+    layers, tabs, h_top = _forward_tables(params, tokens, init_carry, names)
     hid = [p["weight_hh"].shape[1] for p in layers]
     width = 2 * sum(hid)
     dtype = params["encoder"]["weight"].dtype
@@ -201,16 +234,12 @@ def _di_packed(params, tokens, init_carry, logit_ids, sched, *, space, layer, fl
         [out1[:, top : top + hid[-1]], out2.reshape(-1, hid[-1]), zero[:, : hid[-1]]]
     )
     b3 = flat[sched.read]
-    bx, by, bxy = b3[:, 0], b3[:, 1], b3[:, 2]
-    if space == "logits":
-        w = decoder_weight(params)
-        if logit_ids is not None:
-            w = w[logit_ids]
-        bx, by, bxy = bx @ w.T, by @ w.T, bxy @ w.T
-    return di_ratio(bx, by, bxy)
+    n_b, t_len = tokens.shape
+    h = h_top.reshape(n_b * t_len, -1)[(jnp.arange(n_b)[:, None] * t_len + target).reshape(-1)]
+    return readout(params, b3[:, 0], b3[:, 1], b3[:, 2], h, logit_ids, spaces=spaces, parts=parts)
 
 
-_di_packed_jit = jax.jit(_di_packed, static_argnames=("space", "layer", "flags"))
+_di_packed_jit = jax.jit(_di_packed, static_argnames=("spaces", "layer", "flags", "parts"))
 
 
 def di_packed(
@@ -222,43 +251,43 @@ def di_packed(
     init_carry,
     logit_ids,
     *,
-    space,
+    spaces,
     layer,
     flags,
+    parts=False,
     chunk=None,
 ):
     """DI of ``(B, P)`` pairs through the packed schedule (concrete ``pairs``/``target``).
 
     Args:
-      params: LSTM parameters; tokens: ``(B, T)``; pairs: ``(B, P, 2)``; target:
-        ``(B, P)``; lengths: ``(B,)``; init_carry: per-layer ``(h (B, H), c (B, H))``;
-        logit_ids: ``(K,)`` or None; space, layer, flags: as in
-        :func:`jaxdyn.decompose.lstm.interdependence.interdependence`; chunk: lanes per chunk.
+      params: LSTM parameters; tokens: ``(B, T)``; pairs: ``(B, P, 2)`` positions or
+        ``(B, P, 2, 2)`` spans (NumPy); target: ``(B, P)`` (NumPy); lengths: ``(B,)``
+        (NumPy); init_carry: per-layer ``(h (B, H), c (B, H))``; logit_ids: ``(K,)`` or
+        None; spaces: tuple of spaces; layer, flags: as in
+        :func:`jaxdyn.decompose.lstm.interdependence.interdependence`; parts: also return
+        the parts (:func:`readout`); chunk: lanes per chunk.
 
     Returns:
-      ``(B, P)`` DI values.
+      Per space, a tuple of arrays with leading axes ``(B, P)`` (:func:`readout`).
 
     References:
       Saphra & Lopez (2020), Findings of EMNLP, Eq. 1; Murdoch et al. (2018), Eqs. 8-19.
     """
     if chunk is not None and (not isinstance(chunk, int | np.integer) or chunk < 1):
         raise ValueError(f"mask_chunk must be a positive int or None, got {chunk!r}")
-    sched = schedule(
-        np.asarray(pairs),
-        np.asarray(target),
-        np.asarray(lengths),
-        tokens.shape[1],
-        flags[1],
-        chunk,
-    )
-    di = _di_packed_jit(
+    pairs, target = np.asarray(pairs), np.asarray(target)
+    sched = schedule(pairs, target, np.asarray(lengths), tokens.shape[1], flags[1], chunk)
+    out = _di_packed_jit(
         params,
         tokens,
+        jnp.asarray(target, jnp.int32),
         init_carry,
         logit_ids,
         jax.tree_util.tree_map(jnp.asarray, sched),
-        space=space,
+        spaces=spaces,
         layer=layer,
         flags=flags,
+        parts=parts,
     )
-    return di.reshape(pairs.shape[:2])
+    lead = pairs.shape[:2]
+    return tuple(tuple(v.reshape(*lead, *v.shape[1:]) for v in vals) for vals in out)
