@@ -190,3 +190,79 @@ def test_linear_cka_block_gram_no_retrace_and_bad_gram_cols():
         pairwise("linear_cka", xs, gram_cols=-1)
     with pytest.raises(ValueError, match="unknown options"):
         pairwise("linear_cka", xs, sigma=1.0)
+
+
+# ----------------------------------------------------------------- explicit pair lists
+
+PAIRED = np.load(Path(__file__).parent / "data" / "paired_reference.npz")
+PAIRED_METRICS = {
+    "svcca": ("svcca", {"keep": 0.99}),
+    "pwcca": ("pwcca", {}),
+    "cka": ("linear_cka", {}),
+}
+
+
+@pytest.mark.parametrize("method", ["svd", "gram"])
+@pytest.mark.parametrize("name", sorted(PAIRED_METRICS))
+def test_listed_pairs_equal_recorded_paired_similarity(name, method):
+    # the study's former paired_similarity(mats, left, right, metric, keep, method, chunk),
+    # recorded by tests/data/make_paired_reference.py, is this call
+    metric, opts = PAIRED_METRICS[name]
+    mats, pairs = PAIRED["mats"], PAIRED["pairs"]
+    got = np.asarray(pairwise(metric, mats, pairs=pairs, method=method, chunk_size=4, **opts))
+    assert got.shape == (pairs.shape[0],)
+    np.testing.assert_allclose(got, PAIRED[f"{name}_{method}"], atol=5e-5)
+
+
+def test_listed_pairs_with_layers_ys_and_google():
+    xs = _stack(layers=2, c=4)
+    ys = _stack(layers=2, c=3, d=4, seed=1)
+    pairs = np.array([[0, 2], [3, 0], [1, 1], [0, 2], [2, 1]])
+    for metric, kern in (("pwcca", pwcca), ("svcca", lambda a, b: svcca(a, b, 0.99))):
+        out = np.asarray(pairwise(metric, xs, ys, pairs=pairs, chunk_size=2))
+        loop = [[kern(lx[i], ly[j]) for i, j in pairs] for lx, ly in zip(xs, ys)]
+        assert out.shape == (2, 5)
+        np.testing.assert_allclose(out, loop, atol=5e-5)
+    out = np.asarray(pairwise("pwcca", xs, pairs=pairs[:, ::-1], convention="google"))
+    loop = [[pwcca(lx[i], lx[j], convention="google") for i, j in pairs[:, ::-1]] for lx in xs]
+    np.testing.assert_allclose(out, loop, atol=5e-5)
+    full = np.asarray(pairwise("pwcca", xs, convention="google"))
+    np.testing.assert_allclose(full[:, 2, 0], out[:, 0], atol=1e-6)
+    rho = np.asarray(pairwise("cca", xs, pairs=pairs[:2]))
+    assert rho.shape == (2, 2, 6)
+    empty = pairwise("cca", xs, pairs=np.zeros((0, 2), int))
+    assert empty.shape == (2, 0, 6)
+
+
+def test_listed_pairs_no_retrace_and_errors():
+    from jaxdyn.analysis.pairwise import _compiled
+
+    xs = _stack(layers=1, c=5)[0]
+    a = pairwise("svcca", xs, pairs=np.array([[0, 1], [2, 3], [4, 4]]), chunk_size=2)
+    fn = _compiled("svcca", (), "gram", xs.shape, None, 2, False, n_listed=3)
+    size = fn._cache_size()
+    b = pairwise("svcca", xs + 1.0, pairs=np.array([[1, 0], [3, 2], [0, 0]]), chunk_size=2)
+    assert fn._cache_size() == size == 1
+    np.testing.assert_allclose(a[:2], b[:2], atol=1e-6)  # symmetric, shift-invariant
+    for bad in (np.array([[0, 5]]), np.array([[-1, 0]]), np.array([0, 1]), np.ones((2, 2))):
+        with pytest.raises(ValueError, match="pairs"):
+            pairwise("svcca", xs, pairs=bad)
+
+
+# ----------------------------------------------------------------- callable metrics
+
+
+def test_callable_metric_honours_weights():
+    xs = _stack(layers=1, c=3)[0]
+    mask = (np.arange(60) < 40).astype(np.float32)
+    xp = xs.copy()
+    xp[:, 40:] = 1e3  # padded rows: only the weights keep them out
+    got = pairwise(lambda a, b, weights=None: svcca(a, b, weights=weights), xp, weights=mask)
+    expect = [[svcca(a, b, weights=mask) for b in xp] for a in xp]
+    np.testing.assert_allclose(got, expect, atol=5e-5)
+    np.testing.assert_allclose(got, pairwise("svcca", xs[:, :40], method="svd"), atol=5e-5)
+    # a kernel that cannot take the weights is an error, not a silent unweighted value
+    with pytest.raises(ValueError, match="takes no `weights`"):
+        pairwise(lambda a, b: svcca(a, b), xp, weights=mask)
+    got = pairwise(svcca, xp, weights=mask, symmetric=True)  # a jitted kernel with weights=
+    np.testing.assert_allclose(got, expect, atol=5e-5)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,7 @@ from jaxdyn.analysis.similarity import (
     pwcca,
     svcca,
 )
+from tests.data.make_google_pwcca import cases as google_cases
 from tests.reference import similarity_ref as ref
 
 
@@ -301,3 +304,80 @@ def test_streaming_mask_and_dead_units():
         keep = mask > 0
         np.testing.assert_allclose(rho, ref.cca(x[keep], y[keep]), atol=1e-9)
         assert int(np.sum(valid)) == 9
+
+
+# ----------------------------------------------------------------- google/svcca's PWCCA
+
+GOOGLE = json.loads((Path(__file__).parent / "data" / "google_pwcca.json").read_text())
+GOOGLE_CASES = {name: (x, y, eps) for name, x, y, eps in google_cases()}
+
+
+@pytest.mark.parametrize("name", sorted(GOOGLE))
+def test_google_pwcca_matches_google_svcca_outputs(name):
+    # values computed once by google/svcca's own compute_pwcca (tests/data/make_google_pwcca.py)
+    x, y, eps = GOOGLE_CASES[name]
+    rec = GOOGLE[name]
+    if rec["google"] is not None:  # where google's code runs, its value is the intent's
+        assert rec["google"] == rec["intent"]
+    else:
+        assert x.shape[1] > y.shape[1]  # the crashing branch: first view wider
+    got = float(pwcca(x, y, convention="google", epsilon=eps))
+    np.testing.assert_allclose(got, rec["intent"], atol=2e-3)
+    np.testing.assert_allclose(
+        pwcca(y, x, convention="google", epsilon=eps), rec["reversed"], atol=2e-3
+    )
+    np.testing.assert_allclose(google_cca_summary(x, y, epsilon=eps), rec["summary"], atol=2e-3)
+    state = _stream(x, y, 700)
+    np.testing.assert_allclose(
+        cca_accumulate_finalize(state, summary="pwcca", convention="google", epsilon=eps),
+        rec["intent"],
+        atol=2e-3,
+    )
+
+
+def test_pwcca_conventions_differ_where_they_should():
+    # means and correlated units: google projects uncentred units on unwhitened
+    # directions (plus the unit means), the paper centred units on canonical variates
+    x, y, _ = GOOGLE_CASES["large_means"]
+    paper, google = float(pwcca(x, y)), float(pwcca(x, y, convention="google"))
+    assert abs(paper - google) > 0.1
+    # orthonormal, zero-mean units of the narrower view: Xc u_i are the canonical
+    # variates and units are centred, so the two definitions coincide
+    # (distinct correlations: PWCCA is not defined within a tied singular subspace)
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(800, 6))
+    q = np.linalg.qr(q - q.mean(axis=0))[0] * 3.0
+    shared = q[:, :4] * np.arange(1, 5) + 0.05 * rng.normal(size=(800, 4))
+    y2 = np.concatenate([shared, rng.normal(size=(800, 6))], axis=1) @ rng.normal(size=(10, 10))
+    with enable_x64():
+        np.testing.assert_allclose(pwcca(q, y2, convention="google"), pwcca(q, y2), atol=1e-6)
+        # google takes the weights from the narrower view whichever the order
+        np.testing.assert_allclose(pwcca(y2, q, convention="google"), pwcca(q, y2), atol=1e-6)
+        assert abs(float(pwcca(y2, q)) - float(pwcca(q, y2))) > 1e-2  # the paper's: first view
+
+
+def test_streaming_pwcca_paper_matches_kernel():
+    x, y = _pair()
+    with enable_x64():
+        state = _stream(jnp.asarray(x), jnp.asarray(y), 64)
+        for a, b, st in ((x, y, state), (y, x, _swap(state))):
+            got = cca_accumulate_finalize(st, summary="pwcca")
+            np.testing.assert_allclose(got, ref.pwcca(a, b), atol=1e-9)
+
+
+def _swap(s):
+    return type(s)(s.count, s.mean_y, s.mean_x, s.cyy, s.cxx, s.cxy.T)
+
+
+def test_pwcca_convention_errors():
+    x, y = _pair()
+    with pytest.raises(ValueError, match="convention"):
+        pwcca(x, y, convention="morcos")
+    with pytest.raises(ValueError, match="keep must be None"):
+        pwcca(x, y, 0.99, convention="google")
+    with pytest.raises(ValueError, match="epsilon is an option"):
+        pwcca(x, y, epsilon=1e-3)
+    with pytest.raises(ValueError, match="epsilon >= 0"):
+        pwcca(x, y, convention="google", epsilon=-1.0)
+    with pytest.raises(ValueError, match="summary"):
+        cca_accumulate_finalize(_stream(x, y, 100), summary="median")

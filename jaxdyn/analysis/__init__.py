@@ -2,8 +2,12 @@
 
 - sparsity: ``te_norm``, ``gini``, ``hoyer``, ``zero_fraction``, ``dead_fraction``,
   ``token_statistics``; streaming per-word-type moments in ``per_type``.
-- similarity: ``cca``, ``svcca``, ``pwcca``, ``google_cca_summary``, ``linear_cka``,
-  ``rbf_cka``, minibatch CKA and covariance CCA accumulators, ``pairwise``.
+- similarity: ``cca``, ``svcca``, ``pwcca`` (conventions "paper" and "google"),
+  ``google_cca_summary``, ``linear_cka``, ``rbf_cka``, minibatch CKA and covariance CCA
+  accumulators, ``pairwise`` (all or listed pairs); the per-view factors and per-pair
+  steps they are built from (``cca_factor`` + ``cca_pair`` / ``svcca_pair`` /
+  ``pwcca_pair``, ``google_factor`` + ``google_pair`` / ``google_pwcca_pair``,
+  ``linear_cka_factor`` + ``linear_cka_pair``).
 - interactions: ``di_ratio`` (decompositional interdependence of given parts). The
   LSTM decompositions (CD, DI) live in :mod:`jaxdyn.decompose`; their old names here
   are deprecated aliases.
@@ -11,6 +15,8 @@
 
 from jaxdyn.analysis.cka import (
     linear_cka,
+    linear_cka_factor,
+    linear_cka_pair,
     minibatch_cka_finalize,
     minibatch_cka_init,
     minibatch_cka_update,
@@ -32,9 +38,16 @@ from jaxdyn.analysis.similarity import (
     cca_accumulate_finalize,
     cca_accumulate_init,
     cca_accumulate_update,
+    cca_factor,
+    cca_pair,
     google_cca_summary,
+    google_factor,
+    google_pair,
+    google_pwcca_pair,
     pwcca,
+    pwcca_pair,
     svcca,
+    svcca_pair,
 )
 from jaxdyn.analysis.sparsity import (
     STATISTICS,
@@ -58,15 +71,22 @@ __all__ = [
     "cca_accumulate_finalize",
     "cca_accumulate_init",
     "cca_accumulate_update",
+    "cca_factor",
+    "cca_pair",
     "dead_fraction",
     "dead_units",
     "di_ratio",
     "gini",
     "google_cca_summary",
+    "google_factor",
+    "google_pair",
+    "google_pwcca_pair",
     "hoyer",
     "l1_norm",
     "l2_norm",
     "linear_cka",
+    "linear_cka_factor",
+    "linear_cka_pair",
     "minibatch_cka_finalize",
     "minibatch_cka_init",
     "minibatch_cka_update",
@@ -75,9 +95,11 @@ __all__ = [
     "per_type_init",
     "per_type_update",
     "pwcca",
+    "pwcca_pair",
     "rbf_cka",
     "stats_from_trace",
     "svcca",
+    "svcca_pair",
     "te_norm",
     "token_statistics",
     "zero_fraction",

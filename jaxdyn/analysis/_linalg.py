@@ -76,26 +76,40 @@ def zero_constant_columns(x, valid) -> jnp.ndarray:
     return jnp.where(v & (hi > lo), x, 0)
 
 
-def prepare(x, w) -> jnp.ndarray:
-    """Weighted-centred, row-weighted and max-abs-rescaled view ``z: (N, D)``.
+def prepare_parts(x, w) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Weighted-centred, row-weighted, rescaled view ``z: (N, D)`` and its unit means.
 
     ``z = c * diag(sqrt(w)) (x - 1 w^T x)`` with ``c > 0`` chosen so ``max|z| = 1``;
     hence ``z^T z`` is the weighted covariance up to a positive factor. Scaling
-    first keeps inputs of magnitude 1e-6 or 1e6 inside float32 range.
+    first keeps inputs of magnitude 1e-6 or 1e6 inside float32 range. The means
+    ``m = c w^T x`` are in the same units (uncentred unit j is ``z_j + m_j sqrt(w)``,
+    ``sqrt(w)`` of unit norm and orthogonal to every ``z_j``); constant units keep
+    their mean (their column of ``z`` is exactly zero).
 
     Args:
       x: (N, D) activations.
       w: (N,) normalised sample weights.
 
     Returns:
-      z: (N, D).
+      ``(z (N, D), m (D,))``.
 
     References: Hotelling 1936 (sample covariance of centred data).
     """
-    x = zero_constant_columns(x.astype(w.dtype), w > 0)  # also zeroes padding rows
-    x = _safe_div(x, jnp.max(jnp.abs(x)))
-    z = (x - w @ x) * jnp.sqrt(w)[:, None]
-    return _safe_div(z, jnp.max(jnp.abs(z)))
+    valid = w > 0
+    x = jnp.where(valid[:, None], x.astype(w.dtype), 0)  # padding rows: any value
+    xc = zero_constant_columns(x, valid)
+    scale = jnp.max(jnp.abs(xc))
+    scale = jnp.where(scale > 0, scale, jnp.maximum(jnp.max(jnp.abs(x)), 1e-30))
+    xc = xc / scale
+    z = (xc - w @ xc) * jnp.sqrt(w)[:, None]
+    zmax = jnp.max(jnp.abs(z))
+    zmax = jnp.where(zmax > 0, zmax, 1)
+    return z / zmax, (w @ x) / scale / zmax
+
+
+def prepare(x, w) -> jnp.ndarray:
+    """The view ``z: (N, D)`` of :func:`prepare_parts` (weighted-centred and rescaled)."""
+    return prepare_parts(x, w)[0]
 
 
 def rank_tol(size: int, dtype) -> float:
