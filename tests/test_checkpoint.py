@@ -227,3 +227,19 @@ def test_resume_compares_training_keys_only_and_reads_old_config_files(tmp_path)
         assert study.training_dict() == CFG.training_dict() and study != CFG
         res = train(study, tmp_path, data, progress=False, max_steps=1)
         assert int(res.state.step) == 4
+
+
+def test_exact_resume_of_a_model_without_carry(tmp_path):
+    import optax
+
+    from tests.test_capture import MLPLM
+
+    data = lm_task(SPLITS, CFG.data)
+    n = data.train.num_chunks(CFG.data.bptt)
+    cfg = dataclasses.replace(CFG, epochs=1)
+    model, tx = MLPLM(vocab=len(data.vocab), dropout=0.2), optax.sgd(0.5)
+    full = train(cfg, tmp_path / "full", data, progress=False, model=model, tx=tx)
+    train(cfg, tmp_path / "part", data, progress=False, model=model, tx=tx, max_steps=n // 2)
+    part = train(cfg, tmp_path / "part", data, progress=False, model=model, tx=tx)
+    assert full.state.carry is None and part.state.carry is None
+    _leaves_equal(full.state, part.state)

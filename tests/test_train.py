@@ -261,3 +261,13 @@ def test_plain_adam_in_make_train_step_has_no_lr_metric():
     s1, m, trace = make_train_step(model, tx, FULL)(state, batches[0])
     assert "lr" not in m and int(s1.step) == 1
     assert set(trace["act_grad"]) == {"embedding", "lstm_0", "lstm_1", "decoder_in", "logits"}
+
+
+def test_train_refuses_a_model_sized_for_another_task(tmp_path):
+    from jaxdyn.train import lm_task, train
+    from tests.test_capture import MLPLM
+    from tests.test_checkpoint import CFG, SPLITS
+
+    data = lm_task(SPLITS, CFG.data)
+    with pytest.raises(ValueError, match=rf"outputs 5 classes but the task has {len(data.vocab)}"):
+        train(CFG, tmp_path, data, progress=False, model=MLPLM(vocab=5), tx=optax.sgd(0.1))

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from jaxdyn.checkpoint import CheckpointError, Trajectory, to_jsonable
 from jaxdyn.config import TRAINING_KEYS, RunConfig
-from jaxdyn.models.taps import initial_carry
+from jaxdyn.models.taps import apply_model, initial_carry
 from jaxdyn.trace.records import batch_means
 from jaxdyn.train.build import (  # noqa: F401  (re-exported: callers import them from here)
     build_model,
@@ -114,6 +114,21 @@ def _training_part(d: dict) -> dict:
     return d
 
 
+def _check_output_size(model, state: TrainState, batch_size: int, num_outputs: int) -> None:
+    """A model given to :func:`train` must predict the task's ``num_outputs`` classes."""
+    dummy = jnp.zeros((batch_size, 1), jnp.int32)
+    logits = jax.eval_shape(
+        lambda p, c: apply_model(model, {"params": p}, dummy, c, train=False)[0],
+        state.params,
+        state.carry,
+    )
+    if logits.shape[-1] != num_outputs:
+        raise ValueError(
+            f"{type(model).__name__} outputs {logits.shape[-1]} classes but the task has "
+            f"{num_outputs} (len(data.out_vocab)); size the model for the task"
+        )
+
+
 def _check_same_config(workdir: Path, cfg: RunConfig, has_checkpoints: bool) -> None:
     path = workdir / "config.json"
     if path.exists() and has_checkpoints:
@@ -182,6 +197,7 @@ def train(
         step_plain, step_capture, eval_step = compiled_steps(model, tx, spec)
         batch_size = data.train.inputs.shape[0]
         state = init_train_state(model, tx, cfg.seed, batch_size, params=init_params)
+        _check_output_size(model, state, batch_size, len(data.out_vocab))
         plateau_on = cfg.optim.plateau_factor < 1.0 and has_learning_rate(state.opt_state)
         if cfg.optim.plateau_factor < 1.0 and not plateau_on:
             print(
