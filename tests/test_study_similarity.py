@@ -14,8 +14,9 @@ from jaxdyn.analysis.cka import linear_cka
 from jaxdyn.analysis.similarity import pwcca, svcca
 from jaxdyn.config import DataConfig, ModelConfig, RunConfig, preset
 from jaxdyn.data.corpora import TaggedCorpus
+from jaxdyn.models.lstm import lstm_layer_scan
 from jaxdyn.studies.similarity import runs as sim
-from jaxdyn.studies.similarity.compute import comparison_pairs, paired_similarity
+from jaxdyn.studies.similarity.compute import comparison_pairs, listed_similarity
 from jaxdyn.studies.similarity.config import SimilarityConfig
 from jaxdyn.studies.similarity.findings import stabilisation_epoch
 from jaxdyn.studies.similarity.probes import majority_accuracy, probe_accuracy, row_split
@@ -131,6 +132,15 @@ def test_activations_aligned_and_equal_to_the_analysis_step(toy_stage):
     for name in got:
         full = np.concatenate(got[name], axis=1).reshape(-1, 8)
         np.testing.assert_allclose(full, acts[name][-1], rtol=1e-5, atol=1e-6)
+    # and equals a plain layer-by-layer forward pass of the parameters
+    x = params["encoder"]["weight"][jnp.asarray(tokens)]
+    np.testing.assert_allclose(acts["embedding"][-1], np.asarray(x).reshape(-1, 8), atol=1e-7)
+    for l in range(2):
+        z = jnp.zeros((b, 8))
+        x = lstm_layer_scan(params["rnn"][f"l{l}"], x, (z, z))[0]["h"]
+        np.testing.assert_allclose(
+            acts[f"lstm_{l}"][-1], np.asarray(x).reshape(-1, 8), rtol=1e-5, atol=1e-6
+        )
     y, mask = sim.heldout_labels(
         tags["pos"].valid, TOY_CFG.heldout_tokens, tags["pos"].out_vocab.eos_id
     )
@@ -141,24 +151,25 @@ def test_activations_aligned_and_equal_to_the_analysis_step(toy_stage):
             assert tags["pos"].out_vocab.itos[lab] == FUNCTION.get(w, "NN")
 
 
-def test_paired_similarity_matches_the_kernels():
+def test_listed_similarity_matches_the_kernels():
     rng = np.random.default_rng(0)
     m = rng.normal(size=(3, 120, 6)).astype(np.float32)
     m[1] = m[0] @ rng.normal(size=(6, 6)).astype(np.float32) + 0.3 * m[1]
     left, right = np.array([0, 1, 2, 1, 0]), np.array([1, 0, 1, 1, 2])
+    index = np.stack([left, right], axis=1)
     refs = {
         "svcca": lambda a, b: svcca(a, b, 0.99),
         "pwcca": lambda a, b: pwcca(a, b),
         "cka": lambda a, b: linear_cka(a, b),
     }
     for metric, f in refs.items():
-        got = paired_similarity(m, left, right, metric, chunk=2)
+        got = listed_similarity(m, index, metric, keep=0.99, method="svd", chunk=2)
         want = [float(f(m[a], m[b])) for a, b in zip(left, right)]
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="out of range"):
-        paired_similarity(m, [0], [3], "svcca")
+        listed_similarity(m, np.array([[0, 3]]), "svcca", keep=0.99, method="svd", chunk=2)
     with pytest.raises(ValueError, match="metric"):
-        paired_similarity(m, [0], [1], "nope")
+        listed_similarity(m, np.array([[0, 1]]), "nope", keep=0.99, method="svd", chunk=2)
 
 
 def test_comparison_pairs_cover_the_design():

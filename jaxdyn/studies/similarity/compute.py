@@ -3,109 +3,49 @@
 Comparisons are sparse lists of pairs over one corpus's activation matrices
 (every run x checkpoint of one layer): the language model against each tagger
 at the same epoch, each model against its own final checkpoint, and taggers of
-different tasks against each other at the same epoch. :func:`paired_similarity`
-factors every matrix once (``cca_factor`` / ``linear_cka_factor``) and
-evaluates only the listed pairs (``svcca_pair``, ``pwcca_pair``,
-``linear_cka_pair``), ``chunk`` pairs at a time, in one compiled call.
+different tasks against each other at the same epoch. Each layer's matrices
+(all runs x checkpoints) go to :func:`jaxdyn.analysis.pairwise` with the explicit
+pair list: every matrix is factored once and only the listed pairs are
+evaluated, ``pair_chunk`` at a time, in one compiled call.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import itertools
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis._linalg import float_dtype, sample_weights
-from jaxdyn.analysis.cka import linear_cka_factor, linear_cka_pair
-from jaxdyn.analysis.similarity import cca_factor, pwcca_pair, svcca_pair
+from jaxdyn.analysis import pairwise
 
 METRICS = ("svcca", "pwcca", "cka")
 COLUMNS = ("corpus", "comparison", "task", "init", "other", "layer", "epoch", "metric", "value")
 
 
-def _metric(metric: str, keep: float, method: str):
-    if metric in ("svcca", "pwcca"):
-        k = keep if metric == "svcca" else None
-
-        def factor(x):
-            return cca_factor(x, sample_weights(x.shape[0], None, float_dtype(x)), k, method)
-
-        return factor, svcca_pair if metric == "svcca" else pwcca_pair
+#: The study's metric names -> ``pairwise`` metric and options (PWCCA at full rank,
+#: linear CKA with the biased HSIC, as the thesis).
+def _pairwise_metric(metric: str, keep: float) -> tuple[str, dict]:
+    if metric == "svcca":
+        return "svcca", {"keep": keep}
+    if metric == "pwcca":
+        return "pwcca", {}
     if metric == "cka":
-        return (lambda x: linear_cka_factor(x, None)), linear_cka_pair
+        return "linear_cka", {}
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
-@functools.partial(jax.jit, static_argnames=("metric", "keep", "method", "chunk"))
-def _paired(mats, left, right, *, metric, keep, method, chunk):
-    factor, pair = _metric(metric, keep, method)
-    factors = jax.lax.map(factor, mats)
-    p = left.shape[0]
-    pad = (-p) % chunk
-    li = jnp.concatenate([left, jnp.zeros((pad,), left.dtype)]).reshape(-1, chunk)
-    ri = jnp.concatenate([right, jnp.zeros((pad,), right.dtype)]).reshape(-1, chunk)
-
-    def one(idx):
-        a = jax.tree.map(lambda t: t[idx[0]], factors)
-        b = jax.tree.map(lambda t: t[idx[1]], factors)
-        return jax.vmap(pair)(a, b)
-
-    return jax.lax.map(one, (li, ri)).reshape(-1)[:p]
-
-
-def paired_similarity(
-    mats,
-    left,
-    right,
-    metric: str,
-    *,
-    keep: float = 0.99,
-    method: str = "svd",
-    chunk: int = 32,
+def listed_similarity(
+    mats, pairs: np.ndarray, metric: str, *, keep: float, method: str, chunk: int
 ) -> np.ndarray:
-    """Similarity of listed pairs of activation matrices, each matrix factored once.
+    """``pairwise`` over the listed pairs of ``mats`` (M, N, D); (P,) NumPy values.
 
-    Args:
-      mats: (M, N, D) activation matrices (samples first).
-      left, right: (P,) indices into ``mats``; pair p compares ``mats[left[p]]``
-        with ``mats[right[p]]`` (PWCCA weights come from the left one).
-      metric: ``svcca`` (variance fraction ``keep``), ``pwcca`` (full rank) or
-        ``cka`` (linear, biased HSIC).
-      method: CCA factorisation, ``svd`` or ``gram``.
-      chunk: pairs evaluated together.
-
-    Returns:
-      (P,) similarities as a NumPy array.
-
-    References: Raghu et al. 2017 (SVCCA, Sec. 2); Morcos et al. 2018 (PWCCA,
-    Sec. 2.2); Kornblith et al. 2019 (linear CKA, Eq. 3-4).
+    Raises:
+      FloatingPointError: a similarity is not finite (never a silent NaN in the table).
     """
-    mats = jnp.asarray(mats)
-    left, right = np.asarray(left, np.int32), np.asarray(right, np.int32)
-    if mats.ndim != 3 or mats.shape[1] < 2:
-        raise ValueError(f"paired_similarity: mats must be (M, N >= 2, D), got {mats.shape}")
-    if left.shape != right.shape or left.ndim != 1:
-        raise ValueError(f"left {left.shape} and right {right.shape} must be equal (P,) arrays")
-    if left.size == 0:
-        return np.zeros((0,), np.float32)
-    if min(left.min(), right.min()) < 0 or max(left.max(), right.max()) >= mats.shape[0]:
-        raise ValueError(f"pair indices out of range for {mats.shape[0]} matrices")
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
-    out = _paired(
-        mats,
-        jnp.asarray(left),
-        jnp.asarray(right),
-        metric=metric,
-        keep=keep,
-        method=method,
-        chunk=int(min(chunk, left.size)),
-    )
+    name, opts = _pairwise_metric(metric, keep)
+    out = pairwise(name, mats, pairs=pairs, method=method, chunk_size=chunk, **opts)
     out = np.asarray(jax.device_get(out))
     if not np.all(np.isfinite(out)):
         raise FloatingPointError(f"{metric}: non-finite similarity in {out}")
@@ -165,16 +105,14 @@ def compare_runs(corpus: str, runs, epochs, acts, cfg) -> list[dict]:
     from jaxdyn.studies.similarity.runs import layer_order
 
     pairs = comparison_pairs(runs, epochs)
-    left = np.array([p["a"] for p in pairs])
-    right = np.array([p["b"] for p in pairs])
+    index = np.array([[p["a"], p["b"]] for p in pairs], np.int32)
     rows = []
     for layer in layer_order(acts[runs[0].name]):
         mats = np.concatenate([acts[r.name][layer] for r in runs])
         for metric in METRICS:
-            vals = paired_similarity(
+            vals = listed_similarity(
                 mats,
-                left,
-                right,
+                index,
                 metric,
                 keep=cfg.svcca_keep,
                 method=cfg.cca_method,

@@ -20,6 +20,7 @@ held-out tokens cover every genre.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 
@@ -28,12 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.data.corpora import TaggedCorpus
-from jaxdyn.models.lstm import layer_names, lstm_layer_scan, share_initialisation, zero_carry
+from jaxdyn.models.lstm import share_initialisation
+from jaxdyn.models.taps import initial_carry
 from jaxdyn.studies._common import study_run_config
 from jaxdyn.studies.similarity.config import SimilarityConfig
+from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.loop import build_model, train
+from jaxdyn.train.step import make_analysis_step
 from jaxdyn.train.tasks import Stream, TaskData, lm_task_from_tagged, tagger_task
-from jaxdyn.train.trajectory import iter_checkpoints
+from jaxdyn.train.trajectory import iter_checkpoints, run_model
 
 
 def resolve_seed(cfg: SimilarityConfig, run=None) -> int:
@@ -216,29 +220,21 @@ def _log(progress: bool, msg: str) -> None:
 # ----------------------------------------------------------------------------- activations
 
 
-@jax.jit
-def body_activations(body, tokens) -> dict[str, jax.Array]:
-    """Evaluation-mode activations of the embedding and every LSTM layer.
+#: What the study compares: the embedding and every LSTM layer's output, in full.
+ACTIVATION_SPEC = CaptureSpec(
+    activations=True,
+    act_grads=False,
+    gates=False,
+    modules=("embedding", "lstm"),
+    reductions=(),
+    keep_full=True,
+)
 
-    Args:
-      body: ``{"encoder": ..., "rnn": ...}`` (the decoder is not needed, so every
-        run of a corpus shares one compilation).
-      tokens: ``(B, T)`` int ids; the state starts at zero.
 
-    Returns:
-      ``{"embedding": (B, T, E), "lstm_0": (B, T, H), ...}``.
-
-    References: Zaremba et al. 2014 (the model); Saphra & Lopez 2019, Sec. 3 (the
-    compared layers).
-    """
-    x = body["encoder"]["weight"][tokens]
-    out = {"embedding": x}
-    carry = zero_carry(body, tokens.shape[0], x.dtype)
-    for l, name in enumerate(layer_names(body)):
-        h, _ = lstm_layer_scan(body["rnn"][name], x, carry[l])
-        x = h["h"]
-        out[f"lstm_{l}"] = x
-    return out
+@functools.lru_cache(maxsize=32)
+def _analysis_step(model):
+    """The model's own traced evaluation step (one compilation per model shape)."""
+    return make_analysis_step(model, ACTIVATION_SPEC)
 
 
 def heldout_tokens(stream: Stream, n_tokens: int) -> np.ndarray:
@@ -260,6 +256,11 @@ def heldout_labels(stream: Stream, n_tokens: int, eos_id: int) -> tuple[np.ndarr
 def collect_activations(run: Path, tokens: np.ndarray) -> tuple[list[int], dict[str, np.ndarray]]:
     """Activations of every checkpoint of a run on the held-out block.
 
+    One forward pass per checkpoint through the model's own traced evaluation
+    step (``jaxdyn.train.step.make_analysis_step`` with :data:`ACTIVATION_SPEC`):
+    the tensors the model taps as ``embedding`` and ``lstm_{l}``, from its initial
+    state (the loss is not used, so every position is masked out of it).
+
     Args:
       run: a run folder.
       tokens: ``(B, T)`` held-out inputs (:func:`heldout_tokens`).
@@ -268,11 +269,18 @@ def collect_activations(run: Path, tokens: np.ndarray) -> tuple[list[int], dict[
       ``(epochs, {layer: (C, N, D)})`` with ``N = B * T`` samples in row-major
       order (row b, position t) and C checkpoints (epoch 0 = initialisation).
     """
+    _, model, _, _ = run_model(run)
+    analyse = _analysis_step(model)
+    b, t = tokens.shape
+    batch = {
+        "inputs": jnp.asarray(tokens),
+        "targets": jnp.zeros((b, t), jnp.int32),
+        "mask": jnp.zeros((b, t), bool),
+    }
     epochs, stacks = [], {}
-    tok = jnp.asarray(tokens)
     for ck in iter_checkpoints(run):
-        body = {"encoder": ck.params["encoder"], "rnn": ck.params["rnn"]}
-        acts = jax.device_get(body_activations(body, tok))
+        _, trace, _ = analyse(ck.params, initial_carry(model, ck.params, b), batch)
+        acts = jax.device_get(trace["act"])
         epochs.append(ck.epoch)
         for name, a in acts.items():
             stacks.setdefault(name, []).append(np.asarray(a).reshape(-1, a.shape[-1]))
