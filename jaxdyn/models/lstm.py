@@ -186,6 +186,10 @@ class _LSTMStack(nn.Module):
 class LSTMSequenceModel(nn.Module):
     """Embedding, dropout, LSTM stack, dropout, linear decoder over ``num_outputs`` classes.
 
+    Follows ``jaxdyn.models.taps``: it taps its module outputs and gates under the
+    flat names listed at the top of this module, and is recurrent
+    (:meth:`initial_carry`; called as ``apply(variables, tokens, carry)``).
+
     Attributes:
       vocab_size: input vocabulary size V.
       num_outputs: output classes K (V for a language model, tag count for a tagger).
