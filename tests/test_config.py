@@ -112,7 +112,7 @@ def test_unknown_keys_name_the_closest_valid_one():
         override(preset("smoke"), ["interactions.max_sentence=3"])
     with pytest.raises(ConfigError, match=r"did you mean 'interactions.max_sentences'"):
         override(preset("smoke"), ["max_sentences=3"])
-    with pytest.raises(ConfigError, match=r"'epochs' expects an integer"):
+    with pytest.raises(ConfigError, match=r"bad value for 'epochs': expected an integer"):
         override(preset("smoke"), ["epochs=2.5"])
     with pytest.raises(ConfigError, match="is a section"):
         override(preset("smoke"), ["interactions.model=3"])

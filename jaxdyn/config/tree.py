@@ -155,20 +155,22 @@ def coerce(value: str, t, key: str) -> Any:
             return True
         if value.lower() in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{key!r} expects true or false, got {value!r}")
+        raise ConfigError(f"bad value for {key!r}: expected true or false, got {value!r}")
     if t is int:
         try:
             f = float(value)
         except ValueError:
-            raise ConfigError(f"{key!r} expects an integer, got {value!r}") from None
+            raise ConfigError(
+                f"bad value for {key!r}: expected an integer, got {value!r}"
+            ) from None
         if not f.is_integer():
-            raise ConfigError(f"{key!r} expects an integer, got {value!r}")
+            raise ConfigError(f"bad value for {key!r}: expected an integer, got {value!r}")
         return int(f)
     if t is float:
         try:
             return float(value)
         except ValueError:
-            raise ConfigError(f"{key!r} expects a number, got {value!r}") from None
+            raise ConfigError(f"bad value for {key!r}: expected a number, got {value!r}") from None
     return value
 
 

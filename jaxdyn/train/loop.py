@@ -38,7 +38,7 @@ import optax
 from tqdm.auto import tqdm
 
 from jaxdyn.checkpoint import CheckpointError, Trajectory, to_jsonable
-from jaxdyn.config import TRAINING_KEYS, RunConfig
+from jaxdyn.config import TRAINING_KEYS, ConfigError, RunConfig
 from jaxdyn.models.taps import apply_model, initial_carry
 from jaxdyn.trace.records import batch_means
 from jaxdyn.train.build import (  # noqa: F401  (re-exported: callers import them from here)
@@ -114,6 +114,18 @@ def _training_part(d: dict) -> dict:
     return d
 
 
+def _differences(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Dotted keys whose values differ between two nested dicts: ``(key, a, b)``."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out.extend(_differences(va, vb, f"{prefix}{k}."))
+        elif va != vb:
+            out.append((prefix + k, va, vb))
+    return out
+
+
 def _check_output_size(model, state: TrainState, batch_size: int, num_outputs: int) -> None:
     """A model given to :func:`train` must predict the task's ``num_outputs`` classes."""
     dummy = jnp.zeros((batch_size, 1), jnp.int32)
@@ -135,12 +147,15 @@ def _check_same_config(workdir: Path, cfg: RunConfig, has_checkpoints: bool) -> 
         old = _training_part(json.loads(path.read_text()))
         new = _training_part(cfg.training_dict())
         if old != new:
-            raise ValueError(
-                f"{workdir} holds a run with a different config ({path}); "
-                "use another --workdir or delete it to start over"
+            diff = _differences(old, new)
+            shown = "; ".join(f"{k}: {a!r} in the run, {b!r} now" for k, a, b in diff[:5])
+            more = f" (and {len(diff) - 5} more)" if len(diff) > 5 else ""
+            raise ConfigError(
+                f"{workdir} holds a run with a different config ({path}): {shown}{more}; "
+                "use another --workdir, or delete it to start over"
             )
-    else:
-        path.write_text(json.dumps(cfg.to_dict(), indent=2))
+    # the latest invocation's whole tree (study sections may change freely)
+    path.write_text(json.dumps(cfg.to_dict(), indent=2))
 
 
 def train(
