@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from jaxdyn.checkpoint import CheckpointError, Trajectory
-from jaxdyn.config import TRAINING_KEYS, CaptureConfig, DataConfig, ModelConfig, RunConfig
+from jaxdyn.config import (
+    TRAINING_KEYS,
+    CaptureConfig,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    override,
+)
 from jaxdyn.train import lm_task, load_run, train
 from jaxdyn.train.loop import build_model
 from jaxdyn.train.optim import make_optimizer
@@ -58,8 +66,12 @@ def test_resume_refuses_other_config(tmp_path):
     data = lm_task(SPLITS, CFG.data)
     train(CFG, tmp_path, data, progress=False, max_steps=2)
     other = dataclasses.replace(CFG, seed=5)
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ConfigError, match=r"different config .*seed: 1111 in the run, 5 now"):
         train(other, tmp_path, data, progress=False)
+    # study options are not training options: a changed one resumes, and is recorded
+    studied = override(CFG, ["interactions.max_sentences=7"])
+    train(studied, tmp_path, data, progress=False, max_steps=1)
+    assert json.loads((tmp_path / "config.json").read_text())["interactions"]["max_sentences"] == 7
 
 
 def _state(seed=0):
