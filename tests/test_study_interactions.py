@@ -90,7 +90,7 @@ def test_padded_batches_match_unpadded_kernel(params, width):
 
 
 def test_same_bucket_shapes_do_not_retrace(params):
-    from jaxdyn.studies.interactions import pairs as mod
+    from jaxdyn.decompose.lstm.di_packed import _di_packed_jit
 
     rng = np.random.default_rng(1)
     ids = [rng.integers(0, V, n).astype(np.int32) for n in (4, 5, 6)]
@@ -100,10 +100,56 @@ def test_same_bucket_shapes_do_not_retrace(params):
     )
     assert len(b) == 1
     batch_di(params, b[0])
-    n = mod._batch_di._cache_size()
+    n = _di_packed_jit._cache_size()
     p2 = jax.tree_util.tree_map(lambda a: a * 0.5, params)
-    batch_di(p2, b[0])
-    assert mod._batch_di._cache_size() == n
+    batch_di(p2, b[0])  # the next checkpoint: same schedule, no new compile
+    assert _di_packed_jit._cache_size() == n
+
+
+def _old_batch_di(params, batch):
+    """The study's DI before it called the kernel (fixed-shape span_beta + its own ratio),
+    kept here to check that the numbers did not change."""
+    from jaxdyn.decompose import span_beta
+
+    def one(tokens, length, pairs, targets):
+        t_len, n_pairs = tokens.shape[0], pairs.shape[0]
+        pos = jnp.arange(t_len)
+        x, y = pairs[:, 0], pairs[:, 1]
+        pm = ((pos[None] == x[:, None]) | (pos[None] == y[:, None])) & (x[:, None] >= 0)
+        beta = span_beta(
+            params, tokens, jnp.concatenate([jnp.eye(t_len, dtype=bool), pm]), length=length
+        )
+        ok = x >= 0
+        bx = jnp.where(ok[:, None], beta[jnp.clip(x, 0), targets], 0.0)
+        by = jnp.where(ok[:, None], beta[jnp.clip(y, 0), targets], 0.0)
+        bxy = beta[t_len + jnp.arange(n_pairs), targets]
+        w = params["decoder"]["weight"]
+
+        def ratio(a, b, ab):
+            num, den = jnp.linalg.norm(ab - a - b, axis=-1), jnp.linalg.norm(ab, axis=-1)
+            return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+
+        return ratio(bx, by, bxy), ratio(bx @ w.T, by @ w.T, bxy @ w.T)
+
+    out = jax.jit(jax.vmap(one))(batch.tokens, batch.lengths, batch.pairs, batch.targets)
+    return tuple(np.asarray(v) for v in out)
+
+
+def test_batch_di_equals_the_old_fixed_shape_path(params):
+    """Old (study-local, fixed-shape) vs new (interdependence_batch, packed) DI, both
+    spaces, on batches large enough for logit-space DI through the decoder factor."""
+    rng = np.random.default_rng(7)
+    lens = rng.integers(3, 19, 20)
+    ids = [rng.integers(0, V - 1, n).astype(np.int32) for n in lens]
+    pair_sets = [sentence_pairs(_random_heads(rng, int(n)), 5) for n in lens]
+    batches = make_batches(
+        ids, pair_sets, eos_id=V - 1, max_seq_dist=5, bucket_width=10, hidden=H, batch_elems=1 << 16
+    )
+    for b in batches:
+        new, old = batch_di(params, b), _old_batch_di(params, b)
+        for space, n_, o_ in zip(("hidden", "logits"), new, old):
+            np.testing.assert_allclose(n_, o_, rtol=1e-4, atol=1e-6, err_msg=space)
+        assert np.all(new[0][b.rows < 0] == 0) and new[0].max() > 0
 
 
 def test_finding_rule():

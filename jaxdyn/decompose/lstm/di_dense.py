@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from jaxdyn.decompose.lstm.cd import span_bias_mask
 from jaxdyn.decompose.lstm.di_packed import beta_layer, readout
-from jaxdyn.decompose.lstm.forward import forward
+from jaxdyn.decompose.lstm.forward import forward, zero_carry
 from jaxdyn.models.lstm import layer_names
 
 
@@ -68,13 +68,12 @@ def _range_masks(lo, hi, t_len):
     return (pos[None] >= lo[:, None]) & (pos[None] <= hi[:, None]) & (lo[:, None] >= 0)
 
 
-def di_single(
-    params, tokens, spans, target, length, init_carry, logit_ids, *,
-    spaces, layer, flags, mask_chunk, singles, parts,
-):  # fmt: skip
-    """DI of ``P`` span pairs ``(P, 2, 2)`` of one sentence at ``target (P,)``; per space
-    the outputs of :func:`jaxdyn.decompose.lstm.di_packed.readout`. ``singles``: every
-    span is one position (enables sharing the single-word masks)."""
+def parts_single(
+    params, tokens, spans, target, length, init_carry, *, layer, flags, mask_chunk, singles
+):
+    """Hidden-space parts ``(beta_A, beta_B, beta_{A|B}, h)``, each ``(P, H)``, of ``P``
+    span pairs ``(P, 2, 2)`` of one sentence at ``target (P,)``. ``singles``: every span
+    is one position (enables sharing the single-word masks)."""
     t_len, n_pairs = tokens.shape[0], spans.shape[0]
     ma = _range_masks(spans[:, 0, 0], spans[:, 0, 1], t_len)
     mb = _range_masks(spans[:, 1, 0], spans[:, 1, 1], t_len)
@@ -93,18 +92,26 @@ def di_single(
         bxy = beta[t_len + idx, target]
     else:
         bx, by, bxy = (beta[k * n_pairs + idx, target] for k in range(3))
-    h = fwd[0][layer][target]
-    return readout(params, bx, by, bxy, h, logit_ids, spaces=spaces, parts=parts)
+    return bx, by, bxy, fwd[0][layer][target]
 
 
 _STATIC = ("spaces", "layer", "flags", "mask_chunk", "singles", "parts")
 
 
-def _di_batch(params, tokens, spans, target, lengths, init_carry, logit_ids, **static):
-    one = functools.partial(di_single, **static)
-    return jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, None))(
-        params, tokens, spans, target, lengths, init_carry, logit_ids
+def _di_batch(
+    params, tokens, spans, target, lengths, init_carry, logit_ids, *, spaces, parts, **static
+):
+    """Parts of every sentence (vmapped), then the read-out on all ``B P`` pairs at once."""
+    if init_carry is None:
+        init_carry = zero_carry(params, tokens.shape[0], params["encoder"]["weight"].dtype)
+    one = functools.partial(parts_single, **static)
+    hidden = jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0))(
+        params, tokens, spans, target, lengths, init_carry
     )
+    lead = target.shape
+    flat = [v.reshape(-1, v.shape[-1]) for v in hidden]
+    out = readout(params, *flat, logit_ids, spaces=spaces, parts=parts)
+    return tuple(tuple(v.reshape(*lead, *v.shape[1:]) for v in vals) for vals in out)
 
 
 di_batch_jit = jax.jit(_di_batch, static_argnames=_STATIC)

@@ -39,13 +39,16 @@ References:
 
 from __future__ import annotations
 
+import collections
+import hashlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis.interactions import di_ratio
+from jaxdyn.analysis.interactions import di_ratio, di_ratio_linear
 from jaxdyn.decompose.lstm.di_schedule import schedule
-from jaxdyn.decompose.lstm.forward import _split4, forward
+from jaxdyn.decompose.lstm.forward import _split4, forward, zero_carry
 from jaxdyn.models.lstm import decoder_weight, layer_names
 
 
@@ -199,6 +202,10 @@ def readout(params, bx, by, bxy, h, logit_ids, *, spaces, parts):
       output)``: hidden space ``beta_h`` and ``h``; logit space ``W_dec beta`` (no
       decoder bias) and the forward logits ``W_dec h + b``.
 
+    Logit-space DI without the parts need not form the ``(N, K)`` logits
+    (:func:`jaxdyn.analysis.interactions.di_ratio_linear`: the norms through a
+    ``H x H`` factor of ``W_dec``), so its cost hardly grows with the vocabulary.
+
     References:
       Saphra & Lopez (2020), Findings of EMNLP, Eq. 1.
     """
@@ -209,6 +216,9 @@ def readout(params, bx, by, bxy, h, logit_ids, *, spaces, parts):
             w, b = decoder_weight(params), params["decoder"]["bias"]
             if logit_ids is not None:
                 w, b = w[logit_ids], b[logit_ids]
+            if not parts:  # norms only: no (N, K) logits
+                out.append((di_ratio_linear(bx, by, bxy, w),))
+                continue
             vals = (bx @ w.T, by @ w.T, bxy @ w.T, h @ w.T + b)
         di = di_ratio(*vals[:3])
         out.append((di, *vals) if parts else (di,))
@@ -219,6 +229,8 @@ def _di_packed(
     params, tokens, target, init_carry, logit_ids, sched, *, spaces, layer, flags, parts
 ):
     names = layer_names(params)[: layer + 1]
+    if init_carry is None:
+        init_carry = zero_carry(params, tokens.shape[0], params["encoder"]["weight"].dtype)
     layers, tabs, h_top = _forward_tables(params, tokens, init_carry, names)
     hid = [p["weight_hh"].shape[1] for p in layers]
     width = 2 * sum(hid)
@@ -242,6 +254,32 @@ def _di_packed(
 _di_packed_jit = jax.jit(_di_packed, static_argnames=("spaces", "layer", "flags", "parts"))
 
 
+_CACHE: collections.OrderedDict = collections.OrderedDict()
+CACHE_BYTES = 64 << 20  # schedules kept (device arrays), least recently used dropped first
+
+
+def cached_schedule(pairs, target, lengths, t_len: int, span_bias: str, chunk):
+    """:func:`jaxdyn.decompose.lstm.di_schedule.schedule` as device arrays, memoised on
+    the inputs' bytes (a study reads the same pairs at every checkpoint)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for a in (pairs, target, lengths):
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.shape}{a.dtype.str}".encode())
+        digest.update(a.tobytes())
+    key = (digest.digest(), t_len, span_bias, chunk)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key][0]
+    sched = jax.tree_util.tree_map(
+        jnp.asarray, schedule(pairs, target, lengths, t_len, span_bias, chunk)
+    )
+    size = sum(v.nbytes for v in jax.tree_util.tree_leaves(sched))
+    _CACHE[key] = (sched, size)
+    while sum(v[1] for v in _CACHE.values()) > CACHE_BYTES and len(_CACHE) > 1:
+        _CACHE.popitem(last=False)
+    return sched
+
+
 def di_packed(
     params,
     tokens,
@@ -262,7 +300,7 @@ def di_packed(
     Args:
       params: LSTM parameters; tokens: ``(B, T)``; pairs: ``(B, P, 2)`` positions or
         ``(B, P, 2, 2)`` spans (NumPy); target: ``(B, P)`` (NumPy); lengths: ``(B,)``
-        (NumPy); init_carry: per-layer ``(h (B, H), c (B, H))``; logit_ids: ``(K,)`` or
+        (NumPy); init_carry: per-layer ``(h (B, H), c (B, H))`` or None (zeros); logit_ids: ``(K,)`` or
         None; spaces: tuple of spaces; layer, flags: as in
         :func:`jaxdyn.decompose.lstm.interdependence.interdependence`; parts: also return
         the parts (:func:`readout`); chunk: lanes per chunk.
@@ -276,14 +314,14 @@ def di_packed(
     if chunk is not None and (not isinstance(chunk, int | np.integer) or chunk < 1):
         raise ValueError(f"mask_chunk must be a positive int or None, got {chunk!r}")
     pairs, target = np.asarray(pairs), np.asarray(target)
-    sched = schedule(pairs, target, np.asarray(lengths), tokens.shape[1], flags[1], chunk)
+    sched = cached_schedule(pairs, target, np.asarray(lengths), tokens.shape[1], flags[1], chunk)
     out = _di_packed_jit(
         params,
         tokens,
         jnp.asarray(target, jnp.int32),
         init_carry,
         logit_ids,
-        jax.tree_util.tree_map(jnp.asarray, sched),
+        sched,
         spaces=spaces,
         layer=layer,
         flags=flags,

@@ -72,3 +72,10 @@ def zero_carry_single(params, dtype):
         z = jnp.zeros((params["rnn"][name]["weight_hh"].shape[1],), dtype)
         out.append((z, z))
     return tuple(out)
+
+
+def zero_carry(params, batch: int, dtype):
+    """All-zero per-layer ``(h, c)`` of shape ``(batch, H)`` each."""
+    return jax.tree_util.tree_map(
+        lambda z: jnp.zeros((batch, *z.shape), z.dtype), zero_carry_single(params, dtype)
+    )

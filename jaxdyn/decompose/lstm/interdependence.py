@@ -236,11 +236,6 @@ def interdependence_batch(
     target = xp.broadcast_to(target[:, None] if target.ndim == 1 else target, pairs.shape[:2])
     check_inputs(params, tokens, lengths, logit_ids)
     check_pairs(pairs, target, t, lengths, spans=spans)
-    if init_carry is None:
-        init_carry = jax.tree_util.tree_map(
-            lambda z: jnp.broadcast_to(z, (b, *z.shape)),
-            zero_carry_single(params, params["encoder"]["weight"].dtype),
-        )
     lengths = np.full((b,), t, np.int32) if lengths is None else as_int(lengths)
     flags = (decompose_output_gate, span_bias, upper_bias_in_span)
     ids = None if logit_ids is None else jnp.asarray(logit_ids)

@@ -44,8 +44,7 @@ import numpy as np
 from jaxdyn.config.sections import DataConfig
 from jaxdyn.data.batching import batchify
 from jaxdyn.data.synthetic import CLOSE, BracketConfig, BracketData, as_vocab, generate_brackets
-from jaxdyn.decompose.lstm.forward import forward, zero_carry_single
-from jaxdyn.decompose.lstm.interdependence import span_beta
+from jaxdyn.decompose import interdependence_batch
 from jaxdyn.studies._common import iter_selected, study_run_config
 from jaxdyn.studies.bottom_up.config import EVAL_SETS, MEASURES, BottomUpConfig
 from jaxdyn.train.tasks import Stream, TaskData
@@ -99,39 +98,21 @@ def bracket_task(data: BracketData, batch_size: int, eval_batch_size: int = 10) 
 # ----------------------------------------------------------------------------- measures
 
 
-def _ratio(a, b, ab):
-    num = jnp.linalg.norm(ab - a - b, axis=-1)
-    den = jnp.linalg.norm(ab, axis=-1)
-    ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+def closing_spans(open_pos: np.ndarray, rule_length: int) -> np.ndarray:
+    """Span pairs ``(N, 1, 2, 2)``: the open symbol ``[o, o]`` and the conduit
+    ``[o + 1, o + L]`` (inclusive), for :func:`jaxdyn.decompose.interdependence_batch`."""
+    op = np.asarray(open_pos, np.int32)
+    part_open = np.stack([op, op], axis=1)
+    part_conduit = np.stack([op + 1, op + rule_length], axis=1)
+    return np.stack([part_open, part_conduit], axis=1)[:, None]
 
 
-def _closing_one(params, tokens, open_pos, rule_length):
-    """All measures of one sequence at ``t = open_pos + rule_length``."""
-    pos = jnp.arange(tokens.shape[0])
-    t = open_pos + rule_length
-    m_open = pos == open_pos
-    m_cond = (pos > open_pos) & (pos <= t)
-    beta = span_beta(params, tokens, jnp.stack([m_open, m_cond, m_open | m_cond]), layer=-1)
-    b = beta[:, t]  # (3, H): open, conduit, both
-    dec = params["decoder"]
-    w = dec["weight"] if "weight" in dec else params["encoder"]["weight"]
-    rel = b @ w.T  # (3, V), decoder bias left out
-    cd = jax.nn.log_softmax(rel, axis=-1)[:, CLOSE]
-    hs, _, _ = forward(params, tokens, zero_carry_single(params, w.dtype))
-    full = hs[-1][t] @ w.T + dec["bias"]
-    return {
-        "full_logp": jax.nn.log_softmax(full)[CLOSE],
-        "correct": (jax.nn.log_softmax(full)[CLOSE] > jnp.log(0.5)).astype(jnp.float32),
-        "cd_open": cd[0],
-        "cd_conduit": cd[1],
-        "cd_both": cd[2],
-        "di_hidden": _ratio(b[0], b[1], b[2]),
-        "di_logits": _ratio(rel[0], rel[1], rel[2]),
-    }
-
-
-_closing_batch = jax.jit(jax.vmap(_closing_one, in_axes=(None, 0, 0, None)))
+@jax.jit
+def _scores(beta_logits, logits):
+    """``log softmax(.)[")"]`` of the three relevant parts ``(3, N, V)`` and the full logits."""
+    cd = jax.nn.log_softmax(beta_logits, axis=-1)[..., CLOSE]
+    full = jax.nn.log_softmax(logits, axis=-1)[..., CLOSE]
+    return cd, full, (full > jnp.log(0.5)).astype(jnp.float32)
 
 
 def closing_measures(
@@ -139,12 +120,17 @@ def closing_measures(
 ) -> dict[str, np.ndarray]:
     """Measures at the closing symbol of every evaluation sequence.
 
+    One call of :func:`jaxdyn.decompose.interdependence_batch` per chunk (packed
+    schedule, span pairs open/conduit read at ``t = open + L``, hidden and logit space
+    with the parts): DI in both spaces, the relevant logits ``W_dec beta`` of the open
+    symbol, the conduit and both, and the forward logits at ``t`` (no second forward pass).
+
     Args:
       params: LSTM LM params (layout of :mod:`jaxdyn.models.lstm`).
       sequences: ``(N, S)`` ids, ``"("`` at ``open_pos`` and ``")"`` at ``open_pos + L + 1``.
       open_pos: ``(N,)`` positions of ``"("``.
       rule_length: ``L``.
-      chunk: sequences per compiled call (the last call is padded; one compile).
+      chunk: sequences per kernel call (the last call is padded to the same size).
 
     Returns:
       ``{measure: (N,)}`` for :data:`MEASURES` (NumPy float).
@@ -163,9 +149,26 @@ def closing_measures(
     parts: dict[str, list] = {k: [] for k in MEASURES}
     for s in range(0, n, size):
         idx = np.arange(s, s + size) % n  # pad the last call by wrapping around
-        out = jax.device_get(
-            _closing_batch(params, jnp.asarray(seq[idx]), jnp.asarray(op[idx]), rule_length)
+        res = interdependence_batch(
+            params,
+            seq[idx],
+            closing_spans(op[idx], rule_length),
+            (op[idx] + rule_length)[:, None],
+            space=("hidden", "logits"),
+            parts=True,
         )
+        lg = res["logits"]
+        beta = jnp.stack([lg.beta_x[:, 0], lg.beta_y[:, 0], lg.beta_xy[:, 0]])
+        cd, full, correct = jax.device_get(_scores(beta, lg.output[:, 0]))
+        out = {
+            "full_logp": full,
+            "correct": correct,
+            "cd_open": cd[0],
+            "cd_conduit": cd[1],
+            "cd_both": cd[2],
+            "di_hidden": np.asarray(res["hidden"].di[:, 0]),
+            "di_logits": np.asarray(lg.di[:, 0]),
+        }
         keep = min(size, n - s)
         for k in MEASURES:
             parts[k].append(np.asarray(out[k], np.float64)[:keep])

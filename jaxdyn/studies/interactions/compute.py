@@ -16,12 +16,14 @@ Measurement choices (documented in the report):
   the ``<eos>`` token that precedes every sentence in the training stream; ``<eos>``
   is never part of a span.
 * **Spaces**: DI of the top LSTM layer's ``beta_h`` (``di_hidden``, the primary
-  measure) and of ``W_dec beta_h`` (``di_logits``), both from one beta-only CD
-  recursion per span (:func:`jaxdyn.analysis.interdependence.span_beta`).
+  measure) and of ``W_dec beta_h`` (``di_logits``), both from one call of
+  :func:`jaxdyn.decompose.interdependence_batch` per batch (packed schedule: each
+  word's span runs from the word to the last target that reads it, each pair span
+  is forked from its first word at the second; both spaces share the scans).
 * **Batching**: sentences are padded to bucket lengths and packed into
-  fixed-size batches (dummy rows fill the last one), so each bucket compiles
-  once for all checkpoints; padding never changes a DI value (the LSTM is
-  causal and padded positions are never relevant).
+  fixed-size batches (dummy rows fill the last one); a batch's schedule, and so its
+  compiled kernel, is the same at every checkpoint; padding never changes a DI
+  value (the LSTM is causal and padded positions are never relevant).
 
 References:
   Saphra & Lopez (2020), "LSTMs Compose (and Learn) Bottom-Up", Findings of EMNLP,

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.data.conllu import dependency_distance, relation_matrix
-from jaxdyn.decompose.lstm.interdependence import all_pairs, span_beta
+from jaxdyn.decompose import all_pairs, interdependence_batch
 
 
 def sentence_pairs(heads, max_seq_dist: int) -> dict[str, np.ndarray]:
@@ -124,37 +122,11 @@ def make_batches(
 # ----------------------------------------------------------------------------- DI
 
 
-def _di_one(params, tokens, length, pairs, targets):
-    """DI (hidden and logit space) of ``P`` pairs of one sentence at their targets."""
-    t_len, n_pairs = tokens.shape[0], pairs.shape[0]
-    pos = jnp.arange(t_len)
-    x, y = pairs[:, 0], pairs[:, 1]
-    pair_masks = ((pos[None] == x[:, None]) | (pos[None] == y[:, None])) & (x[:, None] >= 0)
-    masks = jnp.concatenate([jnp.eye(t_len, dtype=bool), pair_masks])
-    beta = span_beta(params, tokens, masks, layer=-1, length=length)  # (T + P, T, H)
-    ok = x >= 0
-    bx = jnp.where(ok[:, None], beta[jnp.clip(x, 0), targets], 0.0)
-    by = jnp.where(ok[:, None], beta[jnp.clip(y, 0), targets], 0.0)
-    bxy = beta[t_len + jnp.arange(n_pairs), targets]
-    dec = params["decoder"]
-    w = dec["weight"] if "weight" in dec else params["encoder"]["weight"]
-
-    def ratio(a, b, ab):
-        num = jnp.linalg.norm(ab - a - b, axis=-1)
-        den = jnp.linalg.norm(ab, axis=-1)
-        good = den > 0
-        return jnp.where(good, num / jnp.where(good, den, 1.0), 0.0)
-
-    return ratio(bx, by, bxy), ratio(bx @ w.T, by @ w.T, bxy @ w.T)
-
-
-@jax.jit
-def _batch_di(params, tokens, lengths, pairs, targets):
-    return jax.vmap(_di_one, in_axes=(None, 0, 0, 0, 0))(params, tokens, lengths, pairs, targets)
-
-
 def batch_di(params, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-    """DI of every pair of a :class:`Batch` in one compiled call.
+    """DI of every pair of a :class:`Batch` (hidden and logit space) in one kernel call.
+
+    :func:`jaxdyn.decompose.interdependence_batch` with its packed schedule, both
+    spaces from one computation: the top layer's ``beta_h`` and ``W_dec beta_h``.
 
     Args:
       params: LSTM LM params (layout of :mod:`jaxdyn.models.lstm`).
@@ -166,11 +138,12 @@ def batch_di(params, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
     References:
       Saphra & Lopez (2020), Eq. 1: ``||beta_xy - beta_x - beta_y|| / ||beta_xy||``.
     """
-    out = _batch_di(
+    out = interdependence_batch(
         params,
-        jnp.asarray(batch.tokens),
-        jnp.asarray(batch.lengths),
-        jnp.asarray(batch.pairs),
-        jnp.asarray(batch.targets),
+        batch.tokens,
+        batch.pairs,
+        batch.targets,
+        lengths=batch.lengths,
+        space=("hidden", "logits"),
     )
-    return tuple(np.asarray(v) for v in jax.device_get(out))
+    return np.asarray(out["hidden"]), np.asarray(out["logits"])
