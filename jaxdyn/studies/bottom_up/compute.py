@@ -239,6 +239,6 @@ def run_bottom_up(
         }
         if progress:
             print(f"[bottom_up] condition {name} measured", file=sys.stderr)
-    return write_outputs(
-        workdir, results, config, run_config(config, config.bracket_config(1, 0), run)
-    )
+    first = config.conditions()[0]
+    lm_cfg = run_config(config, config.bracket_config(first[1], first[2]), run)
+    return write_outputs(workdir, results, config, lm_cfg)
