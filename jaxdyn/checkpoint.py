@@ -85,10 +85,12 @@ class Trajectory:
     def save(self, state: Any, meta: dict[str, Any]) -> int:
         """Save ``state`` (any pytree with an int ``step`` field) and JSON ``meta``.
 
-        Returns the step. Saving a step that already exists intact is a no-op; a
-        corrupt or incomplete checkpoint at that step is replaced.
+        ``step`` may be a population's ``(P,)`` array of equal steps (one
+        checkpoint holds every member). Returns the step. Saving a step that
+        already exists intact is a no-op; a corrupt or incomplete checkpoint at
+        that step is replaced.
         """
-        step = int(jax.device_get(state.step))
+        step = _step_number(state.step)
         if step in self.all_steps():
             if self.check(step) is None:
                 return step
@@ -257,6 +259,14 @@ class Trajectory:
             jax.tree_util.tree_structure(target_params),
             jax.tree_util.tree_leaves(out["state"]["params"]),
         )
+
+
+def _step_number(step: Any) -> int:
+    """The checkpoint number of a state's ``step`` (a scalar, or a population's equal steps)."""
+    s = np.asarray(jax.device_get(step)).reshape(-1)
+    if s.size == 0 or (s != s[0]).any():
+        raise ValueError(f"cannot checkpoint members at different steps {s.tolist()}")
+    return int(s[0])
 
 
 def to_jsonable(x: Any) -> Any:

@@ -19,6 +19,7 @@ examples:
   jaxdyn run --preset smoke --workdir /tmp/s  # CI-sized (a couple of minutes)
   jaxdyn train --preset thesis --workdir runs/thesis          # Saphra (2021) setup, 40 epochs
   jaxdyn train --preset smoke --set optim.lr=5 --set epochs=2 # override any config key
+  jaxdyn train --preset smoke --seeds 4                       # a population of 4 seeds as one state
   jaxdyn train --corpus ewt --data-dir ../shared/data         # UD English-EWT instead of PTB
   jaxdyn config --preset thesis > thesis.json                 # print a preset's full config tree
   jaxdyn run --config thesis.json --set interactions.max_sentences=50  # read it back, override
@@ -53,6 +54,12 @@ def add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         help="override a config key, e.g. optim.lr=5, model.hidden=100, epochs=3 (repeatable)",
     )
     p.add_argument("--epochs", type=int, help="shortcut for --set epochs=N")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        help="shortcut for --set seeds=N: train a population of N models as one state "
+        "(member m uses seed+m; sharded over all visible devices)",
+    )
     p.add_argument(
         "--corpus",
         help="ptb (default, embedded), ewt, brown, or a folder with train/valid/test.txt",
@@ -91,6 +98,8 @@ def config_from_args(args) -> tuple[RunConfig, Path | None]:
     cfg = override(base, args.overrides)
     if getattr(args, "epochs", None) is not None:
         cfg = override(cfg, [f"epochs={args.epochs}"])
+    if getattr(args, "seeds", None) is not None:
+        cfg = override(cfg, [f"seeds={args.seeds}"])
     if getattr(args, "corpus", None):
         cfg = override(cfg, [f"data.corpus={args.corpus}"])
     from jaxdyn.data.paths import CorpusNotFoundError, resolve_data_dir
@@ -153,6 +162,15 @@ def _cmd_train(args) -> int:
     data = load_task(cfg.data)
     res = train(cfg, workdir, data, progress=not args.no_progress, max_steps=args.max_steps)
     last = res.history[-1]
+    if res.seeds is not None:  # a population: one final row per member
+        rows = res.history[-len(res.seeds) :]
+        ppls = ", ".join(f"seed {r['seed']}: {r['valid_ppl']:.2f}" for r in rows)
+        print(
+            f"{'finished' if res.finished else 'stopped'} at epoch {last['epoch']}, step "
+            f"{last['step']}: {len(rows)} members, valid ppl {ppls}; metrics (one row per "
+            f"member) in {workdir / 'metrics'}"
+        )
+        return 0
     print(
         f"{'finished' if res.finished else 'stopped'} at epoch {last['epoch']}, step {last['step']}: "
         f"valid ppl {last['valid_ppl']:.2f}; metrics in {workdir / 'metrics'}"

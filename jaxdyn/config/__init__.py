@@ -55,6 +55,7 @@ TRAINING_KEYS = (
     "capture",
     "epochs",
     "seed",
+    "seeds",
     "checkpoint_every_steps",
     "log_every",
 )
@@ -72,6 +73,9 @@ class RunConfig:
       model, data, optim, capture: the run's language model and its trace capture.
       epochs: passes over the training stream.
       seed: initialisation and dropout seed.
+      seeds: population size P: 1 trains one model (seed ``seed``); P > 1 trains P
+        members as one vmapped state, member ``m`` with seed ``seed + m``
+        (``jaxdyn.train.population``).
       checkpoint_every_steps: extra checkpoints every N steps (0: per epoch only).
       log_every: steps between progress/metric log lines.
       sparsity, similarity, interactions, bottom_up: the study stages' options.
@@ -83,6 +87,7 @@ class RunConfig:
     capture: CaptureConfig = CaptureConfig()
     epochs: int = 40
     seed: int = 1111
+    seeds: int = 1
     checkpoint_every_steps: int = 0
     log_every: int = 50
     sparsity: SparsityConfig = SparsityConfig()
@@ -93,6 +98,8 @@ class RunConfig:
     def __post_init__(self):
         if self.epochs < 0 or self.checkpoint_every_steps < 0:
             raise ValueError("epochs and checkpoint_every_steps must be >= 0")
+        if self.seeds < 1:
+            raise ValueError(f"seeds (the population size) must be >= 1, got {self.seeds}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
 

@@ -100,6 +100,9 @@ class TrainResult:
     workdir: Path
     finished: bool
     model: Any
+    #: the members' seeds for a population run (``cfg.seeds > 1``; ``state`` and
+    #: ``history`` then cover every member), None for a single model
+    seeds: list[int] | None = None
 
 
 def _training_part(d: dict) -> dict:
@@ -170,6 +173,7 @@ def train(
     resume_step: int | None = None,
     model: Any = None,
     tx: optax.GradientTransformation | None = None,
+    mesh: Any = "auto",
 ) -> TrainResult:
     """Train (or resume training) and save a checkpoint per epoch.
 
@@ -193,10 +197,31 @@ def train(
         plateau rule (``cfg.optim.plateau_factor < 1``) applies when its state
         exposes an injected learning rate (``optax.inject_hyperparams``); for one
         without, a message says the rule is skipped and ``lr`` is left empty.
+      mesh: population runs only (``cfg.seeds > 1``, see
+        :func:`jaxdyn.train.population_loop.train_population`): the device mesh,
+        ``"auto"`` (every visible device when there are several) or None.
 
     Returns:
       A :class:`TrainResult`; ``finished`` tells whether all epochs are done.
+      With ``cfg.seeds > 1`` the whole population is trained as one state
+      (:mod:`jaxdyn.train.population_loop`).
     """
+    if cfg.seeds > 1:
+        from jaxdyn.train.population_loop import train_population
+
+        return train_population(
+            cfg,
+            workdir,
+            data,
+            progress=progress,
+            max_steps=max_steps,
+            sinks=sinks,
+            init_params=init_params,
+            resume_step=resume_step,
+            model=model,
+            tx=tx,
+            mesh=mesh,
+        )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     traj = Trajectory(workdir)

@@ -36,6 +36,8 @@ class Checkpoint:
     epoch: int
     kind: str
     params: Any
+    #: the population member these parameters are (None: a single-model run)
+    member: int | None = None
 
 
 def run_model(workdir: str | Path) -> tuple[RunConfig, Any, Vocab, Vocab]:
@@ -56,12 +58,19 @@ def param_shapes(model, batch_size: int = 1) -> Any:
     return jax.eval_shape(model.init, jax.random.PRNGKey(0), dummy)["params"]
 
 
+def population_of(workdir: str | Path) -> list[int] | None:
+    """The members' seeds of a population run (``seeds > 1``), or None for a single model."""
+    cfg = RunConfig.from_dict(json.loads((Path(workdir) / "config.json").read_text()))
+    return None if cfg.seeds == 1 else [cfg.seed + m for m in range(cfg.seeds)]
+
+
 def iter_checkpoints(
     workdir: str | Path,
     *,
     kinds: tuple[str, ...] = ("init", "epoch"),
     steps: list[int] | None = None,
     model: Any = None,
+    member: int | None = None,
 ) -> Iterator[Checkpoint]:
     """Yield the intact checkpoints of a run in step order (parameters and metadata only).
 
@@ -72,15 +81,37 @@ def iter_checkpoints(
       steps: restrict to these steps.
       model: the run's model when it was not built from the config (a model
         passed to ``train(..., model=...)``); default: :func:`run_model`'s.
+      member: for a population run (``seeds > 1``), which member (seed
+        ``seed + member``) to read back as an ordinary model's parameters; None
+        means member 0 there (``Checkpoint.member`` says which). Must be None or
+        0 for a single-model run.
+
+    Raises:
+      IndexError: ``member`` is not a member of the run.
     """
     if model is None:
         _, model, _, _ = run_model(workdir)
     target = param_shapes(model)
+    seeds = population_of(workdir) if (Path(workdir) / "config.json").exists() else None
+    size = 1 if seeds is None else len(seeds)
+    which = 0 if member is None else int(member)
+    if not 0 <= which < size:
+        raise IndexError(
+            f"member {which} is outside the run's population of {size} (0..{size - 1})"
+        )
+    if seeds is not None:
+        target = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct((size, *x.shape), x.dtype), target
+        )
     with Trajectory(workdir, read_only=True) as traj:
         for step, params, meta in traj.iter_params(
             target, steps=steps, where=lambda m: m.get("kind") in kinds
         ):
-            yield Checkpoint(step, int(meta["epoch"]), meta["kind"], params)
+            if seeds is not None:
+                params = jax.tree_util.tree_map(lambda x: x[which], params)
+            yield Checkpoint(
+                step, int(meta["epoch"]), meta["kind"], params, None if seeds is None else which
+            )
 
 
 def trace_stream(
