@@ -15,6 +15,14 @@ Compared, in the same run:
     is the same.
 
 Usage: ``python benchmarks/similarity.py [--quick]``.
+
+``--google PATH`` (a checkout of https://github.com/google/svcca, or its bare git
+directory; never committed) instead times google/svcca's own code against jaxdyn on
+12 views of 10,000 x 200 float32: one pair (google's tutorial SVCCA recipe: SVD to
+99% variance, then ``get_cca_similarity``; and ``compute_pwcca``) and all 78 pairs
+(with diagonal), contenders interleaved round by round, medians, compile timed
+separately; plus a per-op profile of ``cca_factor`` and the GEMM floor of a pair.
+Without PATH that mode prints a message and skips google's rows.
 """
 
 from __future__ import annotations
@@ -22,7 +30,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+
+if "--blas-threads" in sys.argv:  # must precede numpy/jax (OpenBLAS reads it at load)
+    os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--blas-threads") + 1]
 
 import jax
 import jax.numpy as jnp
@@ -131,9 +143,185 @@ def cka_only(quick):
     print(f"# load average at end: {os.getloadavg()}")
 
 
+# ----------------------------------------------------------------------------- vs google
+def _load_google(path):
+    """Import google/svcca's ``cca_core`` and ``pwcca`` from a checkout or bare git dir."""
+    import importlib
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(path)
+    if not (folder / "cca_core.py").is_file():
+        out = Path(tempfile.mkdtemp())
+        for f in ("cca_core.py", "pwcca.py"):
+            src = subprocess.run(
+                ["git", f"--git-dir={folder}", "show", f"HEAD:{f}"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            (out / f).write_text(src)
+        folder = out
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("cca_core"), importlib.import_module("pwcca")
+
+
+def _google_svcca(cca_core, a, b, keep=0.99):
+    """google/svcca's tutorial recipe on samples-first views: SVD of each (neurons x
+    datapoints) centred view to ``keep`` of its variance, then get_cca_similarity."""
+    red = []
+    for act in (a.T, b.T):
+        c = act - np.mean(act, axis=1, keepdims=True)
+        _, sv, vt = np.linalg.svd(c, full_matrices=False)
+        k = int(np.searchsorted(np.cumsum(sv**2) / np.sum(sv**2), keep) + 1)
+        red.append(np.dot(sv[:k] * np.eye(k), vt[:k]))
+    res = cca_core.get_cca_similarity(red[0], red[1], epsilon=1e-10, verbose=False)
+    return float(np.mean(res["cca_coef1"]))
+
+
+def _once(fn):
+    t = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    return time.perf_counter() - t, out
+
+
+def _profile_factor(x):
+    """Per-op medians (ms) of cca_factor's pieces on one view, each op jitted alone."""
+    import statistics
+
+    from jaxdyn.analysis._linalg import basis_svd, prepare, sample_weights
+    from jaxdyn.analysis.similarity import cca_factor
+
+    n, d = x.shape
+    w = sample_weights(n, None, jnp.float32)
+    z = jax.jit(lambda a: prepare(a, w))(x)
+    g = z.T @ z
+    v = jnp.linalg.eigh(g)[1]
+    r = jnp.linalg.cholesky(g + jnp.eye(d)).T
+    ops = {
+        "cca_factor gram (now)": (jax.jit(lambda a: cca_factor(a, w, None, "gram")), x),
+        "cca_factor svd (now, float64 SVD)": (jax.jit(lambda a: basis_svd(a, w)), x),
+        "prepare (centre, weight, rescale)": (jax.jit(lambda a: prepare(a, w)), x),
+        "z^T z (Gram GEMM)": (jax.jit(lambda a: a.T @ a), z),
+        "eigh 200 x 200 float32": (jax.jit(jnp.linalg.eigh), g),
+        "z @ W (N x D x D GEMM)": (jax.jit(lambda a, b: a @ b), (z, v)),
+        "solve R^T X = q1^T (the old CholeskyQR2 step)": (
+            jax.jit(lambda a, b: jnp.linalg.solve(a.T, b.T).T),
+            (r, z),
+        ),
+        "float32 thin SVD of z (the old svd method)": (
+            jax.jit(lambda a: jnp.linalg.svd(a, full_matrices=False)),
+            z,
+        ),
+        "pair: svd 200 x 200, values only": (
+            jax.jit(lambda a: jnp.linalg.svd(a, compute_uv=False)),
+            g,
+        ),
+    }
+    rows = []
+    for name, (fn, args) in ops.items():
+        args = args if isinstance(args, tuple) else (args,)
+        jax.block_until_ready(fn(*args))
+        ts = [_once(lambda f=fn, a=args: f(*a))[0] for _ in range(7)]
+        rows.append((name, 1e3 * statistics.median(ts)))
+    return rows
+
+
+def vs_google(path, rounds, quick):
+    """google/svcca's own code vs jaxdyn: one pair and all 78 pairs of 12 views."""
+    import statistics
+
+    from jaxdyn.analysis.similarity import pwcca
+
+    c, n, d = (12, 2000, 64) if quick else (12, 10000, 200)
+    xs = trajectory(1, c, n, d)[0]
+    n_pairs = c * (c + 1) // 2
+    print(f"# {c} views x ({n} x {d}) float32; {n_pairs} pairs (with diagonal)")
+    print(
+        f"# jax {jax.__version__}, numpy {np.__version__}; {platform.processor() or platform.machine()}"
+    )
+    print(f"# OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
+    print(f"# load average at start: {os.getloadavg()}")
+    try:
+        cca_core, gpw = _load_google(path)
+    except Exception as e:  # absent or unreadable: skip google's rows, say why
+        print(f"# google/svcca not available at {path!r} ({e}); skipping its rows")
+        cca_core = gpw = None
+    x, y = xs[0], xs[5]
+    xj, yj, xsj = jnp.asarray(x), jnp.asarray(y), jnp.asarray(xs)
+    jd = {
+        "svcca": lambda: svcca(xj, yj),
+        "pwcca google": lambda: pwcca(xj, yj, convention="google"),
+        "pwcca paper": lambda: pwcca(xj, yj),
+        "pairwise svcca 78": lambda: pairwise("svcca", xsj),
+        "pairwise pwcca google 78": lambda: pairwise("pwcca", xsj, convention="google"),
+    }
+    first = {k: _once(f)[0] for k, f in jd.items()}  # compile + first run
+    gd = {}
+    if cca_core is not None:
+        gd = {
+            "svcca": lambda: _google_svcca(cca_core, x, y),
+            "pwcca google": lambda: float(gpw.compute_pwcca(x.T, y.T, epsilon=1e-10)[0]),
+        }
+    times, vals = {}, {}
+    for _ in range(rounds):  # interleave contenders round by round
+        for prefix, table in (("g:", gd), ("j:", jd)):
+            for k, f in table.items():
+                t, out = _once(f)
+                times.setdefault(prefix + k, []).append(t)
+                vals[prefix + k] = out
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print("\n| contender | median (s) | first call (s) | value |\n|---|---|---|---|")
+    for k, t in med.items():
+        v = vals[k]
+        shown = f"{float(v):.6f}" if np.ndim(v) == 0 else f"[0,5] {float(np.asarray(v)[0, 5]):.6f}"
+        fc = f"{first[k[2:]]:.3f}" if k.startswith("j:") else ""
+        print(f"| {k} | {t:.4f} | {fc} | {shown} |")
+    if gd:
+        g1 = med["g:svcca"]
+        print(f"\nsingle pair svcca: google / jaxdyn = {g1 / med['j:svcca']:.1f}x")
+        print(
+            f"single pair pwcca (google convention): google / jaxdyn = "
+            f"{med['g:pwcca google'] / med['j:pwcca google']:.1f}x"
+        )
+        print(
+            f"{n_pairs} pairs svcca: google (per pair x {n_pairs}, no reuse in its code) "
+            f"{g1 * n_pairs:.1f}s / jaxdyn {med['j:pairwise svcca 78']:.3f}s = "
+            f"{g1 * n_pairs / med['j:pairwise svcca 78']:.0f}x"
+        )
+        print(
+            f"{n_pairs} pairs pwcca google: {med['g:pwcca google'] * n_pairs:.1f}s / "
+            f"{med['j:pairwise pwcca google 78']:.3f}s = "
+            f"{med['g:pwcca google'] * n_pairs / med['j:pairwise pwcca google 78']:.0f}x"
+        )
+        print(
+            f"values: svcca google {vals['g:svcca']:.6f} jaxdyn {float(vals['j:svcca']):.6f}; "
+            f"pwcca google {vals['g:pwcca google']:.6f} jaxdyn {float(vals['j:pwcca google']):.6f}"
+        )
+    gemm = jax.jit(lambda a, b: a.T @ b)
+    jax.block_until_ready(gemm(xj, yj))
+    tg = statistics.median(_once(lambda: gemm(xj, yj))[0] for _ in range(7))
+    print(
+        f"\nGEMM floor of a pair (x^T y, {n} x {d} x {d}): {1e3 * tg:.2f} ms "
+        f"({2 * n * d * d / tg / 1e9:.0f} GFLOP/s); pairwise svcca per pair "
+        f"{1e3 * med['j:pairwise svcca 78'] / n_pairs:.2f} ms"
+    )
+    print("\n| op (one view) | median (ms) |\n|---|---|")
+    for name, ms in _profile_factor(xj):
+        print(f"| {name} | {ms:.2f} |")
+    print(f"# load average at end: {os.getloadavg()}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--google", metavar="PATH", help="google/svcca checkout: time it vs jaxdyn")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (--google)")
+    ap.add_argument(
+        "--blas-threads",
+        help="OPENBLAS_NUM_THREADS for numpy and jaxlib's LAPACK (both contenders)",
+    )
     ap.add_argument("--no-scaling", action="store_true", help="time jaxdyn at full C only")
     ap.add_argument(
         "--cka-only",
@@ -141,6 +329,8 @@ def main():
         help="linear CKA only at full C: block-Gram vs per-pair path vs NumPy loop",
     )
     args = ap.parse_args()
+    if args.google is not None:
+        return vs_google(args.google, args.rounds, args.quick)
     if args.cka_only:
         return cka_only(args.quick)
     layers, c, n, d = (3, 8, 2000, 64) if args.quick else (3, 40, 10000, 200)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdyn.analysis.pairwise import pairwise
 from jaxdyn.analysis.similarity import (
     cca,
     cca_accumulate_finalize,
@@ -257,10 +258,15 @@ def test_no_retrace_on_second_call():
     x, y = _pair(n=50, dx=5, dy=4, seed=9)
     x2 = x + 1.0
     for fn in (cca, svcca, pwcca, google_cca_summary):
-        fn(x, y)
-        size = fn._cache_size()
-        fn(x2, y)
-        assert fn._cache_size() == size
+        for kw in ({"method": "svd"}, {}) if fn is not google_cca_summary else ({},):
+            fn(x, y, **kw)
+            size = fn._cache_size()
+            fn(x2, y, **kw)
+            assert fn._cache_size() == size
+    pwcca(x, y, convention="google")
+    size = pwcca._cache_size()
+    pwcca(x2, y, convention="google")
+    assert pwcca._cache_size() == size
 
 
 # ----------------------------------------------------------------- streaming
@@ -381,3 +387,56 @@ def test_pwcca_convention_errors():
         pwcca(x, y, convention="google", epsilon=-1.0)
     with pytest.raises(ValueError, match="summary"):
         cca_accumulate_finalize(_stream(x, y, 100), summary="median")
+
+
+# ----------------------------------------------------------------- ill-conditioned views
+
+
+def _spectrum_pair(cond, n=2000, d=60, seed=0):
+    """x with singular values logspace(0, -log10(cond)) (random rotation, offset), y a
+    noisy tanh of x: float32 views whose small directions float32 cannot resolve."""
+    rng = np.random.default_rng(seed)
+    u = np.linalg.qr(rng.normal(size=(n, d)))[0]
+    v = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    x = (u * np.logspace(0, -np.log10(cond), d)) @ v.T * 10 + 0.5
+    y = np.tanh(x @ rng.normal(size=(d, d)) / np.sqrt(d) * 3) + 0.1 * rng.normal(size=(n, d))
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+@pytest.mark.parametrize("cond", [1e1, 1e2, 1e4, 1e6])
+def test_methods_agree_with_float64_reference_up_to_cond_1e6(cond):
+    # "gram" used to drop directions below sqrt(D eps) s_0 and "svd" below N eps s_0
+    # (PWCCA 0.723 vs 0.672 at 1e5); float32 centring or SVD alone is 5e-3 off at 1e6
+    x, y = _spectrum_pair(cond)
+    xc = x.astype(np.float64) - x.astype(np.float64).mean(axis=0)
+    assert np.linalg.cond(xc) > cond / 3
+    expect = {
+        "cca": ref.cca(x, y),
+        "svcca": ref.svcca(x, y, 0.99),
+        "pwcca": ref.pwcca(x, y),
+        "pwcca_yx": ref.pwcca(y, x),
+    }
+    for method in ("gram", "svd"):
+        got = {
+            "cca": np.asarray(cca(x, y, method=method)),
+            "svcca": svcca(x, y, method=method),
+            "pwcca": pwcca(x, y, method=method),
+            "pwcca_yx": pwcca(y, x, method=method),
+        }
+        for key, val in expect.items():
+            np.testing.assert_allclose(got[key], val, atol=1e-4, err_msg=f"{method} {key}")
+    xs = np.stack([x, y, x[:, ::-1]])
+    for metric in ("pwcca", "cca"):
+        g = np.asarray(pairwise(metric, xs, method="gram"))
+        s = np.asarray(pairwise(metric, xs, method="svd"))
+        np.testing.assert_allclose(g, s, atol=1e-4)
+    np.testing.assert_allclose(g[0, 1], expect["cca"], atol=1e-4)
+
+
+def test_float64_steps_under_vmap_and_jit():
+    # the fallback's float64 steps run under jax.enable_x64 also when batched
+    xs = np.stack([_spectrum_pair(1e5, n=300, d=12, seed=s)[0] for s in range(3)])
+    ys = np.stack([_spectrum_pair(1e5, n=300, d=12, seed=s)[1] for s in range(3)])
+    batched = jax.vmap(pwcca)(xs, ys)
+    np.testing.assert_allclose(batched, [ref.pwcca(a, b) for a, b in zip(xs, ys)], atol=1e-4)
+    assert batched.dtype == jnp.float32

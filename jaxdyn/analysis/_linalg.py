@@ -6,7 +6,7 @@ thresholds produce column masks instead of cropped matrices. Thresholds are
 relative to the largest singular value / eigenvalue, so they are scale-free.
 
 References: Golub & Van Loan, Matrix Computations (4th ed.), Sec. 6.4 (CCA via
-orthonormal bases: Bjoerck & Golub 1973); Fukaya et al. 2014 (CholeskyQR2).
+orthonormal bases: Bjoerck & Golub 1973) and 8.6 (SVD).
 """
 
 from __future__ import annotations
@@ -117,20 +117,56 @@ def rank_tol(size: int, dtype) -> float:
     return float(size * jnp.finfo(dtype).eps)
 
 
+def basis_tol(size: int, dtype) -> float:
+    """Rank tolerance of a basis: ``min(size * eps, 5e-7)`` relative to ``s_0``.
+
+    ``size * eps`` in float64; capped at 5e-7 so that float32 views of condition
+    number up to 2e6 keep every direction (a larger tolerance drops real directions
+    and moves PWCCA by 1e-2 at condition number 1e6).
+    """
+    return min(rank_tol(size, dtype), 5e-7)
+
+
+# Tiers of the Gram method by the smallest kept eigenvalue ratio lam_k / lam_0 of the
+# float32 Gram (measured against float64 references, errors in correlations):
+#   > 1e-3 (condition number < 32): basis z V S^-1 never formed (error eps cond^2 < 1e-4)
+#   > 1e-5 (< 316): that basis formed and re-orthonormalised once in float32 (CholeskyQR;
+#          error ~ eps cond from float32 centring, < 4e-5)
+#   else: float64 Gram + CholeskyQR (error < 1e-6 up to condition number 1e6)
+GRAM_TIERS = (1e-3, 1e-5)
+
+
 class Basis(NamedTuple):
-    """Orthonormal basis of a view's column space, padded to a fixed width K.
+    """Orthonormal basis ``q = a @ w`` of a view's column space, padded to width K.
+
+    The basis is kept as a product so that the Gram route never forms it: for
+    ``method="gram"`` ``a`` is the view itself and ``w = V S^{-1}`` (so a pair's
+    ``q_x^T q_y = w_x^T (a_x^T a_y) w_y``: one GEMM of the views plus D x D work);
+    for ``method="svd"`` (and the Gram method's fallback) ``a = U`` and ``w = I``.
 
     Attributes:
-      q: (N, K) orthonormal columns; columns outside ``mask`` are exactly zero.
-      s: (K,) singular values of ``z`` in descending order (0 outside ``mask``).
+      a: (N, A) left factor (the view or its singular vectors).
+      w: (A, K) right factor; columns outside ``mask`` are exactly zero.
+      s: (K,) singular values of the view in descending order (0 outside ``mask``).
       load: (K, D) coordinates of the units in the basis, ``q^T z``.
       mask: (K,) bool, the kept directions (a prefix).
     """
 
-    q: jnp.ndarray
+    a: jnp.ndarray
+    w: jnp.ndarray
     s: jnp.ndarray
     load: jnp.ndarray
     mask: jnp.ndarray
+
+    @property
+    def q(self) -> jnp.ndarray:
+        """(N, K) the orthonormal basis itself (formed on demand)."""
+        return self.a @ self.w
+
+
+def cross(fx: Basis, fy: Basis) -> jnp.ndarray:
+    """``q_x^T q_y: (Kx, Ky)`` from two bases: one ``N``-long GEMM plus D x D products."""
+    return fx.w.T @ (fx.a.T @ fy.a) @ fy.w
 
 
 def _variance_mask(s, valid, keep: float | None):
@@ -143,53 +179,168 @@ def _variance_mask(s, valid, keep: float | None):
     return valid & ((before < keep * total) | first)
 
 
-def basis_svd(z, keep: float | None = None) -> Basis:
-    """Basis by a thin SVD of ``z: (N, D)``, width ``K = min(N, D)``; O(N D min(N, D)).
+def in_float64(fn):
+    """``fn`` traced under ``jax.enable_x64(True)``, also when batched by ``vmap``.
 
-    Directions with ``s_i <= s_0 * max(N, D) * eps`` are dropped (numerical rank),
-    and with ``keep`` only the smallest prefix explaining ``keep`` of the variance.
+    For the few float64 steps of a float32 computation (the inputs are float32 data
+    whose small directions float32 arithmetic cannot resolve). ``fn`` must return
+    arrays of the caller's dtypes. A ``custom_vmap`` rule re-enters the x64 context
+    when batching (plain batching would run float64 rules with x64 disabled).
+    """
+
+    @jax.custom_batching.custom_vmap
+    def seg(*args):
+        with jax.enable_x64(True):
+            return fn(*args)
+
+    @seg.def_vmap
+    def _rule(axis_size, in_batched, *args):
+        args = [
+            a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a)))
+            for a, b in zip(args, in_batched)
+        ]
+        with jax.enable_x64(True):
+            out = jax.vmap(fn)(*args)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return seg
+
+
+def _float64(x, w):
+    """``x`` and ``w`` in float64 (call under ``jax.enable_x64``), ``w`` re-normalised:
+    float32 weights sum to 1 only to ~1e-7, which would leave that fraction of the
+    mean in every column (a rank-one error that swamps directions below ~1e-5)."""
+    w = jnp.asarray(w).astype(jnp.float64)
+    total = jnp.sum(w)
+    return jnp.asarray(x).astype(jnp.float64), w / jnp.where(total > 0, total, 1)
+
+
+def _cast(basis: Basis, dtype) -> Basis:
+    return Basis(*(t if t.dtype == bool else t.astype(dtype) for t in basis))
+
+
+def basis_svd(x, w, keep: float | None = None) -> Basis:
+    """Basis by a thin SVD of the centred view, in float64; width ``K = min(N, D)``.
+
+    The view is prepared (:func:`prepare`) and decomposed in float64 (a float32 SVD
+    or even float32 centring perturbs a direction of relative singular value ``r`` by
+    ~``eps / r``: 5e-3 in the correlations at condition number 1e6), then stored
+    in the input's dtype. Directions with ``s_i <= s_0 * basis_tol`` are dropped
+    (numerical rank), and with ``keep`` only the smallest prefix explaining ``keep``
+    of the variance. O(N D min(N, D)) in float64.
+
+    Args:
+      x: (N, D) activations; w: (N,) normalised weights; keep: variance fraction.
 
     References: Raghu et al. 2017, SVCCA, Sec. 2 (SVD step); Golub & Van Loan 8.6.
     """
-    n, d = z.shape
-    u, s, vt = jnp.linalg.svd(z, full_matrices=False)
-    valid = s > s[0] * rank_tol(max(n, d), z.dtype)
-    mask = _variance_mask(s, valid, keep)
-    s = jnp.where(mask, s, 0)
-    return Basis(u * mask, s, s[:, None] * vt, mask)
+    n, d = x.shape
+    dtype = w.dtype
+
+    def run(x, w):
+        z = prepare(*_float64(x, w))
+        u, s, vt = jnp.linalg.svd(z, full_matrices=False)
+        valid = s > s[0] * basis_tol(max(n, d), dtype)
+        mask = _variance_mask(s, valid, keep)
+        s = jnp.where(mask, s, 0)
+        eye = jnp.eye(s.shape[0], dtype=z.dtype)
+        return _cast(Basis(u, eye * mask, s, s[:, None] * vt, mask), dtype)
+
+    return in_float64(run)(x, w)
 
 
-def basis_gram(z, keep: float | None = None) -> Basis:
-    """Basis from the ``D x D`` Gram ``z^T z`` (for N >> D), width ``K = D``.
+def _basis_precise(x, w, keep: float | None) -> Basis:
+    """The Gram method's fallback: float64 Gram, eigenvectors, one CholeskyQR pass.
 
-    Eigendecompose ``G = z^T z = V diag(lam) V^T``, set ``q = z V_k lam_k^{-1/2}`` and
-    re-orthonormalise once (CholeskyQR2), so ``q`` is orthonormal to working
-    precision for the kept directions. Cost O(N D^2) GEMMs + O(D^3), instead of an
-    N x D SVD. The eigenvalue tolerance ``lam_i > lam_0 * D * eps`` means that in
-    float32 directions below ~``sqrt(D eps)`` of the top singular value are dropped
-    (use float64 under ``jax.enable_x64(True)`` or ``basis_svd`` to keep them).
+    ``q1 = z V S^{-1}`` is orthonormal to ``eps64 * cond^2`` (1e-4 at 1e6); one
+    Cholesky QR (``q = q1 R^{-1}``, ``R^T R = q1^T q1``, upper triangular so every
+    prefix keeps its span) makes it orthonormal to working precision. O(N D^2) GEMMs
+    in float64; the result is stored in the input's dtype.
 
-    References: Fukaya et al. 2014, CholeskyQR2, Alg. 2; Raghu et al. 2017, Sec. 2.
+    References: Fukaya et al. 2014 (CholeskyQR2, Alg. 2); Golub & Van Loan 8.6.
     """
-    d = z.shape[1]
-    lam, v = jnp.linalg.eigh(z.T @ z)
+    n, d = x.shape
+    dtype = w.dtype
+
+    def run(x, w):
+        z = prepare(*_float64(x, w))
+        lam, v = jnp.linalg.eigh(z.T @ z)
+        lam, v = jnp.maximum(lam[::-1], 0), v[:, ::-1]
+        s = jnp.sqrt(lam)
+        # a float64 Gram resolves singular values down to ~sqrt(D eps64) s_0 (2e-7)
+        tol = max(basis_tol(max(n, d), dtype), float(np.sqrt(d * np.finfo(np.float64).eps)))
+        mask = _variance_mask(s, s > s[0] * tol, keep)
+        mf = mask.astype(z.dtype)
+        q1 = z @ (v * jnp.where(mask, 1 / jnp.where(mask, s, 1), 0))
+        r = jnp.linalg.cholesky(q1.T @ q1 + jnp.diag(1 - mf)).T  # upper, R^T R
+        q = jax.scipy.linalg.solve_triangular(r, q1.T, trans="T", lower=False).T * mf
+        s = jnp.where(mask, s, 0)
+        eye = jnp.eye(d, dtype=z.dtype)
+        return _cast(Basis(q, eye * mask, s, q.T @ z, mask), dtype)
+
+    return in_float64(run)(x, w)
+
+
+def basis_gram(x, w, keep: float | None = None) -> Basis:
+    """Basis from the ``D x D`` Gram ``z^T z``, as exact as the SVD, in three tiers.
+
+    Eigendecompose the float32 ``G = z^T z = V diag(lam) V^T`` (O(N D^2) + O(D^3));
+    by the smallest kept eigenvalue ratio (all non-dead directions for ``keep=None``,
+    the variance prefix otherwise; see ``GRAM_TIERS``):
+
+    1. ``> 1e-3``: the basis ``z V_k lam_k^{-1/2}`` is never formed (``a = z``,
+       ``w = V_k lam_k^{-1/2}``; a pair costs one GEMM of the two views);
+    2. ``> 1e-5``: it is formed and made orthonormal by one float32 CholeskyQR pass;
+    3. else :func:`_basis_precise` (float64 Gram; for float64 views :func:`basis_svd`).
+
+    (``lax.switch``; under ``vmap`` all tiers run.) Values agree with the float64
+    reference to ~1e-5 in every tier up to condition number 1e6, so "gram" and "svd"
+    give the same values. For ``N < D`` it is :func:`basis_svd` (static choice).
+
+    Args:
+      x: (N, D) activations; w: (N,) normalised weights; keep: variance fraction.
+
+    References: Golub & Van Loan 8.6 (SVD via the Gram); Fukaya et al. 2014
+    (CholeskyQR2); Raghu et al. 2017, Sec. 2.
+    """
+    n, d = x.shape
+    if n < d:
+        return basis_svd(x, w, keep)
+    z = prepare(x, w)
+    g = z.T @ z
+    lam, v = jnp.linalg.eigh(g)
     lam, v = jnp.maximum(lam[::-1], 0), v[:, ::-1]
-    valid = lam > lam[0] * rank_tol(d, z.dtype)
     s = jnp.sqrt(lam)
-    mask = _variance_mask(s, valid, keep)
-    q1 = (z @ v) * jnp.where(mask, 1 / jnp.where(mask, s, 1), 0)
-    g2 = q1.T @ q1 + jnp.diag(jnp.where(mask, 0, 1).astype(z.dtype))
-    r = jnp.linalg.cholesky(g2).T  # upper, g2 = r^T r
-    q = jnp.linalg.solve(r.T, q1.T).T * mask  # q1 r^{-1}
-    return Basis(q, jnp.where(mask, s, 0), q.T @ z, mask)
+    dead = jnp.sum(jnp.all(z == 0, axis=0))  # exact zero columns: exact null directions
+    mask = _variance_mask(s, jnp.arange(d) < d - dead, keep)
+    ratio = lam[jnp.maximum(jnp.sum(mask), 1) - 1] / jnp.where(lam[0] > 0, lam[0], 1)
+    tier = jnp.where(ratio > GRAM_TIERS[0], 0, jnp.where(ratio > GRAM_TIERS[1], 1, 2))
+    sm = jnp.where(mask, s, 0)
+    mf = mask.astype(z.dtype)
+    wv = v * jnp.where(mask, 1 / jnp.where(mask, s, 1), 0)
+
+    def implicit(_):
+        return Basis(z, wv, sm, sm[:, None] * v.T, mask)
+
+    def cholqr(_):
+        q1 = z @ wv
+        r = jnp.linalg.cholesky(q1.T @ q1 + jnp.diag(1 - mf)).T  # upper, R^T R
+        rinv = jax.scipy.linalg.solve_triangular(r, jnp.eye(d, dtype=z.dtype), lower=False)
+        q = q1 @ (rinv * mf)
+        load = rinv.T @ (wv.T @ g)  # q^T z = R^-T W^T G
+        return Basis(q, jnp.eye(d, dtype=z.dtype) * mask, sm, load * mf[:, None], mask)
+
+    # float32 views fall back to a float64 Gram; float64 views (x64) to the float64 SVD
+    precise = _basis_precise if w.dtype == jnp.float32 else basis_svd
+    return jax.lax.switch(tier, [implicit, cholqr, lambda _: precise(x, w, keep)], None)
 
 
-def make_basis(z, keep: float | None, method: str) -> Basis:
+def make_basis(x, w, keep: float | None, method: str) -> Basis:
     """Dispatch on ``method`` in {"svd", "gram"}; see :func:`basis_svd`, :func:`basis_gram`."""
     if method == "svd":
-        return basis_svd(z, keep)
+        return basis_svd(x, w, keep)
     if method == "gram":
-        return basis_gram(z, keep)
+        return basis_gram(x, w, keep)
     raise ValueError(f"method must be 'svd' or 'gram', got {method!r}")
 
 

@@ -44,27 +44,45 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis._linalg import prepare_parts, psd_inv_sqrt, rank_tol, singular_values
+from jaxdyn.analysis._linalg import (
+    in_float64,
+    prepare_parts,
+    psd_inv_sqrt,
+    rank_tol,
+    singular_values,
+)
 
 
 class GoogleFactor(NamedTuple):
-    """Whitened view ``W = z A^{-1/2} / sqrt(max|S|)`` of google/svcca's CCA.
+    """google/svcca's whitening ``T = A^{-1/2} / sqrt(max|S|)`` of a view ``z``.
 
     ``A = S / max|S|`` (``S = z^T z``) with units of rescaled variance ``< epsilon``
-    masked out and ``epsilon`` added to the kept diagonal, so ``Wx^T Wy`` is google's
-    ``invsqrt_xx sigma_xy invsqrt_yy``. For PWCCA also the unit-space quantities:
+    masked out and ``epsilon`` added to the kept diagonal, so ``Tx^T (zx^T zy) Ty`` is
+    google's ``invsqrt_xx sigma_xy invsqrt_yy`` (the covariance route google takes;
+    the whitened view ``z T`` is never formed). For PWCCA also:
 
     Attributes:
-      w: (N, D) whitened view.
+      z: (N, D) the centred, rescaled view (:func:`~jaxdyn.analysis._linalg.prepare`).
+      t: (D, D) the whitening.
       l: (D, D) symmetric square root of ``S`` over the kept units (``l^T l = S``).
       mean: (D,) unit means in the units of ``z`` (constant units included).
       keep: (D,) bool, the units google keeps (``|A_jj| >= epsilon``).
     """
 
-    w: jnp.ndarray
+    z: jnp.ndarray
+    t: jnp.ndarray
     l: jnp.ndarray
     mean: jnp.ndarray
     keep: jnp.ndarray
+
+    @property
+    def w(self) -> jnp.ndarray:
+        """(N, D) the whitened view ``z T`` (formed on demand)."""
+        return self.z @ self.t
+
+
+def _whitened_cross(fx: GoogleFactor, fy: GoogleFactor) -> jnp.ndarray:
+    return fx.t.T @ (fx.z.T @ fy.z) @ fy.t
 
 
 def _psd_sqrt(a):
@@ -96,13 +114,13 @@ def google_factor(x, w, epsilon: float = 0.0) -> GoogleFactor:
       x: (N, D); w: (N,) normalised weights; epsilon: google's ``epsilon``.
 
     Returns:
-      GoogleFactor with w: (N, D), l: (D, D), mean: (D,), keep: (D,).
+      GoogleFactor with z: (N, D), t: (D, D), l: (D, D), mean: (D,), keep: (D,).
 
     References: Raghu et al. 2017 (google/svcca cca_core.get_cca_similarity).
     """
     z, mean = prepare_parts(x, w)
     inv, a, keep, smax = _google_whitening(z.T @ z, epsilon)
-    return GoogleFactor(z @ inv, _psd_sqrt(a) * jnp.sqrt(smax), mean, keep)
+    return GoogleFactor(z, inv, _psd_sqrt(a) * jnp.sqrt(smax), mean, keep)
 
 
 def google_summary_from_rho(rho, threshold: float):
@@ -117,7 +135,7 @@ def google_summary_from_rho(rho, threshold: float):
 
 def google_pair(fx: GoogleFactor, fy: GoogleFactor, threshold: float = 0.98):
     """google/svcca summary from two whitened factors."""
-    rho = singular_values(fx.w.T @ fy.w, min(fx.w.shape[1], fy.w.shape[1]))
+    rho = singular_values(_whitened_cross(fx, fy), min(fx.t.shape[1], fy.t.shape[1]))
     return google_summary_from_rho(rho, threshold)
 
 
@@ -156,8 +174,8 @@ def _host_svd(arr, keep_x, keep_y):
     vt = np.zeros((*arr.shape[:-2], m, dy), np.float32)
     for idx in np.ndindex(*arr.shape[:-2]):
         kx, ky = np.asarray(keep_x[idx], bool), np.asarray(keep_y[idx], bool)
-        if not kx.any() or not ky.any():
-            continue
+        if not kx.any() or not ky.any() or (kx.all() and ky.all()):
+            continue  # nothing cropped: the float64 SVD in jax is used (same signs)
         uc, sc, vc = np.linalg.svd(np.asarray(arr[idx], np.float64)[kx][:, ky])
         rx, ry = np.flatnonzero(kx), np.flatnonzero(ky)
         a, b = min(uc.shape[1], m), min(vc.shape[0], m)
@@ -168,11 +186,12 @@ def _host_svd(arr, keep_x, keep_y):
 
 
 def numpy_svd_cropped(arr, keep_x, keep_y):
-    """SVD of ``arr[keep_x][:, keep_y]`` by NumPy in float64, padded back to fixed shape.
+    """SVD of ``arr[keep_x][:, keep_y]`` in float64 as google computes it, fixed shape.
 
     google/svcca's PWCCA depends on the signs LAPACK gives the singular vectors of
-    exactly this cropped matrix, so it is computed as google computes it (a host
-    callback; under ``vmap`` it loops).
+    exactly this cropped matrix. When no unit is cropped, jax's float64 ``gesdd``
+    (which picks NumPy's signs) is used; otherwise NumPy on the host (a callback, which
+    returns at once when nothing is cropped; under ``vmap`` it loops).
 
     Args:
       arr: (Dx, Dy); keep_x: (Dx,) bool; keep_y: (Dy,) bool.
@@ -190,7 +209,14 @@ def numpy_svd_cropped(arr, keep_x, keep_y):
         jax.ShapeDtypeStruct((m, dy), np.float32),
     )
     out = jax.pure_callback(_host_svd, shapes, arr, keep_x, keep_y, vmap_method="expand_dims")
-    return tuple(a.astype(arr.dtype) for a in out)
+    full = jnp.all(keep_x) & jnp.all(keep_y)
+    mine = in_float64(_svd_float64)(arr)
+    return tuple(jnp.where(full, a, b.astype(arr.dtype)) for a, b in zip(mine, out))
+
+
+def _svd_float64(arr):
+    u, s, vt = jnp.linalg.svd(arr.astype(jnp.float64), full_matrices=False)
+    return tuple(a.astype(arr.dtype) for a in (u, s, vt))
 
 
 def google_pwcca_from_svd(u, s, vt, kx, ky, lx, ly, mean_x, mean_y, keep_x, keep_y):
@@ -213,7 +239,7 @@ def google_pwcca_from_svd(u, s, vt, kx, ky, lx, ly, mean_x, mean_y, keep_x, keep
 
 def google_pwcca_pair(fx: GoogleFactor, fy: GoogleFactor):
     """google/svcca ``compute_pwcca`` from two factors (weights from the narrower view)."""
-    u, s, vt = numpy_svd_cropped(fx.w.T @ fy.w, fx.keep, fy.keep)
+    u, s, vt = numpy_svd_cropped(_whitened_cross(fx, fy), fx.keep, fy.keep)
     kx, ky = jnp.sum(fx.keep), jnp.sum(fy.keep)
     return google_pwcca_from_svd(u, s, vt, kx, ky, fx.l, fy.l, fx.mean, fy.mean, fx.keep, fy.keep)
 

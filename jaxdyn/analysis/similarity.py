@@ -24,9 +24,9 @@ import jax.numpy as jnp
 from jaxdyn.analysis._linalg import (
     Basis,
     check_pair,
+    cross,
     float_dtype,
     make_basis,
-    prepare,
     sample_weights,
     singular_values,
 )
@@ -68,26 +68,28 @@ __all__ = [
 # ----------------------------------------------------------------------------- factors
 
 
-def cca_factor(x, w, keep: float | None = None, method: str = "svd") -> Basis:
+def cca_factor(x, w, keep: float | None = None, method: str = "gram") -> Basis:
     """Per-view factor for CCA/SVCCA/PWCCA: orthonormal basis of the centred view.
 
     Args:
       x: (N, D) activations.
       w: (N,) normalised sample weights (see ``_linalg.sample_weights``).
       keep: variance fraction for the SVD step (None: all numerically non-zero).
-      method: "svd" (thin SVD, O(N D min(N,D)), most accurate) or "gram"
-        (D x D eigendecomposition + CholeskyQR2, for N >> D).
+      method: "gram" (D x D Gram eigendecomposition, O(N D^2 + D^3), never forming
+        the basis; falls back to the SVD for condition numbers above 100, so both
+        methods give the same values) or "svd" (thin LAPACK SVD, O(N D min(N, D))).
 
     Returns:
-      Basis with q: (N, K), s: (K,), load: (K, D), mask: (K,).
+      Basis (``q = a @ w``) with a: (N, A), w: (A, K), s: (K,), load: (K, D),
+      mask: (K,).
 
     References: Raghu et al. 2017, SVCCA, Sec. 2 step 1.
     """
-    return make_basis(prepare(x, w), keep, method)
+    return make_basis(x, w, keep, method)
 
 
 def _correlations(fx: Basis, fy: Basis):
-    m = fx.q.T @ fy.q
+    m = cross(fx, fy)
     kmax = min(m.shape)
     rho = singular_values(m, kmax)
     count = jnp.minimum(jnp.sum(fx.mask), jnp.sum(fy.mask))
@@ -117,7 +119,7 @@ def pwcca_pair(fx: Basis, fy: Basis):
     variates of x and ``x_j`` its centred units (``Qx^T x_j`` = column j of
     ``fx.load``), normalised over the ``min(kx, ky)`` valid pairs.
     """
-    m = fx.q.T @ fy.q
+    m = cross(fx, fy)
     u, s, _ = jnp.linalg.svd(m, full_matrices=False)
     rho = jnp.clip(s, 0, 1)
     count = jnp.minimum(jnp.sum(fx.mask), jnp.sum(fy.mask))
@@ -131,7 +133,7 @@ def pwcca_pair(fx: Basis, fy: Basis):
 
 
 @functools.partial(jax.jit, static_argnames=("method",))
-def cca(x, y, *, weights=None, method: str = "svd"):
+def cca(x, y, *, weights=None, method: str = "gram"):
     """All canonical correlations of a pair, descending.
 
     Centres each view (weighted), takes an orthonormal basis of each column space
@@ -153,7 +155,7 @@ def cca(x, y, *, weights=None, method: str = "svd"):
 
 
 @functools.partial(jax.jit, static_argnames=("keep", "method"))
-def svcca(x, y, keep: float = 0.99, *, weights=None, method: str = "svd"):
+def svcca(x, y, keep: float = 0.99, *, weights=None, method: str = "gram"):
     """SVCCA similarity (symmetric).
 
     SVD of each centred view, keeping the smallest number of directions explaining
@@ -182,7 +184,7 @@ def pwcca(
     keep: float | None = None,
     *,
     weights=None,
-    method: str = "svd",
+    method: str = "gram",
     convention: str = "paper",
     epsilon: float = 0.0,
 ):
