@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from jaxdyn.data.conllu import read_conllu  # noqa: E402
 from jaxdyn.decompose import all_pairs, interdependence_batch  # noqa: E402
+from jaxdyn.decompose.lstm.di_packed import clear_schedule_cache  # noqa: E402
 from tests.reference.cd_ref import di_ref, numpy_params  # noqa: E402
 
 VOCAB, HID = 10_000, 200
@@ -117,7 +118,8 @@ def jax_runner(params, toks, pairs, lengths, traced=False, **kw):
     (``schedule="dense"``, pairs traced under ``jax.jit``)."""
     target = lengths - 1
 
-    def packed():
+    def packed():  # the host schedule is built in every call, as on first use
+        clear_schedule_cache()
         return interdependence_batch(params, toks, pairs, target, lengths=lengths, **kw)
 
     fixed = jax.jit(

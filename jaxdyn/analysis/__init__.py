@@ -8,7 +8,8 @@
   steps they are built from (``cca_factor`` + ``cca_pair`` / ``svcca_pair`` /
   ``pwcca_pair``, ``google_factor`` + ``google_pair`` / ``google_pwcca_pair``,
   ``linear_cka_factor`` + ``linear_cka_pair``).
-- interactions: ``di_ratio`` (decompositional interdependence of given parts). The
+- interactions: ``di_ratio``, ``di_ratio_linear`` (decompositional interdependence of
+  given parts, or of their images under a linear map). The
   LSTM decompositions (CD, DI) live in :mod:`jaxdyn.decompose`; their old names here
   are deprecated aliases.
 """
@@ -22,7 +23,7 @@ from jaxdyn.analysis.cka import (
     minibatch_cka_update,
     rbf_cka,
 )
-from jaxdyn.analysis.interactions import di_ratio
+from jaxdyn.analysis.interactions import di_ratio, di_ratio_linear
 from jaxdyn.analysis.pairwise import pairwise
 from jaxdyn.analysis.per_type import (
     aggregate_finalize,
@@ -76,6 +77,7 @@ __all__ = [
     "dead_fraction",
     "dead_units",
     "di_ratio",
+    "di_ratio_linear",
     "gini",
     "google_cca_summary",
     "google_factor",

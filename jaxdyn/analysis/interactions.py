@@ -61,11 +61,14 @@ def _norm_factor(w: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     from jax.scipy.linalg import solve_triangular
 
+    eye = jnp.eye(w.shape[1], dtype=w.dtype)
+    # inverses of the small triangular factors, then GEMMs: XLA:CPU's triangular solve
+    # with a (D, K) right-hand side is much slower; the check below covers the rounding
     l1 = jnp.linalg.cholesky(w.T @ w)
-    q1t = solve_triangular(l1, w.T, lower=True)  # (W L1^-T)^T
+    q1t = solve_triangular(l1, eye, lower=True) @ w.T  # (W L1^-T)^T
     l2 = jnp.linalg.cholesky(q1t @ q1t.T)
-    q2t = solve_triangular(l2, q1t, lower=True)
-    err = jnp.max(jnp.abs(q2t @ q2t.T - jnp.eye(w.shape[1], dtype=w.dtype)))
+    q2t = solve_triangular(l2, eye, lower=True) @ q1t
+    err = jnp.max(jnp.abs(q2t @ q2t.T - eye))
     return l1 @ l2, err <= 64 * jnp.finfo(w.dtype).eps  # False for NaN too
 
 

@@ -258,6 +258,11 @@ _CACHE: collections.OrderedDict = collections.OrderedDict()
 CACHE_BYTES = 64 << 20  # schedules kept (device arrays), least recently used dropped first
 
 
+def clear_schedule_cache() -> None:
+    """Forget the memoised schedules (e.g. to time schedule construction)."""
+    _CACHE.clear()
+
+
 def cached_schedule(pairs, target, lengths, t_len: int, span_bias: str, chunk):
     """:func:`jaxdyn.decompose.lstm.di_schedule.schedule` as device arrays, memoised on
     the inputs' bytes (a study reads the same pairs at every checkpoint)."""
