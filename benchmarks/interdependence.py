@@ -26,7 +26,15 @@ Times are wall clock and CPU time (``time.process_time``, all threads); the JAX
 repetitions are split before and after the reference runs (medians reported), as the
 machine may be shared.
 
-Usage: ``python benchmarks/interdependence.py [--quick] [--data-dir DIR]``
+``--studies smoke,default`` instead times the DI computations of the interactions
+and bottom-up studies at those presets' sizes (EWT dev sentences, synthetic bracket
+data, random weights): the studies' code before the refactor
+(``tests/reference/study_di_old.py``: fixed-shape ``span_beta``, own ratio, second
+forward pass) against the current ``batch_di`` / ``closing_measures`` (the DI kernel),
+alternating, with the packed schedules built in every call ("cold", a study's first
+checkpoint) and memoised ("warm", every later checkpoint).
+
+Usage: ``python benchmarks/interdependence.py [--quick] [--data-dir DIR] [--studies P,..]``
 """
 
 from __future__ import annotations
@@ -189,6 +197,97 @@ def time_acd(params1, sents):
     return vals, time.perf_counter() - t0, time.process_time() - c0
 
 
+def _med_clock(fn, reps):
+    times = [_clock(fn)[1:] for _ in range(reps)]
+    return med(times)
+
+
+def time_studies(names, data_dir: Path, reps: int) -> None:
+    """Old vs new DI of the interactions and bottom-up studies at preset sizes."""
+    from jaxdyn.config import preset
+    from jaxdyn.data.synthetic import generate_brackets
+    from jaxdyn.decompose.lstm.di_packed import clear_schedule_cache
+    from jaxdyn.models.lstm import language_model
+    from jaxdyn.studies.bottom_up.compute import closing_measures
+    from jaxdyn.studies.interactions.pairs import batch_di, make_batches, sentence_pairs
+    from tests.reference.study_di_old import old_batch_di, old_closing_measures
+
+    def lm(vocab, m, seed):
+        model = language_model(vocab, emb_dim=m.emb_dim, hidden=m.hidden, num_layers=m.num_layers)
+        p = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 4), jnp.int32))["params"]
+        return jax.tree_util.tree_map(lambda a: a * 3.0, p)
+
+    def compare(label, old, new, diff):
+        print(f"  {label}: max |old - new| " + ", ".join(f"{k} {v:.1e}" for k, v in diff().items()))
+        for cold in (True, False):
+
+            def fresh(cold=cold):
+                if cold:
+                    clear_schedule_cache()
+                return new()
+
+            (ow, oc), (nw, nc) = _med_clock(old, reps), _med_clock(fresh, reps)
+            print(f"    {'cold' if cold else 'warm'}: old {ow:.3f} s wall / {oc:.3f} s CPU, "
+                  f"new {nw:.3f} s / {nc:.3f} s; old/new {ow / nw:.2f}x wall, {oc / nc:.2f}x CPU")  # fmt: skip
+
+    def max_diff(a, b):
+        return {k: float(np.abs(np.asarray(a[k]) - np.asarray(b[k])).max()) for k in a}
+
+    for name in names:
+        cfg = preset(name)
+        ic, bc = cfg.interactions, cfg.bottom_up
+        print(f"\n[{name}] load average {os.getloadavg()}; medians of {reps}, alternating")
+        vocab = ic.data.max_vocab or VOCAB
+        sents = [s for s in read_conllu(data_dir / "ud-english-ewt" / "en_ewt-ud-dev.conllu")
+                 if ic.min_words <= len(s.words) <= ic.max_words][: ic.max_sentences]  # fmt: skip
+        rng = np.random.default_rng(0)
+        ids = [rng.integers(1, vocab, len(s.words)).astype(np.int32) for s in sents]
+        psets = [sentence_pairs(s.heads, ic.max_seq_dist) for s in sents]
+        batches = make_batches(
+            ids, psets, eos_id=0, max_seq_dist=ic.max_seq_dist, bucket_width=ic.bucket_width,
+            hidden=ic.model.hidden, batch_elems=ic.batch_elems,
+        )  # fmt: skip
+        params = lm(vocab, ic.model, 0)
+        n_pairs = sum(len(p["i"]) for p in psets)
+
+        def i_old(params=params, batches=batches):
+            return [old_batch_di(params, b) for b in batches]
+
+        def i_new(params=params, batches=batches):
+            return [batch_di(params, b) for b in batches]
+
+        def i_diff():
+            o, n = i_old(), i_new()
+            return {
+                sp: max(float(np.abs(a[k] - b[k]).max()) for a, b in zip(o, n))
+                for k, sp in enumerate(("di_hidden", "di_logits"))
+            }
+
+        print(f"interactions: {len(sents)} sentences, {n_pairs} pairs, {len(batches)} batches, "
+              f"H {ic.model.hidden}, V {vocab}; one checkpoint")  # fmt: skip
+        compare("batch_di over all batches", i_old, i_new, i_diff)
+        for rule_length in bc.rule_lengths:
+            data = generate_brackets(bc.bracket_config(rule_length, bc.familiar_repeats))
+            p = lm(bc.vocab_size + 2, bc.model, 1)
+            sets = (data.eval_familiar, data.eval_fresh)
+            op, ch = data.eval_open, bc.eval_chunk
+
+            def b_old(p=p, sets=sets, op=op, ch=ch, rl=rule_length):
+                return [old_closing_measures(p, s, op, rl, chunk=ch) for s in sets]
+
+            def b_new(p=p, sets=sets, op=op, ch=ch, rl=rule_length):
+                return [closing_measures(p, s, op, rl, chunk=ch) for s in sets]
+
+            def b_diff(b_old=b_old, b_new=b_new):
+                o, n = b_old(), b_new()
+                return {k: max(max_diff(a, b)[k] for a, b in zip(o, n)) for k in o[0]}
+
+            print(f"bottom-up L={rule_length}: {len(op)} sequences x 2 sets, length "
+                  f"{data.eval_familiar.shape[1]}, H {bc.model.hidden}; one checkpoint")  # fmt: skip
+            compare("closing_measures", b_old, b_new, b_diff)
+    print(f"\nload average at the end {os.getloadavg()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
@@ -200,7 +299,11 @@ def main() -> None:
     ap.add_argument(
         "--quick", action="store_true", help="8 sentences, 2 reference sentences, 3 reps"
     )
+    ap.add_argument("--studies", default=None, help="presets, e.g. smoke,default: study DI only")
     args = ap.parse_args()
+    if args.studies:
+        time_studies(args.studies.split(","), args.data_dir, max(3, args.reps // 2))
+        return
     if args.quick:
         args.sentences, args.ref_sentences, args.reps, args.fixed_reps = 8, 2, 3, 1
 

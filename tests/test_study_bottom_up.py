@@ -17,6 +17,7 @@ from jaxdyn.models.lstm import language_model, lm_apply
 from jaxdyn.studies.bottom_up.compute import bracket_task, closing_measures, run_bottom_up
 from jaxdyn.studies.bottom_up.config import MEASURES, BottomUpConfig
 from jaxdyn.studies.bottom_up.findings import findings, half_rise_epoch, summarise
+from tests.reference.study_di_old import old_closing_measures
 
 L = 3
 DATA = generate_brackets(
@@ -92,35 +93,6 @@ def test_closing_measures_consistent_with_forward_and_cd(params, which):
         np.testing.assert_allclose(chunked[k], got[k], rtol=1e-6, atol=1e-7)
 
 
-def _old_closing_measures(params, seqs, op, rule_length):
-    """The study's measures before it called the DI kernel (span_beta, its own ratio and
-    a second forward pass), kept here to check that the numbers did not change."""
-    from jaxdyn.decompose import forward, span_beta, zero_carry_single
-
-    def one(tokens, open_pos):
-        pos = jnp.arange(tokens.shape[0])
-        t = open_pos + rule_length
-        m_open, m_cond = pos == open_pos, (pos > open_pos) & (pos <= t)
-        beta = span_beta(params, tokens, jnp.stack([m_open, m_cond, m_open | m_cond]))
-        b = beta[:, t]
-        w = params["decoder"]["weight"]
-        rel = b @ w.T
-        cd = jax.nn.log_softmax(rel, axis=-1)[:, CLOSE]
-        hs, _, _ = forward(params, tokens, zero_carry_single(params, w.dtype))
-        full = jax.nn.log_softmax(hs[-1][t] @ w.T + params["decoder"]["bias"])[CLOSE]
-
-        def ratio(a, b_, ab):
-            num, den = jnp.linalg.norm(ab - a - b_, axis=-1), jnp.linalg.norm(ab, axis=-1)
-            return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
-
-        vals = (full, (full > jnp.log(0.5)).astype(jnp.float32), cd[0], cd[1], cd[2])
-        vals += (ratio(b[0], b[1], b[2]), ratio(rel[0], rel[1], rel[2]))
-        return dict(zip(MEASURES, vals, strict=True))
-
-    out = jax.jit(jax.vmap(one))(jnp.asarray(seqs), jnp.asarray(op))
-    return {k: np.asarray(v, np.float64) for k, v in out.items()}
-
-
 @pytest.mark.parametrize("rule_length", [1, L])
 def test_closing_measures_equal_the_old_path(params, rule_length):
     """Old (span_beta + own ratio + second forward pass) vs new (interdependence_batch
@@ -133,7 +105,7 @@ def test_closing_measures_equal_the_old_path(params, rule_length):
     )  # fmt: skip
     for seqs in (data.eval_familiar, data.eval_fresh):
         new = closing_measures(params, seqs, data.eval_open, rule_length)
-        old = _old_closing_measures(params, seqs, data.eval_open, rule_length)
+        old = old_closing_measures(params, seqs, data.eval_open, rule_length)
         assert set(new) == set(MEASURES)
         for k in MEASURES:
             np.testing.assert_allclose(new[k], old[k], rtol=1e-5, atol=2e-6, err_msg=k)

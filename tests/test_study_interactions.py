@@ -20,6 +20,7 @@ from jaxdyn.studies.interactions.compute import run_interactions
 from jaxdyn.studies.interactions.config import InteractionsConfig
 from jaxdyn.studies.interactions.findings import correlations, finding
 from jaxdyn.studies.interactions.pairs import batch_di, make_batches, max_pairs, sentence_pairs
+from tests.reference.study_di_old import old_batch_di
 
 V, H = 25, 6
 
@@ -106,35 +107,6 @@ def test_same_bucket_shapes_do_not_retrace(params):
     assert _di_packed_jit._cache_size() == n
 
 
-def _old_batch_di(params, batch):
-    """The study's DI before it called the kernel (fixed-shape span_beta + its own ratio),
-    kept here to check that the numbers did not change."""
-    from jaxdyn.decompose import span_beta
-
-    def one(tokens, length, pairs, targets):
-        t_len, n_pairs = tokens.shape[0], pairs.shape[0]
-        pos = jnp.arange(t_len)
-        x, y = pairs[:, 0], pairs[:, 1]
-        pm = ((pos[None] == x[:, None]) | (pos[None] == y[:, None])) & (x[:, None] >= 0)
-        beta = span_beta(
-            params, tokens, jnp.concatenate([jnp.eye(t_len, dtype=bool), pm]), length=length
-        )
-        ok = x >= 0
-        bx = jnp.where(ok[:, None], beta[jnp.clip(x, 0), targets], 0.0)
-        by = jnp.where(ok[:, None], beta[jnp.clip(y, 0), targets], 0.0)
-        bxy = beta[t_len + jnp.arange(n_pairs), targets]
-        w = params["decoder"]["weight"]
-
-        def ratio(a, b, ab):
-            num, den = jnp.linalg.norm(ab - a - b, axis=-1), jnp.linalg.norm(ab, axis=-1)
-            return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
-
-        return ratio(bx, by, bxy), ratio(bx @ w.T, by @ w.T, bxy @ w.T)
-
-    out = jax.jit(jax.vmap(one))(batch.tokens, batch.lengths, batch.pairs, batch.targets)
-    return tuple(np.asarray(v) for v in out)
-
-
 def test_batch_di_equals_the_old_fixed_shape_path(params):
     """Old (study-local, fixed-shape) vs new (interdependence_batch, packed) DI, both
     spaces, on batches large enough for logit-space DI through the decoder factor."""
@@ -146,7 +118,7 @@ def test_batch_di_equals_the_old_fixed_shape_path(params):
         ids, pair_sets, eos_id=V - 1, max_seq_dist=5, bucket_width=10, hidden=H, batch_elems=1 << 16
     )
     for b in batches:
-        new, old = batch_di(params, b), _old_batch_di(params, b)
+        new, old = batch_di(params, b), old_batch_di(params, b)
         for space, n_, o_ in zip(("hidden", "logits"), new, old):
             np.testing.assert_allclose(n_, o_, rtol=1e-4, atol=1e-6, err_msg=space)
         assert np.all(new[0][b.rows < 0] == 0) and new[0].max() > 0
