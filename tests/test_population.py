@@ -91,6 +91,22 @@ def test_population_step_equals_separate_runs():
     assert step._cache_size() == 1
 
 
+def test_unrolled_population_step_is_the_single_step_bit_for_bit():
+    model, tx, batches = _setup()
+    seeds = [3, 4]
+    pop = init_population(model, tx, seeds, B)
+    singles = [init_train_state(model, tx, s, B) for s in seeds]
+    step, one = make_population_step(model, tx, unroll=True), make_train_step(model, tx)
+    for b in batches[:2]:
+        pop, metrics, _ = step(pop, b)
+        singles = [one(s, b)[0] for s in singles]
+    assert metrics["loss"].shape == (2,)
+    for m in range(2):
+        _equal(take_member(pop, m), singles[m])
+    with pytest.raises(ValueError, match="cannot be sharded"):
+        make_population_step(model, tx, unroll=True, mesh=object())
+
+
 def test_per_member_learning_rate_and_per_member_batches():
     model, tx, batches = _setup(dropout=0.0)
     pop = init_population(model, tx, [0, 1], B)

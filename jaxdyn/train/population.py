@@ -191,6 +191,7 @@ def make_population_step(
     *,
     per_member_batch: bool = False,
     mesh: Mesh | None = None,
+    unroll: bool = False,
 ):
     """A jitted ``step(pop_state, batch) -> (pop_state, metrics, trace)`` over all members.
 
@@ -203,12 +204,34 @@ def make_population_step(
         another task or order); default: one ``(B, T)`` batch shared by all.
       mesh: a :func:`population_mesh`; the new state keeps the placement of
         :func:`shard_population` (members over ``pop``, carry rows over ``data``).
+      unroll: instead of ``vmap``, trace the single step once per member into the
+        same program (P copies of the single model's ops, which XLA may run
+        concurrently); the update is then the single model's bit for bit. Not
+        with ``mesh`` (sharding partitions the vmapped member axis).
 
     Returns:
       The jitted step. ``metrics`` values are ``(P,)`` (``loss``, ``grad_norm``,
       ``tokens``, ``lr``); the trace, if any, has a leading ``(P,)`` axis on every leaf.
     """
     one = make_train_step(model, tx, spec)
+    if unroll:
+        if mesh is not None:
+            raise ValueError("unroll=True cannot be sharded; use the vmapped step with a mesh")
+
+        def unrolled(state, batch):
+            size = population_size(state.params)
+            outs = [
+                one(
+                    jax.tree_util.tree_map(lambda x, m=m: x[m], state),
+                    jax.tree_util.tree_map(lambda x, m=m: x[m], batch)
+                    if per_member_batch
+                    else batch,
+                )
+                for m in range(size)
+            ]
+            return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
+
+        return jax.jit(unrolled)
     vstep = jax.vmap(one, in_axes=(0, 0 if per_member_batch else None))
 
     def step(state: TrainState, batch):

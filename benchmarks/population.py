@@ -1,0 +1,237 @@
+"""Population step throughput: P = 4 members in one vmapped step vs 4 sequential steps.
+
+Thesis shape: 2 x 200 LSTM, vocabulary 10k, batch 20, BPTT 35, dropout 0.2, SGD
+(lr 20) with global-norm clipping 0.25. Contenders, each advancing 4 models by
+one step on the same batch:
+
+* jaxdyn population: one ``make_population_step`` call on a 4-member state;
+* jaxdyn sequential: ``make_train_step`` called once per model (4 calls);
+* PyTorch: 4 ``nn.LSTM`` models (same layout as ``benchmarks/train_step.py``)
+  stepped in turn.
+
+They run alternately in rounds (interleaved, so load changes on a shared
+machine hit all of them alike); each round times ``--steps`` consecutive
+population steps; the table reports medians over rounds. First calls
+(compilation) are timed separately.
+
+``--mesh`` also runs, in a subprocess with 4 forced host devices
+(``XLA_FLAGS=--xla_force_host_platform_device_count=4``), the population step
+sharded over a 4-device ``("pop", "data")`` mesh against the same step
+unsharded: the maximum parameter difference after the timed steps, and the
+overhead (the devices share the same cores, so this measures correctness and
+cost, not speed).
+
+    python benchmarks/population.py            # about 3-5 minutes on 2 cores
+    python benchmarks/population.py --quick
+    python benchmarks/population.py --mesh
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _timing import setup_process
+
+from jaxdyn.models import language_model
+from jaxdyn.train import init_train_state, make_optimizer, make_train_step
+from jaxdyn.train.population import (
+    init_population,
+    make_population_step,
+    place_batch,
+    population_mesh,
+    shard_population,
+)
+
+V, E, H, L, B, T = 10_000, 200, 200, 2, 20, 35
+
+
+def _batches(n=8):
+    rng = np.random.default_rng(0)
+    return [
+        (rng.integers(0, V, (B, T)).astype(np.int32), rng.integers(0, V, (B, T)).astype(np.int32))
+        for _ in range(n)
+    ]
+
+
+def _model_tx():
+    return language_model(V, emb_dim=E, hidden=H, num_layers=L, dropout=0.2), make_optimizer(
+        "sgd", 20.0, 0.25
+    )
+
+
+def population_contender(batches, p, mesh=None, unroll=False):
+    model, tx = _model_tx()
+    state = init_population(model, tx, list(range(p)), B)
+    if mesh is not None:
+        state = shard_population(state, mesh)
+    step = make_population_step(model, tx, mesh=mesh, unroll=unroll)
+    data = [
+        place_batch({"inputs": jnp.asarray(x), "targets": jnp.asarray(y)}, mesh) for x, y in batches
+    ]
+    box = [state]
+
+    def run(n):
+        s = box[0]
+        for i in range(n):
+            s, metrics, _ = step(s, data[i % len(data)])
+        jax.block_until_ready(s.params)
+        box[0] = s
+        return metrics["loss"]
+
+    run.state = box
+    return run
+
+
+def sequential_contender(batches, p):
+    model, tx = _model_tx()
+    states = [init_train_state(model, tx, s, B) for s in range(p)]
+    step = make_train_step(model, tx)
+    data = [{"inputs": jnp.asarray(x), "targets": jnp.asarray(y)} for x, y in batches]
+
+    def run(n):
+        for i in range(n):
+            for k in range(p):
+                states[k], metrics, _ = step(states[k], data[i % len(data)])
+        jax.block_until_ready([s.params for s in states])
+        return metrics["loss"]
+
+    return run
+
+
+def torch_contender(batches, p, threads=None):
+    import torch
+    from train_step import torch_contender as one
+
+    torch.manual_seed(0)
+    runs = [one(batches) for _ in range(p)]
+    default = torch.get_num_threads()
+
+    def run(n):
+        torch.set_num_threads(threads or default)
+        for _ in range(n):
+            for r in runs:
+                loss = r(1)
+        return loss
+
+    return run
+
+
+def _mesh_check(args) -> None:
+    """In a 4-device process: sharded vs unsharded population step (difference, overhead)."""
+    assert len(jax.devices()) == 4, jax.devices()
+    batches = _batches()
+    mesh = population_mesh(args.members)
+    plain = population_contender(batches, args.members)
+    sharded = population_contender(batches, args.members, mesh)
+    first = {}
+    for name, run in (("unsharded", plain), ("sharded", sharded)):
+        t0 = time.perf_counter()
+        run(1)
+        first[name] = time.perf_counter() - t0
+    times = {"unsharded": [], "sharded": []}
+    for _ in range(args.rounds):
+        for name, run in (("unsharded", plain), ("sharded", sharded)):
+            t0 = time.perf_counter()
+            run(args.steps)
+            times[name].append((time.perf_counter() - t0) / args.steps)
+    diff = max(
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+        for a, b in zip(
+            jax.tree.leaves(plain.state[0].params), jax.tree.leaves(sharded.state[0].params)
+        )
+    )
+    tok = args.members * B * T
+    print(f"# 4 forced host devices, mesh {dict(mesh.shape)}, P={args.members}")
+    print("| population step | first call (s) | median step (ms) | tokens/s |")
+    print("|---|---|---|---|")
+    for name in times:
+        m = statistics.median(times[name])
+        print(f"| {name} | {first[name]:.2f} | {m * 1e3:.1f} | {tok / m:,.0f} |")
+    steps = 1 + args.rounds * args.steps
+    print(f"max |sharded - unsharded| over all parameters after {steps} steps: {diff:.3g}")
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and steps")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=3, help="population steps per round")
+    ap.add_argument("--members", type=int, default=4)
+    ap.add_argument("--mesh", action="store_true", help="also the 4-device CPU mesh check")
+    ap.add_argument("--mesh-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--default-malloc", action="store_true", help="glibc's malloc defaults")
+    args = ap.parse_args()
+    malloc = setup_process()
+    if args.quick:
+        args.rounds, args.steps = 3, 2
+    if args.mesh_child:
+        _mesh_check(args)
+        return
+    import torch
+
+    p = args.members
+    batches = _batches()
+    contenders = {
+        f"jaxdyn population, P={p} in one vmapped step": population_contender(batches, p),
+        f"jaxdyn population, P={p} unrolled in one step": population_contender(
+            batches, p, unroll=True
+        ),
+        f"jaxdyn, {p} sequential steps": sequential_contender(batches, p),
+        f"PyTorch, {p} nn.LSTM models in turn": torch_contender(batches, p),
+        f"PyTorch, {p} nn.LSTM models in turn, 1 thread": torch_contender(batches, p, 1),
+    }
+    load0 = os.getloadavg()
+    compile_s = {}
+    for name, run in contenders.items():
+        t0 = time.perf_counter()
+        run(1)
+        compile_s[name] = time.perf_counter() - t0
+    times = {name: [] for name in contenders}
+    for _ in range(args.rounds):
+        for name, run in contenders.items():  # interleaved: every round runs each once
+            t0 = time.perf_counter()
+            run(args.steps)
+            times[name].append((time.perf_counter() - t0) / args.steps)
+    load1 = os.getloadavg()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    seq = med[f"jaxdyn, {p} sequential steps"]
+    tok = p * B * T
+    print(
+        f"# {p} models x one step, thesis shape (V={V}, {L}x{H}, B={B}, T={T}, SGD+clip 0.25); "
+        f"{args.rounds} rounds x {args.steps} steps, medians"
+    )
+    print(
+        f"# jax {jax.__version__}, torch {torch.__version__}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch threads {torch.get_num_threads()}, malloc {malloc}; load average "
+        f"{load0[0]:.2f} before / {load1[0]:.2f} after"
+    )
+    print(
+        "| contender | first call (s) | median time for 4 model steps (ms) | tokens/s | vs sequential |"
+    )
+    print("|---|---|---|---|---|")
+    for name in contenders:
+        m = med[name]
+        print(
+            f"| {name} | {compile_s[name]:.2f} | {m * 1e3:.1f} | {tok / m:,.0f} | {seq / m:.2f}x |"
+        )
+    if args.mesh:
+        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+        cmd = [sys.executable, __file__, "--mesh-child", "--members", str(p)]
+        cmd += ["--rounds", str(args.rounds), "--steps", str(args.steps)]
+        subprocess.run(cmd, env=env, check=True)
+
+
+if __name__ == "__main__":
+    main()
