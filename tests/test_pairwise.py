@@ -70,8 +70,8 @@ def test_debiased_cka_rbf_weights_and_method():
 
 def test_chunk_sizes_agree_and_no_retrace():
     xs = _stack(layers=1, c=5)[0]
-    a = np.asarray(pairwise("svcca", xs, chunk_size=1))
-    b = np.asarray(pairwise("svcca", xs, chunk_size=4))  # 15 pairs -> padded chunks
+    a = np.asarray(pairwise("svcca", xs, chunk_size=1, gram_cols=0))
+    b = np.asarray(pairwise("svcca", xs, chunk_size=4, gram_cols=0))  # 15 pairs: padded
     np.testing.assert_allclose(a, b, atol=1e-6)
     np.testing.assert_allclose(a, a.T, atol=0)
     np.testing.assert_allclose(np.diag(a), 1.0, atol=1e-5)
@@ -79,7 +79,12 @@ def test_chunk_sizes_agree_and_no_retrace():
 
     fn = _compiled("svcca", (), "gram", xs.shape, None, 4, False)
     size = fn._cache_size()
-    pairwise("svcca", xs + 1.0, chunk_size=4)
+    pairwise("svcca", xs + 1.0, chunk_size=4, gram_cols=0)
+    assert fn._cache_size() == size == 1
+    pairwise("svcca", xs)  # block cross products (default gram_cols)
+    fn = _compiled("svcca", (), "gram", xs.shape, None, 16, False, 2048)
+    size = fn._cache_size()
+    pairwise("svcca", xs + 1.0)
     assert fn._cache_size() == size == 1
 
 
@@ -266,3 +271,20 @@ def test_callable_metric_honours_weights():
         pairwise(lambda a, b: svcca(a, b), xp, weights=mask)
     got = pairwise(svcca, xp, weights=mask, symmetric=True)  # a jitted kernel with weights=
     np.testing.assert_allclose(got, expect, atol=5e-5)
+
+
+@pytest.mark.parametrize("metric", ["svcca", "pwcca", "cca"])
+@pytest.mark.parametrize("gram_cols", [12, 2048])
+def test_cca_block_cross_products_equal_per_pair_path(metric, gram_cols):
+    # blocks of 2 views (7 checkpoints: padded) and of 4; with ys; a constant view
+    xs = _stack(c=7, d=6)
+    xs[1, 2] = 3.0
+    ys = _stack(layers=2, c=3, d=4, seed=1)
+    opts = OPTS.get(metric, {})
+    for other in (None, ys):
+        out = np.asarray(pairwise(metric, xs, other, gram_cols=gram_cols, **opts))
+        old = np.asarray(pairwise(metric, xs, other, gram_cols=0, **opts))
+        assert out.shape == old.shape and not np.isnan(out).any()
+        np.testing.assert_allclose(out, old, atol=2e-6)
+    loop = [[[KERNELS[metric](a, b) for b in lay] for a in lay] for lay in xs]
+    np.testing.assert_allclose(pairwise(metric, xs, gram_cols=gram_cols, **opts), loop, atol=5e-5)

@@ -130,7 +130,7 @@ def basis_tol(size: int, dtype) -> float:
 # Tiers of the Gram method by the smallest kept eigenvalue ratio lam_k / lam_0 of the
 # float32 Gram (measured against float64 references, errors in correlations):
 #   > 1e-3 (condition number < 32): basis z V S^-1 never formed (error eps cond^2 < 1e-4)
-#   > 1e-5 (< 316): that basis formed and re-orthonormalised once in float32 (CholeskyQR;
+#   > 1e-5 (< 316): that basis formed, one float32 Cholesky QR step (implicit R^-1;
 #          error ~ eps cond from float32 centring, < 4e-5)
 #   else: float64 Gram + CholeskyQR (error < 1e-6 up to condition number 1e6)
 GRAM_TIERS = (1e-3, 1e-5)
@@ -290,7 +290,8 @@ def basis_gram(x, w, keep: float | None = None) -> Basis:
 
     1. ``> 1e-3``: the basis ``z V_k lam_k^{-1/2}`` is never formed (``a = z``,
        ``w = V_k lam_k^{-1/2}``; a pair costs one GEMM of the two views);
-    2. ``> 1e-5``: it is formed and made orthonormal by one float32 CholeskyQR pass;
+    2. ``> 1e-5``: it is formed (``a = z W``, orthonormal to ``eps cond^2``) and made
+       orthonormal by one float32 Cholesky QR step kept implicit (``w = R^{-1}``);
     3. else :func:`_basis_precise` (float64 Gram; for float64 views :func:`basis_svd`).
 
     (``lax.switch``; under ``vmap`` all tiers run.) Values agree with the float64
@@ -323,12 +324,11 @@ def basis_gram(x, w, keep: float | None = None) -> Basis:
         return Basis(z, wv, sm, sm[:, None] * v.T, mask)
 
     def cholqr(_):
-        q1 = z @ wv
+        q1 = z @ wv  # orthonormal to eps cond^2: one Cholesky QR step, kept implicit
         r = jnp.linalg.cholesky(q1.T @ q1 + jnp.diag(1 - mf)).T  # upper, R^T R
         rinv = jax.scipy.linalg.solve_triangular(r, jnp.eye(d, dtype=z.dtype), lower=False)
-        q = q1 @ (rinv * mf)
         load = rinv.T @ (wv.T @ g)  # q^T z = R^-T W^T G
-        return Basis(q, jnp.eye(d, dtype=z.dtype) * mask, sm, load * mf[:, None], mask)
+        return Basis(q1, rinv * mf, sm, load * mf[:, None], mask)
 
     # float32 views fall back to a float64 Gram; float64 views (x64) to the float64 SVD
     precise = _basis_precise if w.dtype == jnp.float32 else basis_svd

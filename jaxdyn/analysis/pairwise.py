@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxdyn.analysis import cca_blocks as _cca_blocks
 from jaxdyn.analysis import cka as _cka
 from jaxdyn.analysis import cka_gram as _cka_gram
 from jaxdyn.analysis import google_svcca as _google
@@ -160,6 +161,29 @@ def _compiled_gram(opts: dict, xshape, yshape, gram_cols: int):
     return jax.jit(run)
 
 
+def _compiled_blocked(spec, xshape, yshape, gram_cols: int):
+    """CCA-family all pairs from block cross products (:mod:`cca_blocks`)."""
+    lead, c, d = xshape[:-3], xshape[-3], xshape[-1]
+    cy = c if yshape is None else yshape[-3]
+    dy = d if yshape is None else yshape[-1]
+    block = max(1, min(4, gram_cols // max(d, dy, 1)))  # 4: little triangle waste
+
+    def stack(zs, cc, weights):
+        flat = zs.reshape((-1, *zs.shape[-2:]))
+        f = jax.lax.map(lambda x: spec.factor(x, weights), flat)
+        return jax.tree.map(lambda t: t.reshape((-1, cc, *t.shape[1:])), f)
+
+    def run(xs, ys, weights):
+        fx = stack(xs, c, weights)
+        fy = None if ys is None else stack(ys, cy, weights)
+        out = _cca_blocks.blocked_all_pairs(
+            fx, fy, spec.pair, block=block, symmetric=spec.symmetric
+        )
+        return out.reshape((*lead, c, cy, *out.shape[3:]))
+
+    return jax.jit(run)
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(
     metric,
@@ -176,6 +200,8 @@ def _compiled(
     spec = _spec(metric, dict(opts), method)
     if metric == "linear_cka" and not shard and gram_cols > 0 and n_listed < 0:
         return _compiled_gram(dict(opts), xshape, yshape, gram_cols)
+    if _blockable(metric, dict(opts)) and not shard and gram_cols > 0 and n_listed < 0:
+        return _compiled_blocked(spec, xshape, yshape, gram_cols)
     lead, cx = xshape[:-3], xshape[-3]
     cy = cx if yshape is None else yshape[-3]
     n_layers = int(np.prod(lead, dtype=int))
@@ -257,6 +283,13 @@ def _compiled(
     return jax.jit(run)
 
 
+def _blockable(metric, opts: dict) -> bool:
+    """Metrics whose factors are Bases (pairs from block cross products)."""
+    return metric in ("cca", "svcca") or (
+        metric == "pwcca" and opts.get("convention", "paper") == "paper"
+    )
+
+
 def _check_pairs(pairs, cx: int, cy: int) -> np.ndarray:
     try:
         arr = np.asarray(pairs)
@@ -305,10 +338,12 @@ def pairwise(
       chunk_size: pairs processed together (peak memory ~ chunk_size * 2 * N * D).
       method: factorisation for CCA metrics, "gram" (D x D, for N >> D) or "svd".
       shard: split matrices and pairs across all local devices (``jax.devices()``).
-      gram_cols: "linear_cka" without ``shard`` or ``pairs``: views are normalised once,
-        laid side by side in blocks of at most ``gram_cols`` columns (checkpoints x
-        units) and each block pair's cross products come from one large GEMM (peak
-        memory ~ gram_cols^2 floats); ``chunk_size`` is then unused. 0: per-pair path.
+      gram_cols: without ``shard`` or ``pairs``, for "linear_cka", "cca", "svcca" and
+        "pwcca" (paper convention): views are factored once, laid side by side in
+        blocks of at most ``gram_cols`` columns (checkpoints x units; at most 4 views
+        for the CCA family) and each block pair's cross products come from one large
+        GEMM (peak memory ~ gram_cols^2 floats); ``chunk_size`` is then unused.
+        0: per-pair path.
 
     Returns:
       (..., C, C', *out), or (..., P, *out) with ``pairs``; out = () for scalar
@@ -357,7 +392,12 @@ def pairwise(
             )
             return out[..., :0, *([slice(None)] * (out.ndim - xs.ndim + 2))]
         chunk_size = min(chunk_size, listed.shape[0])
-    fast_gram = metric == "linear_cka" and gram_cols and not shard and listed is None
+    fast_gram = (
+        (metric == "linear_cka" or (isinstance(metric, str) and _blockable(metric, options)))
+        and gram_cols
+        and not shard
+        and listed is None
+    )
     fn = _compiled(
         metric,
         tuple(sorted(options.items())),

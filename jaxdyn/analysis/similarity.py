@@ -88,17 +88,21 @@ def cca_factor(x, w, keep: float | None = None, method: str = "gram") -> Basis:
     return make_basis(x, w, keep, method)
 
 
-def _correlations(fx: Basis, fy: Basis):
-    m = cross(fx, fy)
+def _correlations(fx: Basis, fy: Basis, m=None):
+    m = cross(fx, fy) if m is None else m
     kmax = min(m.shape)
     rho = singular_values(m, kmax)
     count = jnp.minimum(jnp.sum(fx.mask), jnp.sum(fy.mask))
     return rho, jnp.arange(kmax) < count, count
 
 
-def cca_pair(fx: Basis, fy: Basis):
-    """Canonical correlations ``(min(Dx, Dy),)`` from two factors; 0 beyond the rank."""
-    rho, valid, _ = _correlations(fx, fy)
+def cca_pair(fx: Basis, fy: Basis, m=None):
+    """Canonical correlations ``(min(Dx, Dy),)`` from two factors; 0 beyond the rank.
+
+    ``m``: optional precomputed ``q_x^T q_y`` (as :func:`~jaxdyn.analysis._linalg.cross`),
+    e.g. from a block of cross products; the same for every ``*_pair`` here.
+    """
+    rho, valid, _ = _correlations(fx, fy, m)
     k = min(fx.load.shape[1], fy.load.shape[1])
     rho = jnp.where(valid, rho, 0)
     if rho.shape[0] >= k:
@@ -106,20 +110,20 @@ def cca_pair(fx: Basis, fy: Basis):
     return jnp.concatenate([rho, jnp.zeros((k - rho.shape[0],), rho.dtype)])
 
 
-def svcca_pair(fx: Basis, fy: Basis):
+def svcca_pair(fx: Basis, fy: Basis, m=None):
     """Mean of the ``min(kx, ky)`` canonical correlations of the kept subspaces (0 if none)."""
-    rho, valid, count = _correlations(fx, fy)
+    rho, valid, count = _correlations(fx, fy, m)
     return jnp.sum(jnp.where(valid, rho, 0)) / jnp.maximum(count, 1)
 
 
-def pwcca_pair(fx: Basis, fy: Basis):
+def pwcca_pair(fx: Basis, fy: Basis, m=None):
     """Projection-weighted mean correlation, weights from the FIRST view ``fx``.
 
     ``alpha_i = sum_j |<h_i, x_j>|`` with ``h_i = Qx u_i`` the unit-norm canonical
     variates of x and ``x_j`` its centred units (``Qx^T x_j`` = column j of
     ``fx.load``), normalised over the ``min(kx, ky)`` valid pairs.
     """
-    m = cross(fx, fy)
+    m = cross(fx, fy) if m is None else m
     u, s, _ = jnp.linalg.svd(m, full_matrices=False)
     rho = jnp.clip(s, 0, 1)
     count = jnp.minimum(jnp.sum(fx.mask), jnp.sum(fy.mask))
