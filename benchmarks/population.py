@@ -181,6 +181,7 @@ def main():
     import torch
 
     p = args.members
+    threads = torch.get_num_threads()
     batches = _batches()
     contenders = {
         f"jaxdyn population, P={p} in one vmapped step": population_contender(batches, p),
@@ -214,7 +215,7 @@ def main():
     print(
         f"# jax {jax.__version__}, torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch threads {torch.get_num_threads()}, malloc {malloc}; load average "
+        f"torch threads {threads} (default), malloc {malloc}; load average "
         f"{load0[0]:.2f} before / {load1[0]:.2f} after"
     )
     print(

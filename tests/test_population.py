@@ -224,6 +224,22 @@ def test_population_resume_is_exact(runs, tmp_path):
         train(dataclasses.replace(POP_CFG, seeds=3), tmp_path, data, progress=False)
 
 
+def test_run_study_says_what_each_stage_does_with_a_population(runs, capsys):
+    from jaxdyn.studies.run import _population_notice, run_study
+
+    root, data, _, _ = runs
+    report = run_study(POP_CFG, root / "pop", stages=["train"], progress=False, data=data)
+    text = report.read_text()
+    assert "Population of 2 members" in text and "show member 0 (seed 1111)" in text
+    assert "stage train trains all 2 members" in capsys.readouterr().err
+    _population_notice(root / "pop", POP_CFG, ["train", "sparsity", "interactions"])
+    err = capsys.readouterr().err
+    assert "stage sparsity analyses member 0 only (seed 1111)" in err
+    assert "stage interactions trains its own single-seed models" in err
+    section = (root / "pop" / "report" / "sections" / "11-population.md").read_text()
+    assert "analyses member 0 only" in section
+
+
 _SHARDED = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np
@@ -273,3 +289,46 @@ def test_sharded_population_equals_unsharded_on_four_host_devices():
     worst = eval(line.split(" ", 1)[1])
     assert set(worst) == {"4x1", "2x2"}
     assert max(worst.values()) < 1e-5, worst
+
+
+_SHARDED_RUN = textwrap.dedent(
+    """
+    import dataclasses, pathlib, tempfile
+    import jax, numpy as np
+    from jaxdyn.train import iter_checkpoints, lm_task, train
+    from jaxdyn.train.population import take_member
+    from tests.test_population import POP_CFG, SMALL
+    assert len(jax.devices()) == 4
+    cfg = dataclasses.replace(POP_CFG, seeds=4, epochs=1)
+    data = lm_task(SMALL, cfg.data)
+    n = data.train.num_chunks(cfg.data.bptt)
+    d = pathlib.Path(tempfile.mkdtemp())
+    ref = train(cfg, d / "ref", data, progress=False, mesh=None)
+    part = train(cfg, d / "sh", data, progress=False, max_steps=n // 2)  # mesh="auto": 4 devices
+    assert len(part.state.params["decoder"]["weight"].sharding.device_set) == 4
+    sh = train(cfg, d / "sh", data, progress=False)
+    assert sh.finished and len(sh.state.params["decoder"]["weight"].sharding.device_set) == 4
+    got = list(iter_checkpoints(d / "sh", member=3))[-1].params
+    np.testing.assert_array_equal(
+        np.asarray(got["decoder"]["bias"]), np.asarray(take_member(sh.state, 3).params["decoder"]["bias"]))
+    print("MAXDIFF", max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+        for a, b in zip(jax.tree.leaves(ref.state.params), jax.tree.leaves(sh.state.params))))
+    """
+)
+
+
+@pytest.mark.slow
+def test_sharded_population_run_checkpoints_and_resumes_on_four_host_devices():
+    """The host loop on a 4-device mesh (auto), interrupted and resumed, vs one device."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _SHARDED_RUN], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("MAXDIFF"))
+    assert float(line.split()[1]) < 1e-4, line

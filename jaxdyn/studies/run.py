@@ -51,6 +51,22 @@ class StudyContext:
 def _train_stage(ctx: StudyContext) -> None:
     ctx.result = train(ctx.cfg, ctx.workdir, ctx.task(), progress=ctx.progress)
     hist = ctx.result.history
+    population = ""
+    if ctx.result.seeds is not None:  # one row per member per epoch: show member 0's
+        seeds = ctx.result.seeds
+        finals = hist[-len(seeds) :]
+        population = (
+            f"\nPopulation of {len(seeds)} members trained as one state (seeds "
+            f"{', '.join(map(str, seeds))}); final validation perplexity per member: "
+            + ", ".join(
+                f"seed {r['seed']} {r['valid_ppl']:.2f}"
+                + ("" if r.get("finite", True) else " (FAILED)")
+                for r in finals
+            )
+            + f". **The curves and the table below show member 0 (seed {seeds[0]})**; every "
+            f"member's rows are in `{ctx.workdir / 'metrics' / 'epochs.csv'}`.\n"
+        )
+        hist = [r for r in hist if r["member"] == 0]
     fig = training_curves(ctx.workdir / "report" / "training_curves.png", hist)
     rows = [
         (r["epoch"], r["step"], r["train_ppl"], r["valid_ppl"], r["lr"], r["seconds"]) for r in hist
@@ -62,7 +78,7 @@ Language model on `{ctx.cfg.data.corpus}`: {len(ctx.task().vocab):,} types,
 {ctx.task().train.num_tokens:,} training tokens, {ctx.cfg.model.num_layers} x {ctx.cfg.model.hidden}
 LSTM, {ctx.cfg.optim.name} (lr {ctx.cfg.optim.lr}, clip {ctx.cfg.optim.clip}), {ctx.cfg.epochs} epochs.
 Best validation perplexity {best["valid_ppl"]:.2f} at epoch {best["epoch"]}.
-Checkpoints: `{ctx.workdir / "ckpt"}` (epoch 0 is the initialisation).
+{population}Checkpoints: `{ctx.workdir / "ckpt"}` (epoch 0 is the initialisation).
 
 ![training curves]({fig.name})
 
@@ -110,6 +126,29 @@ STAGES: dict[str, Callable[[StudyContext], None]] = {
 NEEDS_TRAIN = frozenset({"sparsity"})
 
 
+def _population_notice(workdir: Path, cfg: RunConfig, names: list[str]) -> None:
+    """Say (stderr and report) what each stage does with a population (``seeds > 1``)."""
+    lines = []
+    for name in names:
+        if name == "train":
+            what = f"trains all {cfg.seeds} members (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1})"
+        elif name in NEEDS_TRAIN:
+            what = (
+                f"analyses member 0 only (seed {cfg.seed}); per-seed analysis of the "
+                "population is not implemented yet"
+            )
+        else:
+            what = "trains its own single-seed models (seeds applies to the run's model only)"
+        lines.append(f"- `{name}`: {what}")
+        print(f"[jaxdyn] seeds={cfg.seeds}: stage {name} {what}", file=sys.stderr)
+    text = (
+        "## Population\n\n`seeds = {}`: the run's language model is a population.\n\n{}\n".format(
+            cfg.seeds, "\n".join(lines)
+        )
+    )
+    write_section(workdir, 11, "population", text)
+
+
 def run_study(
     cfg: RunConfig,
     workdir: str | Path,
@@ -129,6 +168,8 @@ def run_study(
         names.insert(0, "train")  # a finished run resumes instantly
     t0 = time.perf_counter()
     ctx = StudyContext(cfg, workdir, data, progress=progress, data_dir=data_dir)
+    if cfg.seeds > 1:
+        _population_notice(workdir, cfg, names)
     for name in names:
         if progress:
             print(f"[jaxdyn] stage {name}", file=sys.stderr)
