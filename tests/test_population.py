@@ -332,3 +332,49 @@ def test_sharded_population_run_checkpoints_and_resumes_on_four_host_devices():
     assert out.returncode == 0, out.stderr[-3000:]
     line = next(x for x in out.stdout.splitlines() if x.startswith("MAXDIFF"))
     assert float(line.split()[1]) < 1e-4, line
+
+
+def test_host_loop_reports_a_failing_member_by_index_and_trains_the_others(tmp_path, capsys):
+    import flax.linen as nn
+    import optax
+
+    from jaxdyn.checkpoint import Trajectory
+
+    class Flaky(nn.Module):
+        """A bigram model whose loss is NaN when its scalar ``trigger`` equals ``bad``."""
+
+        vocab: int
+        bad: float
+
+        @nn.compact
+        def __call__(self, x, *, train=False):
+            logits = nn.Dense(self.vocab)(nn.Embed(self.vocab, 8)(x))
+            trigger = self.param("trigger", nn.initializers.normal(1.0), ())
+            return logits + jnp.where(trigger == self.bad, jnp.nan, 0.0)
+
+    data = lm_task(SMALL, CFG.data)
+    cfg = dataclasses.replace(
+        POP_CFG, epochs=1, capture=dataclasses.replace(CFG.capture, enabled=False)
+    )
+    probe = Flaky(len(data.vocab), 0.0)
+    key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 1), 0)  # member 1's init key
+    bad = float(probe.init(key, jnp.zeros((1, 1), jnp.int32))["params"]["trigger"])
+    res = train(
+        cfg,
+        tmp_path,
+        data,
+        progress=False,
+        model=Flaky(len(data.vocab), bad),
+        tx=optax.sgd(0.1),
+        mesh=None,
+    )
+    err = capsys.readouterr().err
+    assert f"member 1 (seed {cfg.seed + 1}) has a non-finite training loss" in err
+    assert "member 0" not in err
+    last = {r["member"]: r for r in res.history if r["epoch"] == 1}
+    assert last[0]["finite"] and not last[1]["finite"]
+    assert (
+        np.isfinite(last[0]["valid_loss"]) and last[0]["valid_loss"] < res.history[0]["valid_loss"]
+    )
+    with Trajectory(tmp_path, read_only=True) as traj:
+        assert traj.restore_meta(traj.latest_step())["failed_members"] == [1]
