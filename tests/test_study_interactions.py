@@ -14,6 +14,7 @@ import pytest
 from jaxdyn.config import DataConfig, ModelConfig
 from jaxdyn.data.conllu import dependency_distance
 from jaxdyn.data.corpora import TaggedCorpus
+from jaxdyn.data.paths import CorpusNotFoundError
 from jaxdyn.decompose.lstm.interdependence import all_pairs, interdependence
 from jaxdyn.models.lstm import language_model
 from jaxdyn.studies.interactions.compute import run_interactions
@@ -185,6 +186,43 @@ def test_stage_end_to_end_on_toy_treebank(tmp_path):
         assert (rep / png).stat().st_size > 1000
     text = (rep / "sections" / "40-interactions.md").read_text()
     assert "## Interdependence and syntax" in text and "Spearman" in text
+    # another treebank (interactions.eval_path), scored at the last checkpoint only
+    conllu = tmp_path / "other.conllu"
+    blocks = []
+    for k in range(3):
+        words, heads = splits["test"].sentences[k], splits["test"].heads[k]
+        lines = [f"# sent_id = toy-{k}"]
+        lines += [
+            f"{i + 1}\t{w}\t{w}\tX\tX\t_\t{h}\tdep\t_\t_"
+            for i, (w, h) in enumerate(zip(words, heads))
+        ]
+        blocks.append("\n".join(lines) + "\n")
+    conllu.write_text("\n".join(blocks) + "\n")
+    other = dataclasses.replace(TINY, eval_path=str(conllu), checkpoints="last")
+    f2 = run_interactions(tmp_path / "o", None, other, progress=False, corpus_splits=splits)
+    assert f2["sentences"] == 3 and f2["final_epoch"] == 1
+    with gzip.open(tmp_path / "o" / "interactions" / "di_pairs.csv.gz", "rt") as fh:
+        rows2 = list(csv.DictReader(fh))
+    assert {r["epoch"] for r in rows2} == {"1"} and {r["split"] for r in rows2} == {"eval"}
+    assert (
+        str(conllu) in (tmp_path / "o" / "report" / "sections" / "40-interactions.md").read_text()
+    )
+    with pytest.raises(CorpusNotFoundError, match=r"interactions\.eval_path"):
+        run_interactions(
+            tmp_path / "o",
+            None,
+            dataclasses.replace(other, eval_path=str(tmp_path / "missing.conllu")),
+            progress=False,
+            corpus_splits=splits,
+        )
+    with pytest.raises(ValueError, match=r"no checkpoint for epochs \[7\]; available: \[0, 1\]"):
+        run_interactions(
+            tmp_path / "o",
+            None,
+            dataclasses.replace(TINY, checkpoints="7"),
+            progress=False,
+            corpus_splits=splits,
+        )
     # a changed config cannot silently resume the trained LM
     with pytest.raises(ValueError, match="different config"):
         run_interactions(
