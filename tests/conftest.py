@@ -27,3 +27,19 @@ def data_dir() -> Path:
     if d is None:
         pytest.skip("real corpora not found: set JAXDYN_DATA_DIR (see README)")
     return d
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's caches of compiled programs after every test module.
+
+    Each XLA:CPU executable keeps its own memory mappings; a single process that
+    compiles the whole suite's programs (thousands) passes Linux's default
+    ``vm.max_map_count`` (65,530), and the next compilation then crashes with a
+    segmentation fault (measured: about 24,000 mappings after two minutes of the
+    CD/CKA tests). Modules do not share compiled programs, so this costs nothing.
+    """
+    yield
+    import jax
+
+    jax.clear_caches()
