@@ -209,7 +209,7 @@ def _compiled(
     if n_listed < 0:
         pi, pj = _pair_indices(cx, cy, triangle)
     else:
-        pi = pj = np.zeros(n_listed, int)  # placeholders: the list is a runtime argument
+        pi = pj = np.zeros(n_listed, int)  # unused: the pair list arrives as a runtime argument
     li = np.repeat(np.arange(n_layers), pi.size)
     n_pairs = li.size
     devices = np.array(jax.devices()) if shard else None
