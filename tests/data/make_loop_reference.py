@@ -1,7 +1,7 @@
 """Reference for tests/test_loop.py: a single-seed run of the pre-merge host loop (commit 0b96cb3)."""
 import dataclasses, json, sys, tempfile
 import numpy as np, jax
-sys.path.insert(0, "/work/main")
+sys.path.insert(0, ".")  # run from the repository root: python tests/data/make_loop_reference.py
 from tests.test_loop import REF_CFG, ref_data
 from jaxdyn.train import train
 with tempfile.TemporaryDirectory() as d:
