@@ -82,20 +82,24 @@ def build(cls, d: dict[str, Any], prefix: str = "", root=None):
         raise ConfigError(f"bad config section {prefix.rstrip('.') or '<root>'!r}: {e}") from e
 
 
+def _first_member(t, is_none: bool, parse):
+    """A value of the union type ``t``: None if ``is_none``, else the first member that parses."""
+    if is_none:
+        return None
+    errors = []
+    for a in (a for a in typing.get_args(t) if a is not type(None)):
+        try:
+            return parse(a)
+        except ConfigError as e:
+            errors.append(str(e))
+    raise ConfigError(errors[0])
+
+
 def _from_json(v, t, key):
     """A JSON value as the declared type (lists become tuples; ints are checked)."""
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        return _first_member(t, v is None, lambda a: _from_json(v, a, key))
     origin = typing.get_origin(t)
-    if origin in (typing.Union, types.UnionType):
-        if v is None:
-            return None
-        args = [a for a in typing.get_args(t) if a is not type(None)]
-        errors = []
-        for a in args:
-            try:
-                return _from_json(v, a, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0])
     if origin is tuple:
         if not isinstance(v, list | tuple):
             raise ConfigError(f"{key!r} must be a list, got {v!r}")
@@ -132,16 +136,7 @@ def coerce(value: str, t, key: str) -> Any:
     """
     origin = typing.get_origin(t)
     if origin in (typing.Union, types.UnionType):
-        if value.lower() in ("none", "null"):
-            return None
-        args = [a for a in typing.get_args(t) if a is not type(None)]
-        errors = []
-        for a in args:
-            try:
-                return coerce(value, a, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0])
+        return _first_member(t, value.lower() in ("none", "null"), lambda a: coerce(value, a, key))
     if origin is tuple:
         if value.strip().startswith("["):
             try:
