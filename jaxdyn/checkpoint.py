@@ -11,7 +11,13 @@ written only after Orbax has finished: a checkpoint without a manifest is
 *incomplete*, one whose files no longer match is *corrupt*. Neither is ever
 restored: :meth:`Trajectory.restore` raises :class:`CheckpointError` naming the
 step and the problem, and the older checkpoints stay usable. All checkpoints are
-kept (training-dynamics work needs the whole trajectory).
+kept unless the run's retention rule demotes one (:meth:`Trajectory.demote`).
+
+Parameters-only checkpoints (:meth:`Trajectory.save_params`, metadata ``kind``
+``"params"``) hold the parameters and the metadata only: light checkpoints for
+dense schedules (``jaxdyn.train.schedule``), read back like any other by
+:meth:`Trajectory.iter_params`; training resumes from the newest *full* one
+(:meth:`Trajectory.latest_full_step`).
 
 Reading a trajectory back for analysis (:meth:`Trajectory.iter_params`) restores
 only the parameters and the metadata of each checkpoint, not the optimizer
@@ -29,6 +35,9 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+#: ``meta["kind"]`` of a parameters-only checkpoint.
+PARAMS_KIND = "params"
 
 
 class CheckpointError(RuntimeError):
@@ -92,10 +101,9 @@ class Trajectory:
         """
         step = _step_number(state.step)
         if step in self.all_steps():
-            if self.check(step) is None:
+            if self.check(step) is None and self._read_meta(step).get("kind") != PARAMS_KIND:
                 return step
-            self._mngr.delete(step)
-            (self._manifests / f"{step}.json").unlink(missing_ok=True)
+            self._delete(step)
         meta = {**meta, "step": step}
         self._mngr.save(
             step,
@@ -104,11 +112,59 @@ class Trajectory:
             ),
         )
         self._mngr.wait_until_finished()
+        self._write_manifest(step)
+        return step
+
+    def save_params(self, params: Any, step: int, meta: dict[str, Any]) -> int:
+        """Save a parameters-only checkpoint of ``params`` at ``step`` (``meta["kind"]`` is
+        set to ``"params"``). A checkpoint already intact at ``step`` (of any kind) is kept.
+
+        Args:
+          params: the parameter pytree (a population's with its leading member axis).
+          step: the optimizer step.
+          meta: JSON metadata (epoch, chunk, ...).
+        """
+        step = int(step)
+        if step in self.all_steps():
+            if self.check(step) is None:
+                return step
+            self._delete(step)
+        meta = {**meta, "step": step, "kind": PARAMS_KIND}
+        item = {"params": params, "step": np.asarray(step, np.int32)}
+        self._mngr.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(item), meta=ocp.args.JsonSave(meta)
+            ),
+        )
+        self._mngr.wait_until_finished()
+        self._write_manifest(step)
+        return step
+
+    def demote(self, step: int, target_params: Any) -> None:
+        """Replace the full checkpoint at ``step`` by a parameters-only one (same parameters
+        and metadata; the optimizer state is dropped). A retention rule's tool.
+
+        Args:
+          step: an intact full checkpoint.
+          target_params: as in :meth:`restore_params`.
+        """
+        meta = self.restore_meta(step)
+        if meta.get("kind") == PARAMS_KIND:
+            return
+        params = self._read_params(step, target_params)
+        self._delete(step)
+        self.save_params(params, step, {**meta, "demoted_from": meta.get("kind")})
+
+    def _delete(self, step: int) -> None:
+        self._mngr.delete(step)
+        (self._manifests / f"{step}.json").unlink(missing_ok=True)
+
+    def _write_manifest(self, step: int) -> None:
         files = _digest_dir(self._step_dir(step))
         tmp = self._manifests / f"{step}.json.tmp"
         tmp.write_text(json.dumps({"step": step, "files": files}, indent=1))
         tmp.replace(self._manifests / f"{step}.json")
-        return step
 
     # -- reading -------------------------------------------------------------
     def _step_dir(self, step: int) -> Path:
@@ -145,6 +201,22 @@ class Trajectory:
         steps = self.all_steps()
         return steps[-1] if steps else None
 
+    def latest_full_step(self) -> int | None:
+        """The newest finished step that is not parameters-only (what training resumes
+        from), or None. A checkpoint whose metadata cannot be read counts as full (so
+        that resuming names its problem instead of skipping it)."""
+        for step in reversed(self.all_steps()):
+            try:
+                if self._read_meta(step).get("kind") != PARAMS_KIND:
+                    return step
+            except Exception:  # unreadable: let restore() report it
+                return step
+        return None
+
+    def kinds(self) -> list[tuple[int, str]]:
+        """``(step, kind)`` of every intact checkpoint, ascending."""
+        return [(s, str(self._read_meta(s).get("kind"))) for s in self.valid_steps()]
+
     def _verify(self, step: int) -> None:
         problem = self.check(step)
         if problem is not None:
@@ -174,6 +246,12 @@ class Trajectory:
           CheckpointError: missing, incomplete or corrupt checkpoint.
         """
         self._verify(step)
+        if self._read_meta(step).get("kind") == PARAMS_KIND:
+            raise CheckpointError(
+                f"checkpoint step {step} in {self.directory} holds parameters only "
+                "(checkpoint.kind=params): training resumes from a full checkpoint "
+                f"(newest: step {self.latest_full_step()})"
+            )
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target)
         try:
             out = self._mngr.restore(

@@ -19,7 +19,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jaxdyn.config.sections import MODEL_KINDS, CaptureConfig, DataConfig, ModelConfig, OptimConfig
+from jaxdyn.config.sections import (
+    MODEL_KINDS,
+    CaptureConfig,
+    CheckpointConfig,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+)
 from jaxdyn.config.tree import ConfigError, build, leaf_keys, set_key
 from jaxdyn.studies.bottom_up.config import BottomUpConfig
 from jaxdyn.studies.interactions.config import InteractionsConfig
@@ -32,6 +39,7 @@ __all__ = [
     "TRAINING_KEYS",
     "BottomUpConfig",
     "CaptureConfig",
+    "CheckpointConfig",
     "ConfigError",
     "DataConfig",
     "InteractionsConfig",
@@ -57,6 +65,7 @@ TRAINING_KEYS = (
     "seed",
     "seeds",
     "checkpoint_every_steps",
+    "checkpoint",
     "log_every",
 )
 
@@ -77,6 +86,8 @@ class RunConfig:
         members as one vmapped state, member ``m`` with seed ``seed + m``
         (``jaxdyn.train.population``).
       checkpoint_every_steps: extra checkpoints every N steps (0: per epoch only).
+      checkpoint: the checkpoint schedule, kind and retention (``checkpoint.*``;
+        ``jaxdyn.train.schedule``); the default saves per epoch, as before.
       log_every: steps between progress/metric log lines.
       sparsity, similarity, interactions, bottom_up: the study stages' options.
     """
@@ -89,6 +100,7 @@ class RunConfig:
     seed: int = 1111
     seeds: int = 1
     checkpoint_every_steps: int = 0
+    checkpoint: CheckpointConfig = CheckpointConfig()
     log_every: int = 50
     sparsity: SparsityConfig = SparsityConfig()
     similarity: SimilarityConfig = SimilarityConfig()

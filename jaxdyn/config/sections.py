@@ -100,3 +100,54 @@ class CaptureConfig:
     reductions: tuple[str, ...] = ("l1", "l2", "te")
     param_grads: bool = True
     enabled: bool = True
+
+
+#: Checkpoint schedules (``checkpoint.schedule``; ``every:K`` also sets ``every``).
+CHECKPOINT_SCHEDULES = ("epoch", "every", "log")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """When checkpoints are saved and which are kept (``jaxdyn.train.schedule``).
+
+    Epoch ends (and the initialisation, step 0) are always full checkpoints; a
+    schedule adds checkpoints between them.
+
+    Attributes:
+      schedule: ``epoch`` (epoch ends only: the default), ``every`` (every
+        ``every`` steps; ``every:K`` sets K inline) or ``log`` (Pythia-style:
+        steps 1, 2, 4, ..., ``log_until``, then every ``every`` steps).
+      every: steps between scheduled checkpoints (``every``; ``log`` after ``log_until``).
+      log_until: the last power-of-two step of the ``log`` schedule.
+      kind: ``full`` (parameters + optimizer state + data position: resumable)
+        or ``params`` (parameters only: light, for analysis; resume then uses the
+        newest full checkpoint).
+      full_every: with ``kind=params``, also a full checkpoint every N steps (0:
+        full ones only at epoch ends and interruptions).
+      keep_full: 0 keeps every scheduled full checkpoint; N > 0 keeps the optimizer
+        state of the newest N only and turns older scheduled full ones into
+        parameters-only checkpoints (nothing of the trajectory is lost).
+    """
+
+    schedule: str = "epoch"
+    every: int = 1000
+    log_until: int = 512
+    kind: str = "full"
+    full_every: int = 0
+    keep_full: int = 0
+
+    def __post_init__(self):
+        name, _, k = self.schedule.partition(":")
+        if name not in CHECKPOINT_SCHEDULES or (k and (name != "every" or not k.isdigit())):
+            raise ValueError(
+                f"checkpoint.schedule must be one of {CHECKPOINT_SCHEDULES} or every:K, "
+                f"got {self.schedule!r}"
+            )
+        if (k and int(k) < 1) or self.every < 1:
+            raise ValueError(f"checkpoint: steps between checkpoints must be >= 1 ({self})")
+        if self.log_until < 1 or self.log_until & (self.log_until - 1):
+            raise ValueError(f"checkpoint.log_until must be a power of two, got {self.log_until}")
+        if self.kind not in ("full", "params"):
+            raise ValueError(f"checkpoint.kind must be 'full' or 'params', got {self.kind!r}")
+        if self.full_every < 0 or self.keep_full < 0:
+            raise ValueError("checkpoint.full_every and checkpoint.keep_full must be >= 0")
