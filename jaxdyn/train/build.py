@@ -13,20 +13,38 @@ import optax
 
 from jaxdyn.config import ModelConfig, OptimConfig, RunConfig
 from jaxdyn.models.lstm import LSTMSequenceModel
+from jaxdyn.models.transformer import TransformerSequenceModel
 from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.optim import make_optimizer
 from jaxdyn.train.step import make_eval_step, make_train_step
 from jaxdyn.train.tasks import TaskData
 
 #: Model kinds ``cfg.model.kind`` may name.
-MODEL_KINDS = ("lstm",)
+MODEL_KINDS = ("lstm", "transformer")
 
 
-def model_for(m: ModelConfig, vocab_size: int, num_outputs: int):
-    """The model a model config describes (``m.kind``, default ``"lstm"``), for given sizes."""
+def model_for(m: ModelConfig, vocab_size: int, num_outputs: int, *, context: int = 35):
+    """The model a model config describes (``m.kind``, default ``"lstm"``), for given sizes.
+
+    ``context`` is the transformer's context length (its learned position table; the
+    run's ``data.bptt``); the LSTM ignores it.
+    """
     kind = getattr(m, "kind", "lstm")
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model.kind {kind!r}; choose from {list(MODEL_KINDS)}")
+    if kind == "transformer":
+        return TransformerSequenceModel(
+            vocab_size=vocab_size,
+            num_outputs=num_outputs,
+            d_model=m.hidden,
+            num_layers=m.num_layers,
+            heads=m.heads,
+            d_ff=4 * m.hidden if m.d_ff is None else m.d_ff,
+            context=context,
+            dropout=m.dropout,
+            tie_weights=m.tie_weights,
+            positions=m.positions,
+        )
     return LSTMSequenceModel(
         vocab_size=vocab_size,
         num_outputs=num_outputs,
@@ -51,13 +69,15 @@ def build_model(
         vocab_size, num_outputs = len(data.vocab), len(data.out_vocab)
     if vocab_size is None or num_outputs is None:
         raise ValueError("build_model needs a task or both vocab_size and num_outputs")
-    return model_for(cfg.model, vocab_size, num_outputs)
+    return model_for(cfg.model, vocab_size, num_outputs, context=cfg.data.bptt)
 
 
 @functools.lru_cache(maxsize=16)
 def optimizer_for(optim: OptimConfig) -> optax.GradientTransformation:
     """The optimizer an optimizer config describes (memoised: equal configs, same object)."""
-    return make_optimizer(optim.name, optim.lr, optim.clip, optim.weight_decay)
+    return make_optimizer(
+        optim.name, optim.lr, optim.clip, optim.weight_decay, getattr(optim, "warmup_steps", 0)
+    )
 
 
 def capture_spec(cfg: RunConfig) -> CaptureSpec | None:

@@ -21,7 +21,16 @@ import jax.numpy as jnp
 import optax
 
 
-def _chain(learning_rate, clip, name: str, weight_decay: float):
+def warmup_factor(warmup_steps: int):
+    """Linear warmup ``count -> min(1, (count + 1) / warmup_steps)`` (an Optax schedule)."""
+
+    def factor(count):
+        return jnp.minimum(1.0, (count + 1).astype(jnp.float32) / warmup_steps)
+
+    return factor
+
+
+def _chain(learning_rate, clip, name: str, weight_decay: float, warmup_steps: int = 0):
     parts = [optax.clip_by_global_norm(clip)] if clip > 0 else []
     if name == "sgd":
         if weight_decay:
@@ -31,11 +40,19 @@ def _chain(learning_rate, clip, name: str, weight_decay: float):
         parts.append(optax.adamw(learning_rate, weight_decay=weight_decay))
     else:
         raise ValueError(f"unknown optimizer {name!r}; choose 'sgd' or 'adam'")
+    if warmup_steps:
+        # a factor on the update, so the injected learning rate stays a number the
+        # plateau schedule can set from the host
+        parts.append(optax.scale_by_schedule(warmup_factor(warmup_steps)))
     return optax.chain(*parts)
 
 
 def make_optimizer(
-    name: str = "sgd", lr: float = 20.0, clip: float = 0.25, weight_decay: float = 0.0
+    name: str = "sgd",
+    lr: float = 20.0,
+    clip: float = 0.25,
+    weight_decay: float = 0.0,
+    warmup_steps: int = 0,
 ) -> optax.GradientTransformation:
     """Global-norm clipping followed by SGD or Adam(W), learning rate injectable.
 
@@ -44,11 +61,15 @@ def make_optimizer(
       lr: initial learning rate (thesis: 20 for SGD).
       clip: global-norm clipping threshold (thesis: 0.25); 0 disables clipping.
       weight_decay: decoupled weight decay (0 by default).
+      warmup_steps: scale the update by ``min(1, (step + 1) / warmup_steps)`` (linear
+        warmup, the usual Transformer recipe with Adam); 0: no warmup.
     """
     if name not in ("sgd", "adam"):
         raise ValueError(f"unknown optimizer {name!r}; choose 'sgd' or 'adam'")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     return optax.inject_hyperparams(
-        lambda learning_rate: _chain(learning_rate, clip, name, weight_decay)
+        lambda learning_rate: _chain(learning_rate, clip, name, weight_decay, warmup_steps)
     )(learning_rate=lr)
 
 
