@@ -54,7 +54,9 @@ def _a_new_value(key, value, t):
     if key.endswith("checkpoints"):
         return "last"
     if key.endswith("model.kind"):
-        return None  # one kind for now
+        return "transformer" if value == "lstm" else "lstm"
+    if key.endswith("model.positions"):
+        return "rotary" if value == "learned" else "learned"
     if key.endswith("optim.name"):
         return "adam"
     if key.endswith("cca_method"):

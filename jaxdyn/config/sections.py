@@ -12,7 +12,9 @@ import dataclasses
 import math
 
 #: Model families ``build_model`` knows (``model.kind``).
-MODEL_KINDS = ("lstm",)
+MODEL_KINDS = ("lstm", "transformer")
+#: Position encodings of the transformer (``model.positions``).
+POSITIONS = ("learned", "rotary")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,11 +22,19 @@ class ModelConfig:
     """Model hyperparameters (thesis: LSTM 200/200, 2 layers, dropout 0.2).
 
     Attributes:
-      kind: model family (``lstm``; see ``MODEL_KINDS``).
-      emb_dim, hidden, num_layers: embedding size, hidden size, layers.
-      dropout: dropout rate after the embedding, between layers, before the decoder.
+      kind: model family (``lstm`` or ``transformer``; see ``MODEL_KINDS``).
+      emb_dim, hidden, num_layers: embedding size, hidden size, layers. For the
+        transformer ``hidden`` is d_model (``emb_dim`` must equal it) and
+        ``num_layers`` the number of blocks.
+      dropout: dropout rate after the embedding, between layers, before the decoder
+        (transformer: on the embedding and on each attention/MLP output).
       tie_weights: share the encoder and decoder weight.
-      init_range: embedding/decoder weights ~ U(-init_range, init_range).
+      init_range: embedding/decoder weights ~ U(-init_range, init_range) (LSTM only;
+        the transformer draws weights from N(0, 0.02^2)).
+      heads: attention heads (transformer only; must divide ``hidden``).
+      d_ff: MLP width (transformer only; None: 4 * hidden).
+      positions: ``learned`` (a table of ``data.bptt`` positions, the context length)
+        or ``rotary`` (transformer only).
     """
 
     kind: str = "lstm"
@@ -34,10 +44,34 @@ class ModelConfig:
     dropout: float = 0.2
     tie_weights: bool = False
     init_range: float = 0.1
+    heads: int = 4
+    d_ff: int | None = None
+    positions: str = "learned"
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"model.kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"model.positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.heads < 1 or (self.d_ff is not None and self.d_ff < 1):
+            raise ValueError(
+                f"model.heads and model.d_ff must be >= 1, got {self.heads}, {self.d_ff}"
+            )
+        if self.kind == "transformer":
+            if self.hidden % self.heads:
+                raise ValueError(
+                    f"model.hidden ({self.hidden}, the transformer's d_model) must be divisible "
+                    f"by model.heads ({self.heads})"
+                )
+            if self.emb_dim != self.hidden:
+                raise ValueError(
+                    f"the transformer's embedding is its d_model: model.emb_dim ({self.emb_dim}) "
+                    f"must equal model.hidden ({self.hidden})"
+                )
+            if self.positions == "rotary" and (self.hidden // self.heads) % 2:
+                raise ValueError(
+                    f"rotary positions need an even head size, got {self.hidden // self.heads}"
+                )
         for k in ("emb_dim", "hidden", "num_layers"):
             if getattr(self, k) < 1:
                 raise ValueError(f"model.{k} must be >= 1, got {getattr(self, k)}")
@@ -73,15 +107,22 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Optimizer (thesis: SGD, lr 20, clip 0.25, lr / 4 on a validation plateau)."""
+    """Optimizer (thesis: SGD, lr 20, clip 0.25, lr / 4 on a validation plateau).
+
+    ``warmup_steps``: the update is scaled by ``min(1, (step + 1) / warmup_steps)``
+    (linear warmup, the transformer recipe; 0: none).
+    """
 
     name: str = "sgd"
     lr: float = 20.0
     clip: float = 0.25
     plateau_factor: float = 0.25
     weight_decay: float = 0.0
+    warmup_steps: int = 0
 
     def __post_init__(self):
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.name not in ("sgd", "adam"):
             raise ValueError(f"optim.name must be 'sgd' or 'adam', got {self.name!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
