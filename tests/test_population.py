@@ -234,10 +234,10 @@ def test_run_study_says_what_each_stage_does_with_a_population(runs, capsys):
     assert "stage train trains all 2 members" in capsys.readouterr().err
     _population_notice(root / "pop", POP_CFG, ["train", "sparsity", "interactions"])
     err = capsys.readouterr().err
-    assert "stage sparsity analyses member 0 only (seed 1111)" in err
+    assert "stage sparsity analyses every member (seeds 1111..1112)" in err
     assert "stage interactions trains its own single-seed models" in err
     section = (root / "pop" / "report" / "sections" / "11-population.md").read_text()
-    assert "analyses member 0 only" in section
+    assert "analyses every member" in section
 
 
 _SHARDED = textwrap.dedent(

@@ -6,7 +6,7 @@ import pytest
 
 from jaxdyn.config import CaptureConfig, DataConfig, ModelConfig, RunConfig
 from jaxdyn.studies.sparsity.compute import per_type_trajectory, token_weighted_mean
-from jaxdyn.studies.sparsity.findings import findings, frequency_correlations
+from jaxdyn.studies.sparsity.findings import findings, frequency_correlations, member_statistics
 from jaxdyn.train import lm_task, train
 from jaxdyn.train.tasks import Stream
 from jaxdyn.train.trajectory import iter_checkpoints, run_model
@@ -66,10 +66,14 @@ def test_findings_are_computed_from_the_table(run):
     work, data = run
     traj = per_type_trajectory(work, data.valid, progress=False)
     corr = frequency_correlations(traj, data.vocab, min_count=1)
-    f = findings(traj, data.vocab, corr, [])
-    assert set(f["f1_input_act_rho"]) == {"embedding", "lstm_0", "lstm_1"}
-    assert f["f3"] is None  # no POS classes given
-    assert len(f["f4_mean_act_te_by_epoch"]["lstm_0"]) == 3
+    f = findings([member_statistics(traj, corr, [], [])], seeds=[CFG.seed])
+    assert set(f["f1"]["per_layer"]) == {"embedding", "lstm_0", "lstm_1"}
+    assert f["f3"]["verdict"] == "skipped"  # no POS classes given
+    assert len(f["f4"]["te"]["lstm_0"]) == 3 and f["base_epoch"] == 0
+    rho = {r["module"]: r["rho"] for r in corr if r["epoch"] == 2 and r["keying"] == "input"
+           and r["direction"] == "act"}  # fmt: skip
+    v = f["f1"]["per_layer"]["lstm_1"]
+    assert v.n == 1 and v.lo is None and v.mean == pytest.approx(rho["lstm_1"])
 
 
 def test_out_of_vocabulary_ids_reported_once_per_position(run):

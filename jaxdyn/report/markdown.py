@@ -2,15 +2,26 @@
 
 Layout under ``workdir/report``::
 
-    sections/<order>-<name>.md   one section per stage (rewritten when the stage reruns)
-    *.png                        figures the sections link to
-    README.md                    the assembled report (title, sections in order)
+    sections/<order>-<name>.md    one section per stage (rewritten when the stage reruns)
+    sections/<order>-<name>.json  its metadata: stage, when written, summary rows, scale
+    *.png                         figures the sections link to
+    README.md                     the assembled report: summary table, stages, sections,
+                                  appendix (configuration)
+
+A section not rewritten by the current invocation (``assemble(..., since=t0)``)
+is kept but marked with the stage and the date it was written, in the summary
+and above the section.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from jaxdyn.report.format import cell
+from jaxdyn.report.summary import scale_warnings, summary_table
 
 
 def report_dir(workdir: str | Path) -> Path:
@@ -20,36 +31,156 @@ def report_dir(workdir: str | Path) -> Path:
     return d
 
 
-def write_section(workdir: str | Path, order: int, name: str, text: str) -> Path:
-    """Write (replace) one section; ``order`` sorts sections in the report."""
-    path = report_dir(workdir) / "sections" / f"{order:02d}-{name}.md"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text.rstrip() + "\n")
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def write_section(
+    workdir: str | Path,
+    order: int,
+    name: str,
+    text: str,
+    *,
+    stage: str | None = None,
+    summary: Sequence[Mapping] | None = None,
+    scale: Mapping | None = None,
+) -> Path:
+    """Write (replace) one section and its metadata; ``order`` sorts sections.
+
+    Args:
+      stage: the ``jaxdyn run`` stage that wrote it (default ``name``).
+      summary: the section's findings as :func:`jaxdyn.report.summary.row` dicts
+        (they open the assembled report).
+      scale: the run's scale (``{"seeds", "epochs", "tokens"}``), written by the
+        training stage, read by the summary's evidence warning.
+    """
+    d = report_dir(workdir) / "sections"
+    path = d / f"{order:02d}-{name}.md"
+    meta = {
+        "stage": stage or name,
+        "written_ts": time.time(),
+        "summary": list(summary or ()),
+        "scale": None if scale is None else dict(scale),
+    }
+    _write(path, text.rstrip() + "\n")
+    _write(path.with_suffix(".json"), json.dumps(meta, indent=1))
     return path
 
 
-def assemble(workdir: str | Path, title: str, preamble: str = "") -> Path:
-    """Join all sections into ``report/README.md``; returns its path."""
+def read_sections(workdir: str | Path, since: float | None = None) -> list[dict]:
+    """Every section in order with its metadata; ``stale``: written before ``since``.
+
+    A section without metadata (an older jaxdyn) gets its file's modification time
+    and its name as the stage.
+    """
+    out = []
+    for sec in sorted((report_dir(workdir) / "sections").glob("*.md")):
+        meta_path = sec.with_suffix(".json")
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        ts = float(meta.get("written_ts", sec.stat().st_mtime))
+        out.append(
+            {
+                "path": sec,
+                "name": sec.stem.split("-", 1)[-1],
+                "stage": meta.get("stage", sec.stem.split("-", 1)[-1]),
+                "written_ts": ts,
+                "written": _utc(ts),
+                "stale": since is not None and ts < since,
+                "summary": meta.get("summary", []),
+                "scale": meta.get("scale"),
+                "text": sec.read_text(),
+            }
+        )
+    return out
+
+
+def _stale_note(sec: Mapping) -> str:
+    return (
+        f"> **From an earlier invocation**: stage `{sec['stage']}`, written {sec['written']}; "
+        f"not rerun now (`--stages {sec['stage']}` refreshes it).\n\n"
+    )
+
+
+def assemble(
+    workdir: str | Path,
+    title: str,
+    preamble: str = "",
+    *,
+    since: float | None = None,
+    appendix: str = "",
+) -> Path:
+    """Join all sections into ``report/README.md``; returns its path.
+
+    Order: title, preamble, summary (every section's findings; the run's scale and
+    an evidence warning when it is small), the stages and when each last ran, the
+    sections (stale ones marked), ``appendix``.
+
+    Args:
+      since: start of this invocation (``time.time()``); sections written before
+        it are marked stale. None: nothing is marked.
+    """
     d = report_dir(workdir)
+    secs = read_sections(workdir, since)
     parts = [f"# {title}\n", preamble.rstrip() + "\n" if preamble else ""]
-    for sec in sorted((d / "sections").glob("*.md")):
-        parts.append(sec.read_text())
+    scale = next((s["scale"] for s in secs if s.get("scale")), None)
+    summ = ["## Summary\n"]
+    if scale is not None:
+        from jaxdyn.report.summary import scale_text
+
+        summ.append(
+            "Run's language model: "
+            + scale_text(scale["seeds"], scale["epochs"], scale.get("tokens"))
+            + ".\n"
+        )
+        warn = scale_warnings(scale["seeds"], scale["epochs"], scale.get("tokens"))
+        if any("seed" not in w for w in warn):
+            summ.append(
+                "> **Warning: this run is too small to count as evidence** ("
+                + "; ".join(warn)
+                + "). Its verdicts show that the pipeline works, not what the thesis claims.\n"
+            )
+        elif warn:
+            summ.append("> Note: " + "; ".join(warn) + ": verdicts are single-seed.\n")
+    summ.append(summary_table(secs) + "\n")
+    stale = [s for s in secs if s["stale"]]
+    if stale:
+        summ.append(
+            "Rows marked *stale* come from sections written by an earlier invocation: "
+            + ", ".join(f"`{s['stage']}` ({s['written']})" for s in stale)
+            + ".\n"
+        )
+    parts.append("\n".join(summ))
+    runs: dict[str, float] = {}
+    for s in secs:
+        runs[s["stage"]] = max(runs.get(s["stage"], 0.0), s["written_ts"])
+    rows = [
+        (st, _utc(ts), "yes" if since is None or ts >= since else "no (earlier invocation)")
+        for st, ts in sorted(runs.items(), key=lambda kv: kv[1])
+    ]
+    parts.append(
+        "## Stages\n\n"
+        + table(["stage", "section last written", "in this invocation"], rows)
+        + "\n"
+    )
+    for sec in secs:
+        parts.append((_stale_note(sec) if sec["stale"] else "") + sec["text"])
+    if appendix:
+        parts.append("## Appendix\n\n" + appendix.rstrip() + "\n")
     out = d / "README.md"
     out.write_text("\n".join(p for p in parts if p))
     return out
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A Markdown table; floats get 4 significant digits."""
-
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v)
-
+    """A Markdown table; floats get 4 significant digits, None/NaN read ``n/a``."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
 
 

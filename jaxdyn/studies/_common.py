@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from jaxdyn.config.sections import CaptureConfig, DataConfig, ModelConfig, OptimConfig
 
@@ -80,14 +83,76 @@ def checkpoint_epochs(workdir) -> dict[int, int]:
     return out
 
 
-def iter_selected(workdir, spec: str, key: str = "checkpoints"):
-    """The checkpoints (``jaxdyn.train.trajectory.Checkpoint``) a selection names, in order."""
+#: File in an analysed run's folder listing the checkpoints its analyses skipped.
+SKIPPED_FILE = "skipped_checkpoints.json"
+
+
+def skipped_checkpoints(workdir) -> list[dict]:
+    """Checkpoints of a run that analyses cannot read: ``[{"step", "kind", "epoch", "problem"}]``.
+
+    ``kind``/``epoch`` are None when the checkpoint's metadata is unreadable too.
+    """
+    from jaxdyn.checkpoint import Trajectory
+
+    out = []
+    with Trajectory(workdir, read_only=True) as traj:
+        for step in traj.all_steps():
+            problem = traj.check(step)
+            if problem is None:
+                continue
+            try:
+                meta = traj._read_meta(step)
+            except Exception:  # the metadata file itself may be what is corrupt
+                meta = {}
+            if meta.get("kind", "epoch") not in ("init", "epoch"):
+                continue  # analyses read init/epoch checkpoints only
+            epoch = meta.get("epoch")
+            out.append({"step": step, "kind": meta.get("kind"), "epoch": epoch, "problem": problem})
+    return out
+
+
+def record_skipped(workdir, key: str) -> list[dict]:
+    """Warn (stderr) about every checkpoint an analysis skips, and record them.
+
+    The record is ``workdir/skipped_checkpoints.json``: ``{key: [entries of
+    skipped_checkpoints]}``, the entry for ``key`` rewritten on every call (an
+    empty list when nothing is skipped), so a report can list what each analysis
+    left out.
+    """
+    skipped = skipped_checkpoints(workdir)
+    for s in skipped:
+        what = f"epoch {s['epoch']}" if s["epoch"] is not None else f"step {s['step']}"
+        print(
+            f"warning: {key}: skipping the checkpoint of {what} (step {s['step']}) in "
+            f"{workdir}: {s['problem']}",
+            file=sys.stderr,
+        )
+    path = Path(workdir) / SKIPPED_FILE
+    try:
+        rec = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        rec = {}
+    rec[key] = skipped
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1))
+    tmp.replace(path)
+    return skipped
+
+
+def iter_selected(workdir, spec: str, key: str = "checkpoints", *, member: int | None = None):
+    """The checkpoints (``jaxdyn.train.trajectory.Checkpoint``) a selection names, in order
+    (of population member ``member``; None: member 0 or the single model).
+
+    Corrupt or incomplete checkpoints are skipped with a warning on stderr and
+    listed in ``workdir/skipped_checkpoints.json`` under ``key`` (:func:`record_skipped`).
+    """
     from jaxdyn.train.trajectory import iter_checkpoints
 
     check_checkpoints(spec, key)
+    record_skipped(workdir, key)
     if spec == "all":
-        yield from iter_checkpoints(workdir)
+        yield from iter_checkpoints(workdir, member=member)
         return
     by_epoch = checkpoint_epochs(workdir)
     epochs = select_epochs(spec, list(by_epoch), key)
-    yield from iter_checkpoints(workdir, steps=[by_epoch[e] for e in epochs])
+    yield from iter_checkpoints(workdir, steps=[by_epoch[e] for e in epochs], member=member)

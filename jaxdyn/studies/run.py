@@ -84,7 +84,12 @@ Best validation perplexity {best["valid_ppl"]:.2f} at epoch {best["epoch"]}.
 
 {table(["epoch", "step", "train ppl", "valid ppl", "lr", "seconds"], rows)}
 """
-    write_section(ctx.workdir, 10, "training", text)
+    scale = {
+        "seeds": ctx.cfg.seeds,
+        "epochs": ctx.cfg.epochs,
+        "tokens": ctx.task().train.num_tokens,
+    }
+    write_section(ctx.workdir, 10, "training", text, stage="train", scale=scale)
 
 
 def _sparsity_stage(ctx: StudyContext) -> None:
@@ -134,8 +139,8 @@ def _population_notice(workdir: Path, cfg: RunConfig, names: list[str]) -> None:
             what = f"trains all {cfg.seeds} members (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1})"
         elif name in NEEDS_TRAIN:
             what = (
-                f"analyses member 0 only (seed {cfg.seed}); per-seed analysis of the "
-                "population is not implemented yet"
+                f"analyses every member (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}) as its "
+                "own model and decides each finding across seeds"
             )
         else:
             what = "trains its own single-seed models (seeds applies to the run's model only)"
@@ -146,7 +151,7 @@ def _population_notice(workdir: Path, cfg: RunConfig, names: list[str]) -> None:
             cfg.seeds, "\n".join(lines)
         )
     )
-    write_section(workdir, 11, "population", text)
+    write_section(workdir, 11, "population", text, stage="train")
 
 
 def run_study(
@@ -163,20 +168,37 @@ def run_study(
     names = list(STAGES) if stages is None else list(stages)
     unknown = [s for s in names if s not in STAGES]
     if unknown:
-        raise ValueError(f"unknown stages {unknown}; choose from {list(STAGES)}")
+        from jaxdyn.config import ConfigError
+
+        raise ConfigError(f"unknown stages {unknown}; choose from {list(STAGES)}")
     if "train" not in names and any(s in NEEDS_TRAIN for s in names):
         names.insert(0, "train")  # a finished run resumes instantly
-    t0 = time.perf_counter()
+    t0, since = time.perf_counter(), time.time()
     ctx = StudyContext(cfg, workdir, data, progress=progress, data_dir=data_dir)
     if cfg.seeds > 1:
         _population_notice(workdir, cfg, names)
+    from jaxdyn.studies import cache
+
+    cache.validate_inputs(cfg, names, data_dir)  # before any training
     for name in names:
-        if progress:
+        key = None if name == "train" else cache.stage_key(cfg, name, workdir, data_dir)
+        if key is not None:
+            hit, why = cache.lookup(workdir, name, key)
+            if hit:
+                print(f"[jaxdyn] stage {name}: cached ({why})", file=sys.stderr)
+                cache.mark_current(workdir, name)
+                continue
+            print(f"[jaxdyn] stage {name} ({why})", file=sys.stderr)
+        else:
             print(f"[jaxdyn] stage {name}", file=sys.stderr)
+        before = cache.sections_snapshot(workdir)
         STAGES[name](ctx)
+        if key is not None:
+            cache.record(workdir, name, key, cache.written_since(workdir, before))
     preamble = (
-        f"Run folder `{workdir}`; stages {', '.join(names)}; "
-        f"{time.perf_counter() - t0:.0f} s in this invocation.\n\n"
-        f"<details><summary>configuration</summary>\n\n```json\n{describe(cfg)}\n```\n</details>\n"
+        f"Run folder `{workdir}`; this invocation ran stages {', '.join(names)} in "
+        f"{time.perf_counter() - t0:.0f} s (the Stages table below lists when every "
+        "section was written). The configuration is in the appendix.\n"
     )
-    return assemble(workdir, "jaxdyn report", preamble)
+    appendix = f"Configuration of this invocation:\n\n```json\n{describe(cfg)}\n```\n"
+    return assemble(workdir, "jaxdyn report", preamble, since=since, appendix=appendix)

@@ -32,7 +32,8 @@ from jaxdyn.analysis.per_type import (
     aggregate_update,
     stats_from_trace,
 )
-from jaxdyn.models.lstm import zero_carry
+from jaxdyn.models.kinds import layer_prefix
+from jaxdyn.models.taps import initial_carry
 from jaxdyn.studies._common import iter_selected
 from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.step import make_analysis_step
@@ -43,13 +44,16 @@ DIRECTIONS = ("act", "act_grad")
 KEYINGS = ("input", "target")
 
 
-def sparsity_spec(stats: Sequence[str] = ("te",)) -> CaptureSpec:
-    """Module outputs and their gradients (no gates), reduced to ``stats`` per token."""
+def sparsity_spec(stats: Sequence[str] = ("te",), layers: str = "lstm") -> CaptureSpec:
+    """Module outputs and their gradients (no gates), reduced to ``stats`` per token.
+
+    ``layers``: the trace-name prefix of the layer outputs (``lstm``; the Transformer's
+    residual stream ``block``; ``jaxdyn.models.kinds.layer_prefix``)."""
     return CaptureSpec(
         activations=True,
         act_grads=True,
         gates=False,
-        modules=("embedding", "lstm", "logits"),
+        modules=("embedding", layers, "logits"),
         reductions=tuple(stats),
     )
 
@@ -69,6 +73,8 @@ def per_type_trajectory(
     max_chunks: int | None = None,
     checkpoints: str = "all",
     progress: bool = True,
+    member: int | None = None,
+    _step=None,
 ) -> dict[int, dict]:
     """Per-type statistics of every checkpoint on a held-out stream.
 
@@ -79,19 +85,18 @@ def per_type_trajectory(
       max_chunks: limit the BPTT chunks per checkpoint.
       checkpoints: ``all``, ``last`` or comma-separated epochs (see
         :func:`jaxdyn.studies._common.select_epochs`).
+      member: the population member to analyse (None: member 0, or the single model).
 
     Returns:
       ``{epoch: {keying: {module: {direction: {stat: {"count": (V,), "mean": (V,), ...}}}}}}``
       as NumPy arrays.
     """
-    cfg, model, vocab, _ = run_model(workdir)
-    spec = sparsity_spec(stats)
-    analyse = make_analysis_step(model, spec)
+    cfg, model, vocab, spec, analyse = _step or _analysis(workdir, stats)
     out = {}
-    for ck in iter_selected(workdir, checkpoints, "sparsity.checkpoints"):
+    for ck in iter_selected(workdir, checkpoints, "sparsity.checkpoints", member=member):
         first = stream.chunk(0, cfg.data.bptt)
         _, tr, _ = jax.eval_shape(
-            analyse, ck.params, zero_carry(ck.params, stream.inputs.shape[0]), first
+            analyse, ck.params, initial_carry(model, ck.params, stream.inputs.shape[0]), first
         )
         acc = aggregate_init(len(vocab), stats_from_trace(tr), KEYINGS)
         acc = trace_stream(
@@ -115,14 +120,59 @@ def per_type_trajectory(
         res = jax.device_get(aggregate_finalize(acc))
         out[ck.epoch] = res
         if progress:
-            print(f"[sparsity] epoch {ck.epoch} (step {ck.step}) done", file=sys.stderr, flush=True)
+            who = "" if ck.member is None else f"member {ck.member}, "
+            print(
+                f"[sparsity] {who}epoch {ck.epoch} (step {ck.step}) done",
+                file=sys.stderr,
+                flush=True,
+            )
     return out
 
 
+def _analysis(workdir, stats):
+    cfg, model, vocab, _ = run_model(workdir)
+    spec = sparsity_spec(stats, layer_prefix(model))
+    return cfg, model, vocab, spec, make_analysis_step(model, spec)
+
+
+def member_trajectories(
+    workdir: str | Path,
+    stream: Stream,
+    members: Sequence[int] | None,
+    *,
+    stats: Sequence[str] = ("te",),
+    **kwargs,
+) -> dict[int, dict[int, dict]]:
+    """:func:`per_type_trajectory` of every population member, one compiled step for all.
+
+    Args:
+      members: members to analyse (None: the single model, returned as member 0).
+      kwargs: ``max_chunks``, ``checkpoints``, ``progress`` of :func:`per_type_trajectory`.
+
+    Returns:
+      ``{member: {epoch: ...}}``.
+    """
+    step = _analysis(workdir, stats)
+    return {
+        (m or 0): per_type_trajectory(workdir, stream, stats=stats, member=m, _step=step, **kwargs)
+        for m in (members if members is not None else [None])
+    }
+
+
 def write_table(
-    path: Path, traj: dict[int, dict], vocab, classes: dict[str, str], *, min_count: int = 1
+    path: Path,
+    trajs: dict[int, dict[int, dict]],
+    vocab,
+    classes: dict[str, str],
+    *,
+    seeds: Sequence[int],
+    min_count: int = 1,
 ) -> int:
-    """Tidy CSV (gzip): word type, frequency, POS class, module, direction, keying, statistic, epoch, value, count."""
+    """Tidy CSV (gzip), one row per member, word type, module, direction, keying, statistic
+    and epoch: member, seed, word, type_id, frequency, POS class, ..., epoch, value, count.
+
+    ``trajs`` maps a population member (0 for a single model) to its
+    :func:`per_type_trajectory`; ``seeds[m]`` is member ``m``'s seed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     freq = np.asarray(vocab.counts)
     n = 0
@@ -130,6 +180,8 @@ def write_table(
         w = csv.writer(fh)
         w.writerow(
             [
+                "member",
+                "seed",
                 "word",
                 "type_id",
                 "frequency",
@@ -143,7 +195,9 @@ def write_table(
                 "count",
             ]
         )
-        for epoch, res in sorted(traj.items()):
+        for member, epoch, res in (
+            (m, e, r) for m, traj in sorted(trajs.items()) for e, r in sorted(traj.items())
+        ):
             for kg, mods in res.items():
                 for module, dirs in mods.items():
                     for direction, stats in dirs.items():
@@ -153,6 +207,8 @@ def write_table(
                                 word = vocab.itos[i]
                                 w.writerow(
                                     [
+                                        member,
+                                        seeds[member],
                                         word,
                                         int(i),
                                         int(freq[i]),
@@ -186,10 +242,11 @@ def token_weighted_mean(traj, epoch, keying, module, direction, stat) -> float:
 
 
 def modules_of(traj) -> list[str]:
-    """Module names in model order (embedding, lstm_*, logits)."""
+    """Module names in model order (embedding, lstm_* or block_*, logits)."""
     first = next(iter(traj.values()))["input"]
     order = {"embedding": 0, "logits": 99}
-    return sorted(
-        first,
-        key=lambda m: order.get(m, 1 + int(m.split("_")[-1]) if m.startswith("lstm_") else 50),
-    )
+
+    def key(m):
+        return order.get(m, 1 + int(m.split("_")[-1]) if m.startswith(("lstm_", "block_")) else 50)
+
+    return sorted(first, key=key)

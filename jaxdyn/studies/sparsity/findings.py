@@ -1,16 +1,35 @@
-"""The sparsity study's verdict rules: Spearman correlations with frequency,
-function vs content words at matched frequency, and the four findings.
+"""The sparsity study's verdict rules, decided across the run's seeds.
 
-Pure functions of the per-type trajectory (``compute.per_type_trajectory``) and
-the vocabulary; unit-tested on constructed numbers.
+Per population member (seed), the statistics come from that member's per-type
+trajectory (``compute.per_type_trajectory(member=m)``): Spearman correlations of
+per-type TE with log training frequency, function-minus-content TE at matched
+frequency, and the token-weighted mean TE per epoch. Each finding is then decided
+per layer with :mod:`jaxdyn.studies.verdicts` (trained statistic against the same
+seed's untrained checkpoint, epoch 0, beyond a stated margin, Student-t interval
+across seeds), and the layers' verdicts are combined without voting
+(:func:`jaxdyn.report.summary.combine`: "mixed (lstm_0 yes, lstm_1 no)").
+
+1. frequent input words have concentrated activations: rho(TE of activation,
+   input-keyed, log freq) < 0, below the untrained rho by ``rho_margin``; judged at the
+   last epoch and at every trained epoch (epochs where the verdict differs are listed);
+2. frequent target words have dispersed activations (target-keyed rho > 0) and
+   concentrated gradients (rho < 0): both halves per layer;
+3. function words' gradients are more concentrated than content words' at matched
+   frequency: difference < untrained difference - ``te_margin``;
+4. concentration emerges over training: mean activation TE at the last epoch over
+   epoch 0 below ``1 - drop_margin``; the epoch by which half of the drop happened.
+
+Pure functions of per-member tables; unit-tested on constructed numbers.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from jaxdyn.report.summary import combine
 from jaxdyn.studies.sparsity.compute import DIRECTIONS, modules_of, series, token_weighted_mean
 from jaxdyn.studies.stats import matched_difference, spearman
+from jaxdyn.studies.verdicts import decide, decide_correlation
 
 
 def frequency_correlations(traj, vocab, *, stat="te", min_count=3) -> list[dict]:
@@ -48,68 +67,160 @@ def function_content(traj, vocab, classes, epoch, *, stat="te", min_count=3) -> 
                 [{"function": 1, "content": 0}.get(classes.get(vocab.itos[i], ""), -1) for i in ids]
             )
             r = matched_difference(mean, logf[ids], group)
-            rows.append({"module": module, "direction": d, **r})
+            rows.append({"epoch": epoch, "module": module, "direction": d, **r})
     return rows
 
 
-def _majority(flags):
-    flags = [f for f in flags if f is not None]
-    return None if not flags else sum(flags) > len(flags) / 2
+def half_drop_epoch(epochs, values) -> int | None:
+    """First epoch by which ``values`` fell by half its total drop (None: no drop)."""
+    drop = values[0] - values[-1]
+    if not drop > 0:
+        return None
+    return next(e for e, v in zip(epochs, values) if values[0] - v >= 0.5 * drop)
 
 
-def findings(traj, vocab, corr, fc, *, stat="te") -> dict:
-    """Evaluate the chapter's four findings; returns a JSON-able summary."""
-    last = max(traj)
-    mods = modules_of(traj)
+def member_statistics(traj, corr, fc_last, fc_first, *, stat="te") -> dict:
+    """The per-seed numbers the findings read, from one member's tables.
+
+    Returns:
+      ``{"epochs", "rho": {(keying, module, direction): {epoch: rho}}, "fc": {module:
+      (diff at last epoch, diff at epoch 0)}, "te": {module: [mean act TE per epoch]}}``.
+    """
+    epochs = sorted(traj)
+    rho = {}
+    for r in corr:
+        rho.setdefault((r["keying"], r["module"], r["direction"]), {})[r["epoch"]] = r["rho"]
+    first = {r["module"]: r["diff"] for r in fc_first if r["direction"] == "act_grad"}
+    fc = {
+        r["module"]: (r["diff"], first.get(r["module"], float("nan")))
+        for r in fc_last
+        if r["direction"] == "act_grad"
+    }
+    te = {
+        m: [token_weighted_mean(traj, e, "input", m, "act", stat) for e in epochs]
+        for m in modules_of(traj)
+    }
+    return {"epochs": epochs, "rho": rho, "fc": fc, "te": te}
+
+
+def _rho_verdict(members, cell, epoch, base_epoch, direction, margin, seeds):
+    tr = [m["rho"][cell].get(epoch, np.nan) for m in members]
+    un = [
+        m["rho"][cell].get(base_epoch, np.nan) if base_epoch is not None else 0.0 for m in members
+    ]
+    return decide_correlation(tr, un, margin=margin, direction=direction, min_seeds=1, seeds=seeds)
+
+
+def _both(a, b) -> str:
+    if a.verdict is True and b.verdict is True:
+        return "reproduced"
+    if a.verdict is False or b.verdict is False:
+        return "contradicted"
+    return "inconclusive"
+
+
+def findings(members, *, seeds, rho_margin=0.05, te_margin=0.05, drop_margin=0.02) -> dict:
+    """Decide the chapter's four findings across seeds.
+
+    Args:
+      members: one :func:`member_statistics` dict per seed (same epochs and modules).
+      seeds: ``(S,)`` seed labels, aligned with ``members``.
+      rho_margin, te_margin, drop_margin: the effect-size margins (``sparsity.*``).
+
+    Returns:
+      ``{"epochs", "base_epoch", "layers", "f1".."f4"}``; each finding has ``verdict``
+      (a label or ``mixed (...)``) and ``per_layer``: ``{layer: Verdict}`` (``f2``: a pair
+      per layer; ``f1``: also ``by_epoch``: ``{layer: {epoch: label}}``).
+    """
+    if not members:
+        raise ValueError("findings: no members")
+    epochs = members[0]["epochs"]
+    for m in members[1:]:
+        if m["epochs"] != epochs:
+            raise ValueError(f"findings: members have different epochs: {m['epochs']} vs {epochs}")
+    last = epochs[-1]
+    base = 0 if 0 in epochs and last != 0 else None
+    mods = [k[1] for k in members[0]["rho"] if k[0] == "input" and k[2] == "act"]
     # The findings concern word representations: the embedding and the LSTM layers
     # (the decoder's logits are in the tables and plots, not in the verdicts).
-    rep = [m for m in mods if m != "logits"]
-    at_last = {(r["keying"], r["module"], r["direction"]): r for r in corr if r["epoch"] == last}
+    rep = [m for m in dict.fromkeys(mods) if m != "logits"]
+    seeds = tuple(seeds)
 
-    def sig(r, sign):
-        if not np.isfinite(r["rho"]):
-            return None
-        return bool(np.sign(r["rho"]) == sign and r["p"] < 0.05)
-
-    f1 = {m: at_last[("input", m, "act")]["rho"] for m in rep}
-    f1_ok = _majority([sig(at_last[("input", m, "act")], -1) for m in rep])
-    f2a = {m: at_last[("target", m, "act")]["rho"] for m in rep}
-    f2g = {m: at_last[("target", m, "act_grad")]["rho"] for m in rep}
-    f2_ok = None
-    a_ok = _majority([sig(at_last[("target", m, "act")], +1) for m in rep])
-    g_ok = _majority([sig(at_last[("target", m, "act_grad")], -1) for m in rep])
-    if a_ok is not None and g_ok is not None:
-        f2_ok = a_ok and g_ok
-    f3 = {
-        r["module"]: (r["diff"], r["lo"], r["hi"])
-        for r in fc
-        if r["direction"] == "act_grad" and r["module"] in rep
+    f1 = {
+        m: _rho_verdict(members, ("input", m, "act"), last, base, -1, rho_margin, seeds)
+        for m in rep
     }
-    f3_ok = None
-    if fc and any(np.isfinite(v[0]) for v in f3.values()):
-        f3_ok = _majority([bool(hi < 0) if np.isfinite(hi) else None for _, _, hi in f3.values()])
-    epochs = sorted(traj)
-    trend, emerge = {}, {}
-    for m in rep:
-        te = [token_weighted_mean(traj, e, "input", m, "act", stat) for e in epochs]
-        trend[m] = te
-        drop = te[0] - te[-1]
-        emerge[m] = (
-            next((e for e, v in zip(epochs, te) if te[0] - v >= 0.5 * drop), None)
-            if drop > 0
-            else None
+    f1_epochs = {
+        m: {
+            e: _rho_verdict(members, ("input", m, "act"), e, base, -1, rho_margin, seeds).label
+            for e in epochs
+            if e != base
+        }
+        for m in rep
+    }
+    f2 = {
+        m: (
+            _rho_verdict(members, ("target", m, "act"), last, base, +1, rho_margin, seeds),
+            _rho_verdict(members, ("target", m, "act_grad"), last, base, -1, rho_margin, seeds),
         )
-    f4_ok = _majority([trend[m][-1] < trend[m][0] for m in rep]) if len(epochs) > 1 else None
-    return {
-        "final_epoch": last,
-        "f1_input_act_rho": f1,
-        "f1": f1_ok,
-        "f2_target_act_rho": f2a,
-        "f2_target_grad_rho": f2g,
-        "f2": f2_ok,
-        "f3_grad_function_minus_content": f3,
-        "f3": f3_ok,
-        "f4_mean_act_te_by_epoch": trend,
-        "f4_half_drop_epoch": emerge,
-        "f4": f4_ok,
+        for m in rep
     }
+    have_fc = all(m["fc"] for m in members)
+    f3 = (
+        {
+            m: decide(
+                [x["fc"][m][0] for x in members],
+                [x["fc"][m][1] if base is not None else 0.0 for x in members],
+                direction=-1,
+                margin=te_margin,
+                min_seeds=1,
+                seeds=seeds,
+                quantity="TE(function - content), trained - untrained",
+            )
+            for m in rep
+        }
+        if have_fc
+        else {}
+    )
+    f4, half = {}, {}
+    for m in rep:
+        curves = [np.asarray(x["te"][m], np.float64) for x in members]
+        half[m] = [half_drop_epoch(epochs, c) for c in curves]
+        if base is None:
+            continue
+        f4[m] = decide(
+            [c[-1] / c[0] for c in curves],
+            1.0,
+            direction=-1,
+            margin=drop_margin,
+            min_seeds=1,
+            seeds=seeds,
+            quantity="mean TE at the last epoch / at epoch 0 - 1",
+        )
+    return {
+        "epochs": epochs,
+        "base_epoch": base,
+        "seeds": list(seeds),
+        "layers": rep,
+        "f1": {"verdict": combine(f1), "per_layer": f1, "by_epoch": f1_epochs},
+        "f2": {"verdict": combine({m: _both(*v) for m, v in f2.items()}), "per_layer": f2},
+        "f3": {
+            "verdict": combine(f3) if f3 else "skipped",
+            "per_layer": f3,
+        },
+        "f4": {
+            "verdict": combine(f4) if f4 else "inconclusive",
+            "per_layer": f4,
+            "half_drop_epoch": half,
+            "te": {m: np.mean([x["te"][m] for x in members], axis=0).tolist() for m in rep},
+        },
+    }
+
+
+def differing_epochs(by_epoch: dict[int, str], final: str) -> dict[str, list[int]]:
+    """``{label: [epochs]}`` of the epochs whose verdict differs from ``final``."""
+    out: dict[str, list[int]] = {}
+    for e, lab in sorted(by_epoch.items()):
+        if lab != final:
+            out.setdefault(lab, []).append(e)
+    return out

@@ -1,117 +1,115 @@
-"""Findings, plots and the report section of the sparsity study."""
+"""The sparsity study's stage: every population member's tables, verdicts across seeds,
+figures and the report section (rules: ``findings``; figures: ``plots``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from jaxdyn.report import save, table, verdict, write_section
-from jaxdyn.studies.sparsity.compute import (
-    DIRECTIONS,
-    modules_of,
-    per_type_trajectory,
-    series,
-    token_weighted_mean,
-    write_table,
+from jaxdyn.report import format as fmt
+from jaxdyn.report import row as summary_row
+from jaxdyn.report import scale_text, table, verdict_text, write_section
+from jaxdyn.studies.sparsity import plots
+from jaxdyn.studies.sparsity.compute import member_trajectories, modules_of, write_table
+from jaxdyn.studies.sparsity.findings import (
+    differing_epochs,
+    findings,
+    frequency_correlations,
+    function_content,
+    member_statistics,
 )
-from jaxdyn.studies.sparsity.findings import findings, frequency_correlations, function_content
 from jaxdyn.studies.stats import word_classes
+from jaxdyn.studies.verdicts import describe
 
-DIR_NAME = {"act": "activation", "act_grad": "gradient"}
-
-
-def plot_te_vs_frequency(path, traj, vocab, epoch, *, stat="te", min_count=3):
-    logf = np.log(np.maximum(np.asarray(vocab.counts, np.float64), 1.0))
-    mods = modules_of(traj)
-    fig, axes = plt.subplots(2, len(mods), figsize=(3.2 * len(mods), 6), squeeze=False)
-    for j, m in enumerate(mods):
-        for i, d in enumerate(DIRECTIONS):
-            ax = axes[i, j]
-            for kg, color in (("input", "C0"), ("target", "C3")):
-                ids, mean, _ = series(traj, epoch, kg, m, d, stat, min_count)
-                if len(ids) < 2:
-                    continue
-                x = logf[ids]
-                edges = np.quantile(x, np.linspace(0, 1, 11))
-                k = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 9)
-                xs = [x[k == b].mean() for b in range(10) if (k == b).any()]
-                ys = [mean[k == b].mean() for b in range(10) if (k == b).any()]
-                ax.scatter(x, mean, s=2, alpha=0.15, color=color)
-                ax.plot(xs, ys, color=color, marker="o", ms=3, label=f"{kg} word")
-            ax.set_title(f"{m} {DIR_NAME[d]}", fontsize=9)
-            ax.set_xlabel("log train frequency", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(f"{stat.upper()} (L1/L2)", fontsize=8)
-            ax.tick_params(labelsize=7)
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(
-        f"Concentration vs frequency, epoch {epoch} (lower = more concentrated)", fontsize=10
-    )
-    return save(fig, path)
+DIR_NAME = plots.DIR_NAME
 
 
-def plot_over_epochs(path, traj, corr, *, stat="te"):
-    mods, epochs = modules_of(traj), sorted(traj)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for d, ax in zip(DIRECTIONS, axes[:2]):
-        for m in mods:
-            te = [token_weighted_mean(traj, e, "input", m, d, stat) for e in epochs]
-            ax.plot(epochs, np.array(te) / te[0], marker="o", ms=3, label=m)
-        ax.set_title(f"mean {stat.upper()} of {DIR_NAME[d]}s (relative to epoch 0)", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    ax = axes[2]
-    for m in mods:
-        rho = [
-            r["rho"]
-            for r in corr
-            if r["module"] == m and r["keying"] == "input" and r["direction"] == "act"
-        ]
-        ax.plot(sorted(traj), rho, marker="o", ms=3, label=m)
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_title("Spearman(TE of activation, log freq), input-keyed", fontsize=9)
-    ax.set_xlabel("epoch")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    return save(fig, path)
+def _v(v) -> str:
+    """One per-layer verdict with its numbers: ``reproduced: -0.12 [..], untrained ...``."""
+    return f"{v.label}: {describe(v)}"
 
 
-def plot_function_content(path, fc):
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    labels, diffs, errs = [], [], []
-    for r in fc:
-        labels.append(f"{r['module']}\n{DIR_NAME[r['direction']]}")
-        diffs.append(r["diff"])
-        errs.append(
-            [r["diff"] - r["lo"], r["hi"] - r["diff"]] if np.isfinite(r["diff"]) else [0, 0]
+def _f1_text(f1) -> str:
+    parts = []
+    for m, v in f1["per_layer"].items():
+        other = differing_epochs(f1["by_epoch"][m], v.label)
+        over = "; ".join(
+            f"{lab} at epoch{'s' if len(es) > 1 else ''} {fmt.ranges(es)}"
+            for lab, es in other.items()
         )
-    ax.bar(
-        range(len(diffs)),
-        diffs,
-        yerr=np.array(errs).T,
-        capsize=3,
-        color=["C0" if "grad" not in lb else "C3" for lb in labels],
+        parts.append(f"{m} {_v(v)}" + (f" (over training: {over})" if over else ""))
+    return "; ".join(parts)
+
+
+def _f2_text(f2) -> str:
+    return "; ".join(
+        f"{m}: activations {_v(a)}; gradients {_v(g)}" for m, (a, g) in f2["per_layer"].items()
     )
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_xticks(range(len(labels)), labels, fontsize=7)
-    ax.set_ylabel("TE function - content\n(matched frequency)", fontsize=8)
-    return save(fig, path)
+
+
+def _f4_text(f4, epochs) -> str:
+    parts = []
+    for m, te in f4["te"].items():
+        halves = f4["half_drop_epoch"][m]
+        half = ", ".join(fmt.epoch(h) for h in halves)
+        v = f4["per_layer"].get(m)
+        head = f"{m} {_v(v)}" if v is not None else f"{m} (needs epoch 0)"
+        parts.append(
+            f"{head}; mean TE {fmt.fixed(te[0])} -> {fmt.fixed(te[-1])} "
+            f"(epoch {epochs[0]} -> {epochs[-1]}); half of the drop by epoch {half} (per seed)"
+        )
+    return "; ".join(parts)
+
+
+def _key_numbers(f, rule_of) -> list[tuple[str, str, str]]:
+    """``(finding, number text, rule)`` per finding for the summary table."""
+
+    def short(per_layer, pick=lambda v: v):
+        return ", ".join(
+            f"{m} {fmt.mean_interval(pick(v).mean, pick(v).lo, pick(v).hi, single='1 seed')}"
+            f" (untrained {fmt.num(pick(v).baseline, signed=True)})"
+            for m, v in per_layer.items()
+        )
+
+    f2 = f["f2"]["per_layer"]
+    return [
+        ("1. frequent input words: concentrated activations (rho < 0)",
+         "rho " + short(f["f1"]["per_layer"]), rule_of("f1")),
+        ("2. frequent target words: dispersed activations, concentrated gradients",
+         "act rho " + short(f2, lambda v: v[0]) + "; grad rho " + short(f2, lambda v: v[1]),
+         rule_of("f2")),
+        ("3. function words' gradients more concentrated at equal frequency",
+         ("TE diff " + short(f["f3"]["per_layer"])) if f["f3"]["per_layer"]
+         else "skipped: needs gold POS (--data-dir with UD English-EWT)", rule_of("f3")),
+        ("4. concentration emerges over training",
+         ("TE last/first " + short(f["f4"]["per_layer"])) if f["f4"]["per_layer"]
+         else "n/a (needs the epoch-0 checkpoint)", rule_of("f4")),
+    ]  # fmt: skip
+
+
+def _rule(f, key) -> str:
+    per = f[key]["per_layer"]
+    if not per:
+        return ""
+    v = next(iter(per.values()))
+    return v[0].rule + " (activations; gradients likewise, rho < 0)" if key == "f2" else v.rule
 
 
 def sparsity_stage(ctx) -> dict:
-    """Run the sparsity study (``ctx.cfg.sparsity``) on a trained run; write its section."""
-    scfg = ctx.cfg.sparsity
+    """Run the sparsity study (``ctx.cfg.sparsity``) on every member of the run; write its section."""
+    scfg, cfg = ctx.cfg.sparsity, ctx.cfg
     min_count = scfg.min_count
     out = Path(ctx.workdir) / "sparsity"
     out.mkdir(parents=True, exist_ok=True)
     vocab, stream = ctx.task().vocab, getattr(ctx.task(), scfg.split)
-    traj = per_type_trajectory(
+    seeds = [cfg.seed + m for m in range(cfg.seeds)]
+    members = None if cfg.seeds == 1 else list(range(cfg.seeds))
+    trajs = member_trajectories(
         ctx.workdir,
         stream,
+        members,
         max_chunks=scfg.max_chunks,
         checkpoints=scfg.checkpoints,
         progress=ctx.progress,
@@ -122,59 +120,185 @@ def sparsity_stage(ctx) -> dict:
 
         ewt = load_ewt(ctx.data_dir, lowercase=True)["train"]
         classes = word_classes(zip(ewt.sentences, ewt.tags["xpos"], strict=True))
-    n_rows = write_table(out / "per_type.csv.gz", traj, vocab, classes)
-    corr = frequency_correlations(traj, vocab, min_count=min_count)
-    last = max(traj)
-    fc = function_content(traj, vocab, classes, last, min_count=min_count) if classes else []
-    f = findings(traj, vocab, corr, fc)
-    (out / "findings.json").write_text(json.dumps(f, indent=1, default=float))
-    rep = Path(ctx.workdir) / "report"
-    p1 = plot_te_vs_frequency(
-        rep / "sparsity_te_vs_freq.png", traj, vocab, last, min_count=min_count
+    n_rows = write_table(out / "per_type.csv.gz", trajs, vocab, classes, seeds=seeds)
+    stats, corrs, fcs = [], {}, {}
+    for m, traj in trajs.items():
+        corrs[m] = frequency_correlations(traj, vocab, min_count=min_count)
+        first, last = min(traj), max(traj)
+        fc_l = function_content(traj, vocab, classes, last, min_count=min_count) if classes else []
+        fc_f = function_content(traj, vocab, classes, first, min_count=min_count) if classes else []
+        fcs[m] = fc_l
+        stats.append(member_statistics(traj, corrs[m], fc_l, fc_f))
+    f = findings(
+        stats,
+        seeds=seeds,
+        rho_margin=scfg.rho_margin,
+        te_margin=scfg.te_margin,
+        drop_margin=scfg.drop_margin,
     )
-    p2 = plot_over_epochs(rep / "sparsity_over_epochs.png", traj, corr)
-    figs = [p1, p2]
-    if fc:
-        figs.append(plot_function_content(rep / "sparsity_function_content.png", fc))
-    corr_rows = [
-        (r["module"], DIR_NAME[r["direction"]], r["keying"], r["rho"], r["p"], r["types"])
-        for r in corr
-        if r["epoch"] == last
-    ]
-    fmt = lambda d: ", ".join(f"{k} {v:+.3f}" for k, v in d.items())  # noqa: E731
-    f3_text = (
-        "; ".join(
-            f"{m} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-            for m, (d, lo, hi) in f["f3_grad_function_minus_content"].items()
+    (out / "findings.json").write_text(json.dumps(f, indent=1, default=_json))
+    figs = _figures(ctx, trajs, corrs, fcs, stats, f, vocab, seeds, min_count)
+    text, summary = _section(ctx, f, corrs, stream, n_rows, figs, seeds)
+    write_section(ctx.workdir, 20, "sparsity", text, stage="sparsity", summary=summary)
+    return f
+
+
+def _json(o):
+    if hasattr(o, "as_dict"):
+        return o.as_dict()
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
+
+
+def _figures(ctx, trajs, corrs, fcs, stats, f, vocab, seeds, min_count):
+    rep = Path(ctx.workdir) / "report"
+    last = f["epochs"][-1]
+    who = f"seed {seeds[0]}" + (f" (member 0 of {len(seeds)})" if len(seeds) > 1 else "")
+    figs = [
+        plots.plot_te_vs_frequency(
+            rep / "sparsity_te_vs_freq.png", trajs[0], vocab, last, who=who, min_count=min_count
         )
-        if fc
+    ]
+    mods = modules_of(trajs[0])
+    te = {
+        d: {
+            m: [[float(_tw(trajs[k], e, m, d)) for e in f["epochs"]] for k in sorted(trajs)]
+            for m in mods
+        }
+        for d in plots.DIRECTIONS
+    }
+    rho = {
+        m: [[s["rho"][("input", m, "act")][e] for e in f["epochs"]] for s in stats] for m in mods
+    }
+    figs.append(
+        plots.plot_over_epochs(
+            rep / "sparsity_over_epochs.png", te, rho, f["epochs"], mods, n_seeds=len(seeds)
+        )
+    )
+    if fcs[0]:
+        labels = [f"{r['module']}\n{DIR_NAME[r['direction']]}" for r in fcs[0]]
+        d = np.array([[r["diff"] for r in fcs[k]] for k in sorted(fcs)], np.float64)
+        if len(seeds) > 1:
+            band = [plots._seed_band(d[:, [j]]) for j in range(d.shape[1])]
+            mean = np.array([b[0][0] for b in band])
+            lo = np.array([np.nan if b[1] is None else b[1][0] for b in band])
+            hi = np.array([np.nan if b[2] is None else b[2][0] for b in band])
+            what = f"{plots.SEED_BAND} ({len(seeds)} seeds)"
+        else:
+            mean = d[0]
+            lo = np.array([r["lo"] for r in fcs[0]])
+            hi = np.array([r["hi"] for r in fcs[0]])
+            what = "95% bootstrap interval over word types (1 seed)"
+        figs.append(
+            plots.plot_function_content(
+                rep / "sparsity_function_content.png", labels, mean, lo, hi,
+                epoch=last, interval=what,
+            )
+        )  # fmt: skip
+    return figs
+
+
+def _tw(traj, e, m, d):
+    from jaxdyn.studies.sparsity.compute import token_weighted_mean
+
+    return token_weighted_mean(traj, e, "input", m, d, "te")
+
+
+def _section(ctx, f, corrs, stream, n_rows, figs, seeds):
+    scfg, cfg = ctx.cfg.sparsity, ctx.cfg
+    epochs, last, S = f["epochs"], f["epochs"][-1], len(seeds)
+    scale = scale_text(S, cfg.epochs, ctx.task().train.num_tokens)
+    keys = _key_numbers(f, lambda k: _rule(f, k))
+    summary = [
+        summary_row(name, f[k]["verdict"], num, seeds=S, scale=scale, rule=rule)
+        for (name, num, rule), k in zip(keys, ("f1", "f2", "f3", "f4"))
+        if f[k]["verdict"] != "skipped"
+    ]
+    base = (
+        f"the same seed's untrained checkpoint (epoch {f['base_epoch']})"
+        if f["base_epoch"] is not None
+        else "0 (no epoch-0 checkpoint was analysed)"
+    )
+    seeds_txt = (
+        f"{S} seeds ({', '.join(map(str, seeds))}), each analysed as its own model; verdicts "
+        "across seeds with Student-t 95% intervals"
+        if S > 1
+        else f"one seed ({seeds[0]}): no interval across seeds is available, so every verdict "
+        "is **single-seed** (the seed's effect beyond the margin decides)"
+    )
+    f3_text = (
+        "; ".join(f"{m} {_v(v)}" for m, v in f["f3"]["per_layer"].items())
+        if f["f3"]["per_layer"]
         else "skipped: needs gold POS (pass --data-dir with UD English-EWT)"
     )
-    f4_text = "; ".join(
-        f"{m}: {v[0]:.3f} -> {v[-1]:.3f} (half of the drop by epoch {f['f4_half_drop_epoch'][m]})"
-        for m, v in f["f4_mean_act_te_by_epoch"].items()
+    rows_f = [
+        ("1. frequent input words have concentrated activations", f["f1"], _f1_text(f["f1"])),
+        ("2. frequent target words: dispersed activations, concentrated gradients", f["f2"],
+         _f2_text(f["f2"])),
+        ("3. function words' gradients more concentrated than content words' at equal frequency",
+         f["f3"], f3_text),
+        ("4. concentration emerges over training, some layers late", f["f4"],
+         _f4_text(f["f4"], epochs)),
+    ]  # fmt: skip
+    ftable = "\n".join(
+        f"| {name} | {verdict_text(x['verdict'], S)} | {txt} |" for name, x, txt in rows_f
     )
+    rules = "\n".join(f"- finding {n}: {r}" for n, (_, _, r) in enumerate(keys, 1) if r)
+    corr_rows = [
+        (k, r["module"], DIR_NAME[r["direction"]], r["keying"], fmt.num(r["rho"], signed=True,
+         missing=fmt.TOO_FEW), fmt.pvalue(r["p"]), r["types"])
+        for k in sorted(corrs) for r in corrs[k] if r["epoch"] == last
+    ]  # fmt: skip
+    rho_rows = _rho_rows(corrs, epochs)
     text = f"""## Sparsity (taxi-Euclidean ratio L1/L2, lower = more concentrated)
 
 Held-out tokens: {stream.num_tokens:,} ({scfg.split} stream); statistics per word type,
-keyed by the input word and by the target word, for {len(traj)} checkpoints (epochs
-{", ".join(str(e) for e in sorted(traj))}). Types seen fewer than {min_count} times are left out of
-correlations. Verdicts concern word representations (embedding and LSTM layers); the
-decoder's logits are in the tables and plots only. Tidy table: `sparsity/per_type.csv.gz` ({n_rows:,} rows); findings: `sparsity/findings.json`.
+keyed by the input word and by the target word, for {len(epochs)} checkpoints (epochs
+{fmt.ranges(epochs)}) of {seeds_txt}. Each finding is decided per layer against
+{base}, with effect-size margins (rho {scfg.rho_margin}, TE difference {scfg.te_margin},
+TE drop {scfg.drop_margin:.0%}); layers that disagree are shown as "mixed". Types seen fewer
+than {scfg.min_count} times are left out of correlations. Verdicts concern word representations
+(embedding and LSTM layers); the decoder's logits are in the tables and plots only. Tidy table:
+`sparsity/per_type.csv.gz` ({n_rows:,} rows, one `member`/`seed` column); findings:
+`sparsity/findings.json`.
 
-| finding (thesis) | this run | numbers (epoch {last}) |
+| finding (thesis) | verdict | per layer: trained mean [95% interval], untrained, effect [interval] (epoch {last}) |
 |---|---|---|
-| 1. frequent input words have concentrated activations | {verdict(f["f1"])} | Spearman(TE, log freq): {fmt(f["f1_input_act_rho"])} |
-| 2. frequent target words: dispersed activations, concentrated gradients | {verdict(f["f2"])} | activations {fmt(f["f2_target_act_rho"])}; gradients {fmt(f["f2_target_grad_rho"])} |
-| 3. function words' gradients more concentrated than content words' at equal frequency | {verdict(f["f3"])} | TE difference [95% bootstrap CI]: {f3_text} |
-| 4. concentration emerges over training, some layers late | {verdict(f["f4"])} | mean activation TE, epoch 0 -> {last}: {f4_text} |
+{ftable}
+
+Rules:
+{rules}
 
 {chr(10).join(f"![sparsity]({p.name})" for p in figs)}
 
-<details><summary>Spearman correlations at epoch {last}</summary>
+<details><summary>Spearman rho (input-keyed activation TE vs log frequency) by epoch, mean over seeds</summary>
 
-{table(["module", "direction", "keyed by", "rho", "p", "types"], corr_rows)}
+{table(["module", *[f"epoch {e}" for e in epochs]], rho_rows)}
+</details>
+
+<details><summary>Spearman correlations at epoch {last}, per member</summary>
+
+{table(["member", "module", "direction", "keyed by", "rho", "p", "types"], corr_rows)}
 </details>
 """
-    write_section(ctx.workdir, 20, "sparsity", text)
-    return f
+    return text, summary
+
+
+def _rho_rows(corrs, epochs):
+    mods = list(dict.fromkeys(r["module"] for r in corrs[0]))
+    out = []
+    for m in mods:
+        cells = []
+        for e in epochs:
+            vals = [
+                r["rho"]
+                for k in sorted(corrs)
+                for r in corrs[k]
+                if r["epoch"] == e and r["keying"] == "input" and r["module"] == m
+                and r["direction"] == "act"
+            ]  # fmt: skip
+            vals = [v for v in vals if np.isfinite(v)]
+            cells.append(fmt.num(np.mean(vals), signed=True) if vals else fmt.TOO_FEW)
+        out.append((m, *cells))
+    return out
