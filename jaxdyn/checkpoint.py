@@ -105,8 +105,9 @@ class Trajectory:
                 return step
             self._delete(step)
         meta = {**meta, "step": step}
-        self._mngr.save(
+        self._mngr.save(  # force: an older step may follow a newer one (resume, demote)
             step,
+            force=True,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
             ),
@@ -131,8 +132,9 @@ class Trajectory:
             self._delete(step)
         meta = {**meta, "step": step, "kind": PARAMS_KIND}
         item = {"params": params, "step": np.asarray(step, np.int32)}
-        self._mngr.save(
+        self._mngr.save(  # force: an older step may follow a newer one (resume, demote)
             step,
+            force=True,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(item), meta=ocp.args.JsonSave(meta)
             ),
@@ -152,9 +154,24 @@ class Trajectory:
         meta = self.restore_meta(step)
         if meta.get("kind") == PARAMS_KIND:
             return
-        params = self._read_params(step, target_params)
+        with Trajectory(self.directory, read_only=True) as reader:  # a manager that has only
+            params = reader._read_params(step, target_params)  # saved cannot restore partially
         self._delete(step)
         self.save_params(params, step, {**meta, "demoted_from": meta.get("kind")})
+
+    def demote_all(self, steps: Iterable[int], target_params: Any) -> None:
+        """Demote the ``steps`` checkpoints of kind ``steps`` (a retention rule's
+        candidates), newest first, stopping at the first one already parameters-only
+        (older ones were demoted by earlier calls). Other kinds are left alone."""
+        existing = set(self.all_steps())
+        for step in sorted(steps, reverse=True):
+            if step not in existing:
+                continue
+            kind = self._read_meta(step).get("kind")
+            if kind == PARAMS_KIND:
+                break
+            if kind == "steps":
+                self.demote(step, target_params)
 
     def _delete(self, step: int) -> None:
         self._mngr.delete(step)

@@ -1,7 +1,14 @@
 """The host training loop: chunks -> jitted step -> sinks, checkpoints, metrics, resume.
 
-This is an edge of the library: it reads the clock, writes files and moves
-metrics to the host. Everything it calls per step is a compiled pure function.
+This is an edge of the library: it reads the clock, writes files, moves metrics
+to the host and (while it runs, in the main thread) handles Ctrl-C. Everything
+it calls per step is a compiled pure function.
+
+One loop trains a single model and a population (``cfg.seeds > 1``, P members
+as one vmapped state): what differs (initialisation, the compiled steps, the
+shape of losses and learning rates, metric rows, checkpoint metadata) lives in
+a small strategy object, :class:`Single` here and
+:class:`jaxdyn.train.population_loop.Population`.
 
 Files written under ``workdir``::
 
@@ -10,10 +17,17 @@ Files written under ``workdir``::
     metrics/epochs.jsonl, metrics/epochs.csv   one row per epoch (epoch 0 = initialisation)
     metrics/steps.jsonl          training loss every ``log_every`` steps
     metrics/traces.jsonl         batch means of the captured trace reductions
+    tensorboard/                 the same curves as TensorBoard event files (``cfg.tensorboard``)
 
-Rerunning on the same ``workdir`` resumes from the newest checkpoint (exactly:
-same data position, carry, RNG, learning rate), and refuses a different training
-config (``RunConfig.training_dict``: study sections may change).
+Rerunning on the same ``workdir`` resumes from the newest full checkpoint
+(exactly: same data position, carry, RNG, learning rate); a finished run says
+so and trains nothing; a larger ``epochs`` extends a finished run from its last
+checkpoint. A different training config (``RunConfig.training_dict`` except
+``epochs``; study sections may change) is refused, naming the differing keys.
+
+Ctrl-C (SIGINT) during :func:`train` saves a checkpoint at the next step
+boundary and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``); a
+second Ctrl-C stops at once without saving.
 
 :func:`train` takes the model and the optimizer as objects (any Flax module
 following ``jaxdyn.models.taps``'s protocol, any ``optax.GradientTransformation``);
@@ -23,10 +37,13 @@ by default it builds them from ``cfg.model`` and ``cfg.optim``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +51,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from tqdm.auto import tqdm
 
@@ -56,11 +74,23 @@ from jaxdyn.train.optim import (
     plateau_update,
     set_learning_rate,
 )
+from jaxdyn.train.schedule import demote_candidates, scheduled_kind
 from jaxdyn.train.state import TrainState, init_train_state
 from jaxdyn.train.tasks import Stream, TaskData
 
 #: A trace sink: called as ``sink(step, epoch, trace)`` on every captured step.
 TraceSink = Callable[[int, int, dict], None]
+
+#: Training keys that may differ when a run is resumed: ``epochs`` (extend a run).
+EXTENSIBLE_KEYS = ("epochs",)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`train`; a checkpoint was saved at ``step`` (rerun to resume)."""
+
+    def __init__(self, workdir: Path, step: int, epoch: int, chunk: int):
+        super().__init__(f"interrupted at step {step}")
+        self.workdir, self.step, self.epoch, self.chunk = workdir, step, epoch, chunk
 
 
 def evaluate(eval_step, params, stream: Stream, bptt: int, *, model=None) -> float:
@@ -114,6 +144,8 @@ def _training_part(d: dict) -> dict:
         pass
     d = json.loads(json.dumps(d))
     d.get("data", {}).pop("data_dir", None)  # where the corpus lives may change between sessions
+    for k in EXTENSIBLE_KEYS:
+        d.pop(k, None)
     return d
 
 
@@ -144,13 +176,19 @@ def _check_output_size(model, state: TrainState, batch_size: int, num_outputs: i
         )
 
 
+def config_differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
+    """Training keys (dotted) that differ between a run's config and a new one.
+
+    ``epochs`` (:data:`EXTENSIBLE_KEYS`) and ``data.data_dir`` are not compared.
+    """
+    return _differences(_training_part(old), _training_part(new))
+
+
 def _check_same_config(workdir: Path, cfg: RunConfig, has_checkpoints: bool) -> None:
     path = workdir / "config.json"
     if path.exists() and has_checkpoints:
-        old = _training_part(json.loads(path.read_text()))
-        new = _training_part(cfg.training_dict())
-        if old != new:
-            diff = _differences(old, new)
+        diff = config_differences(json.loads(path.read_text()), cfg.training_dict())
+        if diff:
             shown = "; ".join(f"{k}: {a!r} in the run, {b!r} now" for k, a, b in diff[:5])
             more = f" (and {len(diff) - 5} more)" if len(diff) > 5 else ""
             raise ConfigError(
@@ -159,6 +197,131 @@ def _check_same_config(workdir: Path, cfg: RunConfig, has_checkpoints: bool) -> 
             )
     # the latest invocation's whole tree (study sections may change freely)
     path.write_text(json.dumps(cfg.to_dict(), indent=2))
+
+
+@contextlib.contextmanager
+def _sigint_flag():
+    """While active (main thread only), the first Ctrl-C sets ``flag.hit`` instead of raising."""
+    flag = type("Flag", (), {"hit": False})()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if flag.hit:  # a second Ctrl-C: stop now, without a checkpoint
+            raise KeyboardInterrupt
+        flag.hit = True
+        print(
+            "\n[jaxdyn] Ctrl-C: saving a checkpoint at the next step "
+            "(press Ctrl-C again to stop without saving)",
+            file=sys.stderr,
+        )
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def chunk_offset(seed: int, epoch: int, n_chunks: int) -> int:
+    """The chunk an epoch starts at with ``data_order = "per_member"`` (0 with one chunk).
+
+    Drawn from ``(seed, epoch)`` on the host, so member ``m`` of a population and a
+    single run with seed ``seed + m`` see the same order.
+    """
+    if n_chunks < 2:
+        return 0
+    return int(np.random.default_rng([seed, epoch]).integers(n_chunks))
+
+
+class Single:
+    """The loop's strategy for one model (see :class:`~jaxdyn.train.population_loop.Population`)."""
+
+    seeds = None
+    per_member = False
+
+    def __init__(self, cfg: RunConfig, model, tx, spec, batch_size: int, init_params):
+        self.cfg, self.model = cfg, model
+        self.step_plain, self.step_capture, self.eval_step = compiled_steps(model, tx, spec)
+        self.state = init_train_state(model, tx, cfg.seed, batch_size, params=init_params)
+        self.first = self.state
+        self.batch_size = batch_size
+
+    def reset_carry(self, state):
+        return state._replace(carry=initial_carry(self.model, state.params, self.batch_size))
+
+    def batch(self, stream: Stream, position: int, epoch: int, bptt: int):
+        n = stream.num_chunks(bptt)
+        offset = chunk_offset(self.cfg.seed, epoch, n) if self.cfg.data_order != "shared" else 0
+        return stream.chunk((position + offset) % n, bptt)
+
+    def host_step(self, state) -> int:
+        return int(state.step)
+
+    def evaluate(self, params, stream, bptt):
+        return evaluate(self.eval_step, params, stream, bptt, model=self.model)
+
+    def lrs(self, opt_state):
+        return get_learning_rate(opt_state)
+
+    def mean(self, losses):
+        return float(jnp.mean(jnp.stack(losses)))
+
+    def empty_loss(self):
+        return float("nan")
+
+    def check_finite(self, recent, step_no):
+        if not math.isfinite(recent):
+            raise FloatingPointError(f"training loss is {recent} at step {step_no}")
+
+    def postfix(self, recent) -> float:
+        return recent
+
+    def step_rows(self, step, epoch, recent):
+        return [{"step": step, "epoch": epoch, "loss": recent}]
+
+    def init_plateau(self):
+        return PlateauState()
+
+    def plateau(self, state, plateau, val, lr, on):
+        if on:
+            plateau, new_lr, _ = plateau_update(plateau, val, lr, self.cfg.optim.plateau_factor)
+            if new_lr != lr:
+                state = state._replace(opt_state=set_learning_rate(state.opt_state, new_lr))
+            return state, plateau
+        return state, PlateauState(best=min(plateau.best, val))  # the best is still tracked
+
+    def first_rows(self, val, lr):
+        return [epoch_row(0, 0, float("nan"), val, lr, 0.0)]
+
+    def epoch_rows(self, epoch, step, train_loss, val, lr, seconds):
+        return [epoch_row(epoch, step, train_loss, val, lr, seconds)]
+
+    def epoch_line(self, rows, train_loss) -> str:
+        (row,) = rows
+        lr = row["lr"]
+        return (
+            f"epoch {row['epoch']:3d} | step {row['step']:6d} | train ppl {ppl(train_loss):8.2f} | "
+            f"valid ppl {row['valid_ppl']:8.2f} | lr {'-' if lr is None else f'{lr:g}'} | "
+            f"{row['seconds']:.1f}s"
+        )
+
+    def meta(self, cfg, data, epoch, chunk, plateau, history, kind, losses):
+        meta = _meta(cfg, data, epoch, chunk, plateau, history, kind)
+        meta["epoch_losses"] = [float(x) for x in jax.device_get(losses)]
+        return meta
+
+    def restore(self, meta):
+        losses = [jnp.float32(x) for x in meta.get("epoch_losses", [])]
+        return PlateauState(best=float(meta["plateau_best"])), losses
+
+    def emit(self, trace, sinks, writer, step_no, epoch):
+        _emit(trace, sinks, writer, step_no, epoch)
+
+    def describe(self) -> str:
+        return ""
 
 
 def train(
@@ -174,21 +337,24 @@ def train(
     model: Any = None,
     tx: optax.GradientTransformation | None = None,
     mesh: Any = "auto",
+    label: str | None = None,
 ) -> TrainResult:
-    """Train (or resume training) and save a checkpoint per epoch.
+    """Train (or resume, or extend) a run and save a checkpoint per epoch.
 
     Args:
       cfg: the run configuration (data, epochs, seed, capture, checkpoints; and
-        the model/optimizer unless given).
-      workdir: run folder (created); an existing run there is resumed.
+        the model/optimizer unless given). ``cfg.seeds > 1`` trains a population
+        as one state (:mod:`jaxdyn.train.population_loop`).
+      workdir: run folder (created); an existing run there is resumed, or
+        extended when ``cfg.epochs`` is larger than the epochs it has.
       data: the task (see ``jaxdyn.train.tasks``).
-      progress: show a progress bar on stderr.
+      progress: show progress bars on stderr (epoch lines are printed either way).
       max_steps: stop after this many optimizer steps in this call (a
         checkpoint is saved there) — for interrupting a run on purpose.
       sinks: callables receiving every captured trace.
       init_params: start from these parameters (e.g. a tagger sharing a
         language model's initialisation) instead of ``cfg.seed``'s.
-      resume_step: resume from this checkpoint instead of the newest one.
+      resume_step: resume from this checkpoint instead of the newest full one.
       model: the model to train (any Flax module following
         ``jaxdyn.models.taps``'s protocol, sized for ``data``); default
         ``build_model(cfg, data)``. Resuming checks the config, not the model:
@@ -197,34 +363,23 @@ def train(
         plateau rule (``cfg.optim.plateau_factor < 1``) applies when its state
         exposes an injected learning rate (``optax.inject_hyperparams``); for one
         without, a message says the rule is skipped and ``lr`` is left empty.
-      mesh: population runs only (``cfg.seeds > 1``, see
-        :func:`jaxdyn.train.population_loop.train_population`): the device mesh,
-        ``"auto"`` (every visible device when there are several) or None.
+      mesh: population runs only: the device mesh, ``"auto"`` (every visible
+        device when there are several) or None.
+      label: what is training, in front of every log line (default: the run
+        folder's name).
 
     Returns:
       A :class:`TrainResult`; ``finished`` tells whether all epochs are done.
-      With ``cfg.seeds > 1`` the whole population is trained as one state
-      (:mod:`jaxdyn.train.population_loop`).
-    """
-    if cfg.seeds > 1:
-        from jaxdyn.train.population_loop import train_population
 
-        return train_population(
-            cfg,
-            workdir,
-            data,
-            progress=progress,
-            max_steps=max_steps,
-            sinks=sinks,
-            init_params=init_params,
-            resume_step=resume_step,
-            model=model,
-            tx=tx,
-            mesh=mesh,
-        )
+    Raises:
+      TrainingInterrupted: Ctrl-C; a checkpoint was saved at the step it names.
+      ConfigError: ``workdir`` holds a run of another training config.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    label = workdir.name if label is None else label
     traj = Trajectory(workdir)
+    writer = None
     try:
         # a config.json without checkpoints is a run that failed before starting: replace it
         _check_same_config(workdir, cfg, bool(traj.all_steps()))
@@ -234,10 +389,15 @@ def train(
         model = build_model(cfg, data) if model is None else model
         tx = optimizer_for(cfg.optim) if tx is None else tx
         spec = capture_spec(cfg)
-        step_plain, step_capture, eval_step = compiled_steps(model, tx, spec)
         batch_size = data.train.inputs.shape[0]
-        state = init_train_state(model, tx, cfg.seed, batch_size, params=init_params)
-        _check_output_size(model, state, batch_size, len(data.out_vocab))
+        if cfg.seeds > 1:
+            from jaxdyn.train.population_loop import Population
+
+            how = Population(cfg, model, tx, spec, batch_size, init_params, mesh)
+        else:
+            how = Single(cfg, model, tx, spec, batch_size, init_params)
+        state = how.state
+        _check_output_size(model, how.first, batch_size, len(data.out_vocab))
         plateau_on = cfg.optim.plateau_factor < 1.0 and has_learning_rate(state.opt_state)
         if cfg.optim.plateau_factor < 1.0 and not plateau_on:
             print(
@@ -246,108 +406,133 @@ def train(
                 "optax.inject_hyperparams to schedule it)",
                 file=sys.stderr,
             )
-        writer = Writer(workdir)
         n_chunks = data.train.num_chunks(bptt)
-        start = resume_step if resume_step is not None else traj.latest_step()
+        start = resume_step if resume_step is not None else traj.latest_full_step()
+        writer = Writer(workdir, tensorboard=cfg.tensorboard, purge_step=start)
         if start is not None:
             state, meta = traj.restore(start, state)
             epoch, chunk = int(meta["epoch"]), int(meta["chunk"])
-            plateau = PlateauState(best=float(meta["plateau_best"]))
+            plateau, losses = how.restore(meta)
             history = list(meta["history"])
             # per-step losses of the interrupted epoch, so its train loss (and the
             # log cadence) match an uninterrupted run exactly
-            losses = [jnp.float32(x) for x in meta.get("epoch_losses", [])]
             writer.truncate(start)
             writer.epochs_csv(history)
-            print(
-                f"resuming {workdir} from step {start} (epoch {epoch}, chunk {chunk})",
-                file=sys.stderr,
-            )
-        else:
-            epoch, chunk, plateau, losses = 0, 0, PlateauState(), []
-            writer.truncate(0)
-            val = evaluate(eval_step, state.params, data.valid, bptt, model=model)
-            history = [epoch_row(0, 0, float("nan"), val, get_learning_rate(state.opt_state), 0.0)]
-            writer.epochs_csv(history)
-            traj.save(state, _meta(cfg, data, 0, 0, plateau, history, "init"))
-
-        def save(kind):
-            meta = _meta(cfg, data, epoch, chunk, plateau, history, kind)
-            meta["epoch_losses"] = [float(x) for x in jax.device_get(losses)]
-            traj.save(state, meta)
-
-        steps_here = 0
-        host_step = int(state.step)  # mirrors state.step without a device sync per step
-        while epoch < cfg.epochs:
-            if chunk == 0:
-                state = state._replace(carry=initial_carry(model, state.params, batch_size))
-            t0 = time.perf_counter()
-            bar = tqdm(
-                total=n_chunks,
-                initial=chunk,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not progress,
-                leave=False,
-                file=sys.stderr,
-                unit="batch",
-            )
-            while chunk < n_chunks:
-                step_no = host_step
-                batch = data.train.chunk(chunk, bptt)
-                if spec is not None and spec.should_capture(step_no):
-                    state, metrics, trace = step_capture(state, batch)
-                    _emit(trace, sinks, writer, step_no, epoch)
-                else:
-                    state, metrics, _ = step_plain(state, batch)
-                losses.append(metrics["loss"])
-                chunk += 1
-                steps_here += 1
-                host_step += 1
-                bar.update(1)
-                if len(losses) % cfg.log_every == 0:
-                    recent = float(jnp.mean(jnp.stack(losses[-cfg.log_every :])))
-                    if not math.isfinite(recent):
-                        raise FloatingPointError(f"training loss is {recent} at step {step_no}")
-                    bar.set_postfix(loss=f"{recent:.3f}", ppl=f"{ppl(recent):.1f}")
-                    writer.jsonl(
-                        "steps.jsonl", {"step": step_no + 1, "epoch": epoch, "loss": recent}
-                    )
-                if (
-                    cfg.checkpoint_every_steps
-                    and host_step % cfg.checkpoint_every_steps == 0
-                    and chunk < n_chunks  # at an epoch's end the epoch checkpoint follows
-                ):
-                    save("steps")
-                if max_steps is not None and steps_here >= max_steps and chunk < n_chunks:
-                    save("interrupted")
-                    bar.close()
-                    return TrainResult(state, history, workdir, False, model)
-            bar.close()
-            train_loss = float(jnp.mean(jnp.stack(losses))) if losses else float("nan")
-            val = evaluate(eval_step, state.params, data.valid, bptt, model=model)
-            lr = get_learning_rate(state.opt_state)
-            if plateau_on:
-                plateau, new_lr, _ = plateau_update(plateau, val, lr, cfg.optim.plateau_factor)
-                if new_lr != lr:
-                    state = state._replace(opt_state=set_learning_rate(state.opt_state, new_lr))
-            else:  # the best loss is still tracked (and checkpointed)
-                plateau = PlateauState(best=min(plateau.best, val))
-            epoch, chunk, losses = epoch + 1, 0, []
-            row = epoch_row(epoch, host_step, train_loss, val, lr, time.perf_counter() - t0)
-            history.append(row)
-            writer.epochs_csv(history)
-            if progress:
+            if epoch >= cfg.epochs:
+                more = (
+                    f" (more than epochs={cfg.epochs}: the analyses see every epoch it has)"
+                    if epoch > cfg.epochs
+                    else ""
+                )
                 print(
-                    f"epoch {epoch:3d} | step {row['step']:6d} | train ppl {ppl(train_loss):8.2f} | "
-                    f"valid ppl {row['valid_ppl']:8.2f} | lr {'-' if lr is None else f'{lr:g}'} | "
-                    f"{row['seconds']:.1f}s",
+                    f"[{label}] already trained to epoch {epoch}{how.describe()}{more}: "
+                    f"{workdir} (step {start}); nothing to train",
                     file=sys.stderr,
                 )
-            save("epoch")
-            if max_steps is not None and steps_here >= max_steps:
-                return TrainResult(state, history, workdir, epoch >= cfg.epochs, model)
-        return TrainResult(state, history, workdir, True, model)
+            else:
+                what = "extending" if chunk == 0 and meta.get("kind") == "epoch" else "resuming"
+                print(
+                    f"[{label}] {what} {workdir}{how.describe()} from step {start} (epoch "
+                    f"{epoch}, chunk {chunk}) to epoch {cfg.epochs}",
+                    file=sys.stderr,
+                )
+        else:
+            epoch, chunk, plateau, losses = 0, 0, how.init_plateau(), []
+            writer.truncate(0)
+            val = how.evaluate(state.params, data.valid, bptt)
+            history = how.first_rows(val, how.lrs(state.opt_state))
+            writer.epochs_csv(history)
+            writer.tensorboard_epochs(history)
+            traj.save(state, how.meta(cfg, data, 0, 0, plateau, history, "init", losses))
+
+        def save(kind):
+            meta = how.meta(cfg, data, epoch, chunk, plateau, history, kind, losses)
+            if kind == "params":  # parameters only (checkpoint.kind=params)
+                traj.save_params(state.params, host_step, meta)
+                return
+            traj.save(state, meta)
+            if kind == "steps" and cfg.checkpoint.keep_full:  # retention: older ones lose opt state
+                ck, legacy = cfg.checkpoint, cfg.checkpoint_every_steps
+                traj.demote_all(demote_candidates(host_step, ck, legacy), state.params)
+
+        def stop(kind):
+            save(kind)
+            writer.flush()
+            raise TrainingInterrupted(workdir, host_step, epoch, chunk)
+
+        steps_here = 0
+        host_step = how.host_step(state)  # mirrors state.step without a device sync per step
+        with _sigint_flag() as interrupt:
+            while epoch < cfg.epochs:
+                if chunk == 0:
+                    state = how.reset_carry(state)
+                t0 = time.perf_counter()
+                bar = tqdm(
+                    total=n_chunks,
+                    initial=chunk,
+                    desc=f"[{label}] epoch {epoch + 1}/{cfg.epochs}{how.describe()}",
+                    disable=not progress,
+                    leave=False,
+                    file=sys.stderr,
+                    unit="batch",
+                )
+                while chunk < n_chunks:
+                    step_no = host_step
+                    batch = how.batch(data.train, chunk, epoch, bptt)
+                    if spec is not None and spec.should_capture(step_no):
+                        state, metrics, trace = how.step_capture(state, batch)
+                        how.emit(trace, sinks, writer, step_no, epoch)
+                    else:
+                        state, metrics, _ = how.step_plain(state, batch)
+                    losses.append(metrics["loss"])
+                    chunk += 1
+                    steps_here += 1
+                    host_step += 1
+                    bar.update(1)
+                    if len(losses) % cfg.log_every == 0:
+                        recent = how.mean(losses[-cfg.log_every :])
+                        how.check_finite(recent, step_no)
+                        shown = how.postfix(recent)
+                        bar.set_postfix(loss=f"{shown:.3f}", ppl=f"{ppl(shown):.1f}")
+                        for row in how.step_rows(step_no + 1, epoch, recent):
+                            writer.jsonl("steps.jsonl", row)
+                    kind = scheduled_kind(host_step, cfg.checkpoint, cfg.checkpoint_every_steps)
+                    if kind and chunk < n_chunks:  # at an epoch's end the epoch checkpoint follows
+                        save(kind)
+                    if chunk < n_chunks and interrupt.hit:
+                        bar.close()
+                        stop("interrupted")
+                    if max_steps is not None and steps_here >= max_steps and chunk < n_chunks:
+                        save("interrupted")
+                        bar.close()
+                        return TrainResult(state, history, workdir, False, model, how.seeds)
+                bar.close()
+                train_loss = how.mean(losses) if losses else how.empty_loss()
+                if losses:
+                    how.check_finite(train_loss, host_step - 1)
+                val = how.evaluate(state.params, data.valid, bptt)
+                lr = how.lrs(state.opt_state)
+                state, plateau = how.plateau(state, plateau, val, lr, plateau_on)
+                epoch, chunk, losses = epoch + 1, 0, []
+                rows = how.epoch_rows(
+                    epoch, host_step, train_loss, val, lr, time.perf_counter() - t0
+                )
+                history.extend(rows)
+                writer.epochs_csv(history)
+                writer.tensorboard_epochs(rows)
+                print(f"[{label}] {how.epoch_line(rows, train_loss)}", file=sys.stderr)
+                save("epoch")
+                if interrupt.hit and epoch < cfg.epochs:
+                    writer.flush()
+                    raise TrainingInterrupted(workdir, host_step, epoch, chunk)
+                if max_steps is not None and steps_here >= max_steps:
+                    return TrainResult(
+                        state, history, workdir, epoch >= cfg.epochs, model, how.seeds
+                    )
+        return TrainResult(state, history, workdir, True, model, how.seeds)
     finally:
+        if writer is not None:
+            writer.close()
         traj.close()
 
 

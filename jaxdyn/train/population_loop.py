@@ -1,11 +1,16 @@
-"""The host loop of a population (``cfg.seeds > 1``): one state, one step, one checkpoint.
+"""A population's part of the host loop (``cfg.seeds > 1``): one state, one step, one checkpoint.
 
-:func:`jaxdyn.train.loop.train` hands a config with ``seeds = P > 1`` to
-:func:`train_population`. It mirrors the single-model loop (same files, same
-exact resume, same config check) with these differences:
+:func:`jaxdyn.train.loop.train` runs the one host loop for single models and
+populations; :class:`Population` is its strategy for ``seeds = P > 1`` (the
+single model's is :class:`jaxdyn.train.loop.Single`). Same files, same exact
+resume, same config check, with these differences:
 
-* member ``m`` has seed ``cfg.seed + m``; all members see the same chunks in the
-  same order (the shared data order);
+* member ``m`` has seed ``cfg.seed + m``; with ``data_order = "shared"`` (default)
+  all members see the same chunks in the same order; with ``"per_member"`` each
+  member starts every epoch at its own chunk offset (drawn from its seed and the
+  epoch, :func:`jaxdyn.train.loop.chunk_offset`), so member ``m`` sees what a
+  single run with seed ``seed + m`` and the same option sees; the step then
+  takes ``(P, B, T)`` batches;
 * every checkpoint holds the whole population (leading ``(P,)`` axis on every
   leaf) plus ``meta["population"] = {"size": P, "seeds": [...]}``;
   :func:`jaxdyn.train.trajectory.iter_checkpoints` reads one member back
@@ -25,21 +30,15 @@ from __future__ import annotations
 
 import math
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from jaxdyn.checkpoint import Trajectory
-from jaxdyn.config import RunConfig
 from jaxdyn.trace.records import batch_means
-from jaxdyn.train.build import build_model, capture_spec, optimizer_for
-from jaxdyn.train.logs import Writer, epoch_row, ppl
-from jaxdyn.train.optim import PlateauState, has_learning_rate, plateau_update, set_learning_rate
+from jaxdyn.train.logs import epoch_row
+from jaxdyn.train.optim import PlateauState, plateau_update, set_learning_rate
 from jaxdyn.train.population import (
     init_population,
     learning_rates,
@@ -51,7 +50,7 @@ from jaxdyn.train.population import (
     shard_population,
     take_member,
 )
-from jaxdyn.train.tasks import Stream, TaskData
+from jaxdyn.train.tasks import Stream
 
 
 def evaluate_population(eval_step, params, stream: Stream, bptt: int, *, model) -> np.ndarray:
@@ -82,214 +81,143 @@ def resolve_mesh(mesh: Any, size: int, batch_size: int):
     return None if m.devices.size < 2 else m
 
 
-def _meta(cfg, data, epoch, chunk, plateaus, history, kind, seeds, failed):
-    from jaxdyn.train.loop import _meta as single_meta
+class Population:
+    """The host loop's strategy for ``cfg.seeds = P > 1`` members (see the module docstring).
 
-    meta = single_meta(cfg, data, epoch, chunk, PlateauState(), history, kind)
-    meta["plateau_best"] = [p.best if math.isfinite(p.best) else 1e30 for p in plateaus]
-    meta["population"] = {"size": len(seeds), "seeds": list(seeds)}
-    meta["failed_members"] = sorted(failed)
-    return meta
-
-
-def _rows(epoch, step, train_loss, val, lrs, seconds, seeds, failed):
-    rows = []
-    for m, s in enumerate(seeds):
-        lr = None if lrs is None else float(lrs[m])
-        row = epoch_row(epoch, step, float(train_loss[m]), float(val[m]), lr, seconds)
-        rows.append({"member": m, "seed": s, **row, "finite": m not in failed})
-    return rows
-
-
-def train_population(
-    cfg: RunConfig,
-    workdir: str | Path,
-    data: TaskData,
-    *,
-    progress: bool = True,
-    max_steps: int | None = None,
-    sinks=(),
-    init_params: Any = None,
-    resume_step: int | None = None,
-    model: Any = None,
-    tx=None,
-    mesh: Any = "auto",
-):
-    """Train (or resume) ``cfg.seeds`` members as one population; see the module docstring.
-
-    Arguments as :func:`jaxdyn.train.loop.train`, plus:
-      mesh: a :func:`~jaxdyn.train.population.population_mesh` to shard the
-        population over; ``"auto"`` (default) uses every visible device when there
-        are several; None keeps everything on the default device.
-
-    Returns:
-      A :class:`~jaxdyn.train.loop.TrainResult` whose ``state`` is the population
-      state (leading ``(P,)`` axis), ``history`` one row per member per epoch
-      (``member``, ``seed``, ...), and ``seeds`` the members' seeds.
+    Args:
+      cfg, model, tx, spec, batch_size, init_params: as in the loop.
+      mesh: a :func:`~jaxdyn.train.population.population_mesh`, ``"auto"`` (every
+        visible device when there are several) or None (the default device).
     """
-    from jaxdyn.train.loop import TrainResult, _check_output_size, _check_same_config
 
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    traj = Trajectory(workdir)
-    try:
-        _check_same_config(workdir, cfg, bool(traj.all_steps()))
-        data.vocab.save(workdir / "vocab.json")
-        data.out_vocab.save(workdir / "out_vocab.json")
-        bptt = cfg.data.bptt
-        model = build_model(cfg, data) if model is None else model
-        tx = optimizer_for(cfg.optim) if tx is None else tx
-        spec = capture_spec(cfg)
-        seeds = member_seeds(cfg.seed, cfg.seeds)
-        size = len(seeds)
-        batch_size = data.train.inputs.shape[0]
-        mesh = resolve_mesh(mesh, size, batch_size)
-        step_plain, step_capture, eval_step = population_steps(model, tx, spec, mesh)
-        state = init_population(model, tx, seeds, batch_size, params=init_params)
-        _check_output_size(model, take_member(state, 0), batch_size, len(data.out_vocab))
-        if mesh is not None:
-            state = shard_population(state, mesh)
-        plateau_on = cfg.optim.plateau_factor < 1.0 and has_learning_rate(state.opt_state)
-        if cfg.optim.plateau_factor < 1.0 and not plateau_on:
+    def __init__(self, cfg, model, tx, spec, batch_size: int, init_params, mesh):
+        from jaxdyn.train.loop import chunk_offset
+
+        self._offset = chunk_offset
+        self.cfg, self.model, self.batch_size = cfg, model, batch_size
+        self.seeds = member_seeds(cfg.seed, cfg.seeds)
+        self.size = len(self.seeds)
+        self.per_member = cfg.data_order != "shared"
+        self.mesh = resolve_mesh(mesh, self.size, batch_size)
+        steps = population_steps(model, tx, spec, self.mesh, per_member_batch=self.per_member)
+        self.step_plain, self.step_capture, self.eval_step = steps
+        state = init_population(model, tx, self.seeds, batch_size, params=init_params)
+        self.first = take_member(state, 0)
+        self.state = state if self.mesh is None else shard_population(state, self.mesh)
+        self.failed: set[int] = set()
+
+    def describe(self) -> str:
+        return f" ({self.size} members)"
+
+    def _place(self, state):
+        return state if self.mesh is None else shard_population(state, self.mesh)
+
+    def reset_carry(self, state):
+        return self._place(
+            state._replace(carry=population_carry(self.model, state.params, self.batch_size))
+        )
+
+    def batch(self, stream: Stream, position: int, epoch: int, bptt: int):
+        if not self.per_member:
+            return place_batch(stream.chunk(position, bptt), self.mesh)
+        n = stream.num_chunks(bptt)
+        chunks = [
+            stream.chunk((position + self._offset(s, epoch, n)) % n, bptt) for s in self.seeds
+        ]
+        stacked = {k: np.stack([np.asarray(c[k]) for c in chunks]) for k in chunks[0]}
+        return place_batch(stacked, self.mesh, per_member=True)
+
+    def host_step(self, state) -> int:
+        return int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
+
+    def evaluate(self, params, stream, bptt):
+        return evaluate_population(self.eval_step, params, stream, bptt, model=self.model)
+
+    def lrs(self, opt_state):
+        return learning_rates(opt_state)
+
+    def mean(self, losses):
+        return np.asarray(jnp.mean(jnp.stack(losses), axis=0))
+
+    def empty_loss(self):
+        return np.full(self.size, np.nan)
+
+    def check_finite(self, recent, step_no):
+        bad = [m for m in np.flatnonzero(~np.isfinite(recent)) if m not in self.failed]
+        for m in bad:
+            self.failed.add(int(m))
             print(
-                f"plateau schedule (optim.plateau_factor={cfg.optim.plateau_factor:g}) not "
-                "applied: the optimizer exposes no injected learning rate",
+                f"member {m} (seed {self.seeds[m]}) has a non-finite training loss "
+                f"({recent[m]}) at step {step_no}; the other members continue",
                 file=sys.stderr,
             )
-        writer = Writer(workdir)
-        n_chunks = data.train.num_chunks(bptt)
-        start = resume_step if resume_step is not None else traj.latest_step()
-        if start is not None:
-            state, meta = traj.restore(start, state)
-            epoch, chunk = int(meta["epoch"]), int(meta["chunk"])
-            plateaus = [PlateauState(best=float(b)) for b in meta["plateau_best"]]
-            history = list(meta["history"])
-            failed = set(meta.get("failed_members", []))
-            losses = [jnp.asarray(x, jnp.float32) for x in meta.get("epoch_losses", [])]
-            writer.truncate(start)
-            writer.epochs_csv(history)
-            print(
-                f"resuming population of {size} from step {start} (epoch {epoch}, chunk {chunk})",
-                file=sys.stderr,
+        if len(self.failed) == self.size:
+            raise FloatingPointError(
+                f"every member's training loss is non-finite at step {step_no}"
             )
-        else:
-            epoch, chunk, losses, failed = 0, 0, [], set()
-            plateaus = [PlateauState() for _ in seeds]
-            writer.truncate(0)
-            val = evaluate_population(eval_step, state.params, data.valid, bptt, model=model)
-            nan = np.full(size, np.nan)
-            lrs = learning_rates(state.opt_state)
-            history = _rows(0, 0, nan, val, lrs, 0.0, seeds, failed)
-            writer.epochs_csv(history)
-            traj.save(state, _meta(cfg, data, 0, 0, plateaus, history, "init", seeds, failed))
 
-        def save(kind):
-            meta = _meta(cfg, data, epoch, chunk, plateaus, history, kind, seeds, failed)
-            meta["epoch_losses"] = [np.asarray(x).tolist() for x in jax.device_get(losses)]
-            traj.save(state, meta)
+    def postfix(self, recent) -> float:
+        ok = recent[np.isfinite(recent)]
+        return float(ok.mean())
 
-        def check_finite(recent, step_no):
-            bad = [m for m in np.flatnonzero(~np.isfinite(recent)) if m not in failed]
-            for m in bad:
-                failed.add(int(m))
-                print(
-                    f"member {m} (seed {seeds[m]}) has a non-finite training loss "
-                    f"({recent[m]}) at step {step_no}; the other members continue",
-                    file=sys.stderr,
-                )
-            if len(failed) == size:
-                raise FloatingPointError(
-                    f"every member's training loss is non-finite at step {step_no}"
-                )
+    def step_rows(self, step, epoch, recent):
+        return [
+            {"step": step, "epoch": epoch, "member": m, "loss": float(recent[m])}
+            for m in range(self.size)
+        ]
 
-        steps_here = 0
-        host_step = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
-        while epoch < cfg.epochs:
-            if chunk == 0:
-                carry = population_carry(model, state.params, batch_size)
-                state = state._replace(carry=carry)
-                if mesh is not None:
-                    state = shard_population(state, mesh)
-            t0 = time.perf_counter()
-            bar = tqdm(
-                total=n_chunks,
-                initial=chunk,
-                desc=f"epoch {epoch + 1}/{cfg.epochs} ({size} members)",
-                disable=not progress,
-                leave=False,
-                file=sys.stderr,
-                unit="batch",
+    def init_plateau(self):
+        return [PlateauState() for _ in self.seeds]
+
+    def plateau(self, state, plateaus, val, lrs, on):
+        if not on:
+            return state, [PlateauState(min(p.best, float(v))) for p, v in zip(plateaus, val)]
+        new, plateaus = lrs.copy(), list(plateaus)
+        for m in range(self.size):
+            plateaus[m], new[m], _ = plateau_update(
+                plateaus[m], float(val[m]), float(lrs[m]), self.cfg.optim.plateau_factor
             )
-            while chunk < n_chunks:
-                step_no = host_step
-                batch = place_batch(data.train.chunk(chunk, bptt), mesh)
-                if spec is not None and spec.should_capture(step_no):
-                    state, metrics, trace = step_capture(state, batch)
-                    _emit_population(trace, sinks, writer, step_no, epoch)
-                else:
-                    state, metrics, _ = step_plain(state, batch)
-                losses.append(metrics["loss"])
-                chunk += 1
-                steps_here += 1
-                host_step += 1
-                bar.update(1)
-                if len(losses) % cfg.log_every == 0:
-                    recent = np.asarray(jnp.mean(jnp.stack(losses[-cfg.log_every :]), axis=0))
-                    check_finite(recent, step_no)
-                    ok = recent[np.isfinite(recent)]
-                    bar.set_postfix(loss=f"{ok.mean():.3f}", ppl=f"{ppl(float(ok.mean())):.1f}")
-                    for m in range(size):
-                        row = {"step": step_no + 1, "epoch": epoch, "member": m}
-                        writer.jsonl("steps.jsonl", {**row, "loss": float(recent[m])})
-                if (
-                    cfg.checkpoint_every_steps
-                    and host_step % cfg.checkpoint_every_steps == 0
-                    and chunk < n_chunks
-                ):
-                    save("steps")
-                if max_steps is not None and steps_here >= max_steps and chunk < n_chunks:
-                    save("interrupted")
-                    bar.close()
-                    return TrainResult(state, history, workdir, False, model, seeds)
-            bar.close()
-            train_loss = (
-                np.asarray(jnp.mean(jnp.stack(losses), axis=0)) if losses else np.full(size, np.nan)
+        if (new != lrs).any():
+            state = self._place(
+                state._replace(opt_state=set_learning_rate(state.opt_state, jnp.asarray(new)))
             )
-            if losses:
-                check_finite(train_loss, host_step - 1)
-            val = evaluate_population(eval_step, state.params, data.valid, bptt, model=model)
-            lrs = learning_rates(state.opt_state)
-            if plateau_on:
-                new = lrs.copy()
-                for m in range(size):
-                    plateaus[m], new[m], _ = plateau_update(
-                        plateaus[m], float(val[m]), float(lrs[m]), cfg.optim.plateau_factor
-                    )
-                if (new != lrs).any():
-                    opt_state = set_learning_rate(state.opt_state, jnp.asarray(new))
-                    state = state._replace(opt_state=opt_state)
-                    if mesh is not None:
-                        state = shard_population(state, mesh)
-            else:
-                plateaus = [PlateauState(min(p.best, float(v))) for p, v in zip(plateaus, val)]
-            epoch, chunk, losses = epoch + 1, 0, []
-            secs = time.perf_counter() - t0
-            rows = _rows(epoch, host_step, train_loss, val, lrs, secs, seeds, failed)
-            history.extend(rows)
-            writer.epochs_csv(history)
-            if progress:
-                vp = " ".join(f"{r['valid_ppl']:.1f}" for r in rows)
-                print(
-                    f"epoch {epoch:3d} | step {host_step:6d} | valid ppl per member {vp} | "
-                    f"{secs:.1f}s",
-                    file=sys.stderr,
-                )
-            save("epoch")
-            if max_steps is not None and steps_here >= max_steps:
-                return TrainResult(state, history, workdir, epoch >= cfg.epochs, model, seeds)
-        return TrainResult(state, history, workdir, True, model, seeds)
-    finally:
-        traj.close()
+        return state, plateaus
+
+    def first_rows(self, val, lrs):
+        return self.epoch_rows(0, 0, np.full(self.size, np.nan), val, lrs, 0.0)
+
+    def epoch_rows(self, epoch, step, train_loss, val, lrs, seconds):
+        rows = []
+        for m, s in enumerate(self.seeds):
+            lr = None if lrs is None else float(lrs[m])
+            row = epoch_row(epoch, step, float(train_loss[m]), float(val[m]), lr, seconds)
+            rows.append({"member": m, "seed": s, **row, "finite": m not in self.failed})
+        return rows
+
+    def epoch_line(self, rows, train_loss) -> str:
+        vp = " ".join(f"{r['valid_ppl']:.1f}" for r in rows)
+        return (
+            f"epoch {rows[0]['epoch']:3d} | step {rows[0]['step']:6d} | valid ppl per member "
+            f"{vp} | {rows[0]['seconds']:.1f}s"
+        )
+
+    def meta(self, cfg, data, epoch, chunk, plateaus, history, kind, losses):
+        from jaxdyn.train.loop import _meta as single_meta
+
+        meta = single_meta(cfg, data, epoch, chunk, PlateauState(), history, kind)
+        meta["plateau_best"] = [p.best if math.isfinite(p.best) else 1e30 for p in plateaus]
+        meta["population"] = {"size": self.size, "seeds": list(self.seeds)}
+        meta["failed_members"] = sorted(self.failed)
+        meta["epoch_losses"] = [np.asarray(x).tolist() for x in jax.device_get(losses)]
+        return meta
+
+    def restore(self, meta):
+        self.failed = set(meta.get("failed_members", []))
+        losses = [jnp.asarray(x, jnp.float32) for x in meta.get("epoch_losses", [])]
+        return [PlateauState(best=float(b)) for b in meta["plateau_best"]], losses
+
+    def emit(self, trace, sinks, writer, step_no, epoch):
+        _emit_population(trace, sinks, writer, step_no, epoch)
 
 
 def _emit_population(trace, sinks, writer, step_no, epoch):
@@ -304,3 +232,12 @@ def _emit_population(trace, sinks, writer, step_no, epoch):
         writer.jsonl("traces.jsonl", row)
     for sink in sinks:
         sink(step_no, epoch, trace)
+
+
+def train_population(cfg, workdir, data, **kwargs):
+    """:func:`jaxdyn.train.loop.train` for a population (kept for older callers)."""
+    from jaxdyn.train.loop import train
+
+    if cfg.seeds < 2:
+        raise ValueError(f"train_population needs seeds > 1, got {cfg.seeds}")
+    return train(cfg, workdir, data, **kwargs)

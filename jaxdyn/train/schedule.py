@@ -102,3 +102,17 @@ def newest_full(kinds: Iterable[tuple[int, str]]) -> int | None:
     """The newest step whose checkpoint a run can resume from (a full kind), or None."""
     full = [s for s, k in kinds if k in FULL_KINDS]
     return max(full) if full else None
+
+
+def demote_candidates(step: int, ck: CheckpointConfig, legacy_every: int = 0) -> list[int]:
+    """The scheduled full checkpoints up to ``step`` that ``ck.keep_full`` demotes, ascending.
+
+    Computed from the schedule alone (no I/O); the loop hands them to
+    ``Trajectory.demote_all``, which skips those already demoted.
+    """
+    if ck.keep_full <= 0:
+        return []
+    full = [
+        (s, "steps") for s in range(1, step + 1) if scheduled_kind(s, ck, legacy_every) == "steps"
+    ]
+    return to_demote(full, ck.keep_full)
