@@ -30,7 +30,7 @@ the pre-LN placement of Xiong et al. 2020 and GPT-2's final LayerNorm)::
     LN(x)  = (x - mean(x)) / sqrt(var(x) + 1e-5) * scale + bias   (biased variance)
     Attn(h): q = h wq + bq, k = h wk + bk, v = h wv + bv, split into H heads;
              (rotary: q, k rotated per head, see :func:`rotary`)
-             A = softmax(q k^T / sqrt(Dh) + causal mask)   # "block_{l}.attn_probs"
+             A = softmax(q k^T / sqrt(Dh) + causal mask)   # "attn_probs_{l}"
              out = concat_h(A_h v_h) wo + bo
     GELU is the exact (erf) GELU, as ``torch.nn.GELU()``.
 
@@ -44,10 +44,12 @@ Trace names (``jaxdyn.models.taps``; all taps at the top level so names are flat
 names are block internals that ``CaptureSpec(gates=False)`` leaves out). Activation and
 gradient: ``embedding`` (x_0, before dropout), ``block_{l}`` (x_l), ``block_{l}.attn``
 (a_l, before dropout), ``block_{l}.mlp`` (m_l, before dropout), ``decoder_in`` (y),
-``logits``. Activation only: ``block_{l}.attn_probs``, the attention probabilities
+``logits``. Activation only: ``attn_probs_{l}``, the attention probabilities
 ``A`` laid out samples-first as ``(B, T, H * T)``: row ``t`` is the query position,
 feature ``h * T + s`` the probability that head ``h`` at ``t`` attends to key ``s``
-(:func:`probs_from_trace` gives back ``(B, H, T, T)``).
+(:func:`probs_from_trace` gives back ``(B, H, T, T)``). Its name lies outside the
+``block`` prefix, so ``CaptureSpec(modules=("block",))`` selects the blocks' tensors
+that have gradients and never the probabilities.
 
 The pure functions (:func:`layer_norm`, :func:`attention`, :func:`mlp`,
 :func:`block_apply`, :func:`lm_apply`) are the model: the Flax module only creates the
@@ -256,7 +258,7 @@ def lm_apply(
 
 
 def probs_from_trace(x: jax.Array, heads: int) -> jax.Array:
-    """A traced ``block_{l}.attn_probs`` ``(B, T, H*T)`` back as ``(B, H, T, T)``."""
+    """A traced ``attn_probs_{l}`` ``(B, T, H*T)`` back as ``(B, H, T, T)``."""
     b, t, ht = x.shape
     if ht != heads * t:
         raise ValueError(f"attention probabilities {x.shape} do not hold {heads} heads of {t}")
@@ -383,7 +385,7 @@ class TransformerSequenceModel(nn.Module):
             a, probs = attention(p["attn"], layer_norm(p["ln_1"], x), self.heads, rotary_pos=rot)
             b, h, t, _ = probs.shape
             self.sow(
-                ACTIVATIONS, f"{name}.attn_probs", probs.transpose(0, 2, 1, 3).reshape(b, t, h * t)
+                ACTIVATIONS, f"attn_probs_{l}", probs.transpose(0, 2, 1, 3).reshape(b, t, h * t)
             )
             x = x + drop(tap(self, f"{name}.attn", a))
             m = tap(self, f"{name}.mlp", mlp(p["mlp"], layer_norm(p["ln_2"], x)))
