@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.data.corpora import TaggedCorpus
-from jaxdyn.models.lstm import share_initialisation
+from jaxdyn.models.kinds import layer_prefix, share_initialisation
 from jaxdyn.models.taps import initial_carry
 from jaxdyn.studies._common import study_run_config
 from jaxdyn.studies.similarity.config import SimilarityConfig
@@ -200,7 +200,7 @@ def train_corpus(
             shared.path,
             data,
             progress=progress,
-            init_params=share_initialisation(lm_init, own_tagger),
+            init_params=share_initialisation(build_model(base, data), lm_init, own_tagger),
         )
         runs.append(shared)
         if cfg.has_own(task):
@@ -220,7 +220,8 @@ def _log(progress: bool, msg: str) -> None:
 # ----------------------------------------------------------------------------- activations
 
 
-#: What the study compares: the embedding and every LSTM layer's output, in full.
+#: What the study compares: the embedding and every LSTM layer's output, in full (for
+#: a Transformer, :func:`activation_spec` swaps ``lstm`` for its residual stream ``block``).
 ACTIVATION_SPEC = CaptureSpec(
     activations=True,
     act_grads=False,
@@ -231,10 +232,15 @@ ACTIVATION_SPEC = CaptureSpec(
 )
 
 
+def activation_spec(model) -> CaptureSpec:
+    """:data:`ACTIVATION_SPEC` with the model's layer outputs (``jaxdyn.models.kinds``)."""
+    return dataclasses.replace(ACTIVATION_SPEC, modules=("embedding", layer_prefix(model)))
+
+
 @functools.lru_cache(maxsize=32)
 def _analysis_step(model):
     """The model's own traced evaluation step (one compilation per model shape)."""
-    return make_analysis_step(model, ACTIVATION_SPEC)
+    return make_analysis_step(model, activation_spec(model))
 
 
 def heldout_tokens(stream: Stream, n_tokens: int) -> np.ndarray:

@@ -48,11 +48,13 @@ def sparsity_spec(stats: Sequence[str] = ("te",), layers: str = "lstm") -> Captu
     """Module outputs and their gradients (no gates), reduced to ``stats`` per token.
 
     ``layers``: the trace-name prefix of the layer outputs (``lstm``; the Transformer's
-    residual stream ``block``; ``jaxdyn.models.kinds.layer_prefix``)."""
+    ``block``, whose residual stream ``block_{l}`` comes with its attention and MLP
+    outputs ``block_{l}.attn``/``.mlp``, tapped with gradients too;
+    ``jaxdyn.models.kinds.layer_prefix``)."""
     return CaptureSpec(
         activations=True,
         act_grads=True,
-        gates=False,
+        gates=layers == "block",
         modules=("embedding", layers, "logits"),
         reductions=tuple(stats),
     )
@@ -247,6 +249,10 @@ def modules_of(traj) -> list[str]:
     order = {"embedding": 0, "logits": 99}
 
     def key(m):
-        return order.get(m, 1 + int(m.split("_")[-1]) if m.startswith(("lstm_", "block_")) else 50)
+        base, _, part = m.partition(".")
+        if m in order or not base.startswith(("lstm_", "block_")):
+            return (order.get(m, 50), 0)
+        # a transformer block: its attention output, MLP output, then the residual stream
+        return (1 + int(base.split("_")[-1]), {"attn": 0, "mlp": 1}.get(part, 2))
 
     return sorted(first, key=key)

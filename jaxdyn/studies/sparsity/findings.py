@@ -142,8 +142,9 @@ def findings(members, *, seeds, rho_margin=0.05, te_margin=0.05, drop_margin=0.0
     base = 0 if 0 in epochs and last != 0 else None
     mods = [k[1] for k in members[0]["rho"] if k[0] == "input" and k[2] == "act"]
     # The findings concern word representations: the embedding and the LSTM layers
-    # (the decoder's logits are in the tables and plots, not in the verdicts).
-    rep = [m for m in dict.fromkeys(mods) if m != "logits"]
+    # (a Transformer's residual streams; the decoder's logits and the blocks' attention
+    # and MLP outputs are in the tables and plots, not in the verdicts).
+    rep = [m for m in dict.fromkeys(mods) if m != "logits" and "." not in m]
     seeds = tuple(seeds)
 
     f1 = {
