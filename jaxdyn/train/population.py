@@ -248,10 +248,11 @@ def make_population_eval_step(model, *, per_member_batch: bool = False):
     return jax.jit(jax.vmap(make_eval_step(model), in_axes=(0, 0, 0 if per_member_batch else None)))
 
 
-def _build_population_steps(model, tx, spec, mesh):
-    capture = make_population_step(model, tx, spec, mesh=mesh) if spec is not None else None
+def _build_population_steps(model, tx, spec, mesh, per_member_batch=False):
+    kw = {"mesh": mesh, "per_member_batch": per_member_batch}
+    capture = make_population_step(model, tx, spec, **kw) if spec is not None else None
     return (
-        make_population_step(model, tx, None, mesh=mesh),
+        make_population_step(model, tx, None, **kw),
         capture,
         make_population_eval_step(model),
     )
@@ -260,17 +261,21 @@ def _build_population_steps(model, tx, spec, mesh):
 _cached_population_steps = functools.lru_cache(maxsize=16)(_build_population_steps)
 
 
-def population_steps(model, tx, spec: CaptureSpec | None, mesh: Mesh | None = None):
+def population_steps(
+    model, tx, spec: CaptureSpec | None, mesh: Mesh | None = None, *, per_member_batch=False
+):
     """``(step, capture_step, eval_step)`` of a population, memoised like ``compiled_steps``.
 
     Runs of the same shapes in one process (resumed runs, tests) reuse the jitted
     functions and their compiled programs; an unhashable model is compiled afresh.
+    ``per_member_batch``: the train steps take ``(P, B, T)`` batches (evaluation
+    stays shared).
     """
     try:
         hash((model, tx, spec, mesh))
     except TypeError:
-        return _build_population_steps(model, tx, spec, mesh)
-    return _cached_population_steps(model, tx, spec, mesh)
+        return _build_population_steps(model, tx, spec, mesh, per_member_batch)
+    return _cached_population_steps(model, tx, spec, mesh, per_member_batch)
 
 
 def population_carry(model, params: Any, batch_size: int) -> Any:
