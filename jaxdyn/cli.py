@@ -31,6 +31,43 @@ Real corpora (EWT, Brown) are read from --data-dir or $JAXDYN_DATA_DIR.
 """
 
 
+#: Exit status of every error the user can fix (argparse's own, config, corpora, checkpoints).
+EXIT_ERROR = 2
+#: Exit status after Ctrl-C (128 + SIGINT, the shell's convention).
+EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors read ``jaxdyn: error: ...`` (exit status 2)."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"jaxdyn: error: {message}\n")
+
+
+def _report_error(e: BaseException) -> int:
+    print(f"jaxdyn: error: {e}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _report_interrupt(e: KeyboardInterrupt) -> int:
+    from jaxdyn.train.loop import TrainingInterrupted
+
+    if isinstance(e, TrainingInterrupted):
+        print(
+            f"jaxdyn: interrupted: checkpoint saved at step {e.step} (epoch {e.epoch}, "
+            f"chunk {e.chunk}) in {e.workdir}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            "jaxdyn: interrupted (no checkpoint saved at this point; rerun the same command "
+            "to resume from the newest one)",
+            file=sys.stderr,
+        )
+    return EXIT_INTERRUPTED
+
+
 def add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument(
         "--preset",
@@ -65,7 +102,11 @@ def add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         help="ptb (default, embedded), ewt, brown, or a folder with train/valid/test.txt",
     )
     p.add_argument("--data-dir", help="folder with the real corpora (default: $JAXDYN_DATA_DIR)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (epoch lines and stage headers are printed either way)",
+    )
     p.add_argument(
         "--debug",
         action="store_true",
@@ -126,9 +167,7 @@ def experiment_main(argv, *, stage: str, doc: str, needs_corpora: bool = False) 
       doc: the script's docstring (its ``--help`` text).
       needs_corpora: fail at once, before any training, without the real corpora.
     """
-    ap = argparse.ArgumentParser(
-        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(ap, "default")
     ap.add_argument("--workdir", help=f"run folder (default: jaxdyn-runs/{stage}-<preset>)")
     args = ap.parse_args(argv)
@@ -148,8 +187,9 @@ def experiment_main(argv, *, stage: str, doc: str, needs_corpora: bool = False) 
     except user_errors() as e:
         if args.debug:
             raise
-        print(f"{ap.prog}: error: {e}", file=sys.stderr)
-        return 2
+        return _report_error(e)
+    except KeyboardInterrupt as e:
+        return _report_interrupt(e)
     print(f"report: {report}")
     return 0
 
@@ -179,15 +219,21 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_run(args) -> int:
+    from jaxdyn.config import ConfigError
     from jaxdyn.studies.run import STAGES, run_study
 
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    if stages is not None:  # before anything is read or trained
+        bad = [s for s in stages if s not in STAGES]
+        if bad or not stages:
+            raise ConfigError(
+                f"unknown stage{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} "
+                f"in --stages; choose from {', '.join(STAGES)}"
+                if bad
+                else f"--stages is empty; choose from {', '.join(STAGES)}"
+            )
     cfg, data_dir = config_from_args(args)
     workdir = Path(args.workdir or f"jaxdyn-runs/{args.study}")
-    stages = args.stages.split(",") if args.stages else None
-    if stages:
-        bad = [s for s in stages if s not in STAGES]
-        if bad:
-            raise SystemExit(f"unknown stages {bad}; choose from {list(STAGES)}")
     report = run_study(
         cfg,
         workdir,
@@ -206,14 +252,14 @@ def _cmd_config(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``jaxdyn`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="jaxdyn",
         description="Training dynamics of neural language models: train LSTM LMs with "
         "per-epoch checkpoints and traces, then analyse sparsity, similarity and interactions.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser(
         "run",
@@ -260,9 +306,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jaxdyn`` command.
 
-    Errors the user can fix (config, corpora, checkpoints) print one line and exit 2;
-    any other exception is a bug and keeps its traceback (``--debug`` shows the
-    traceback of every error).
+    Errors the user can fix (flags, config, corpora, checkpoints) print one line
+    ``jaxdyn: error: ...`` and exit 2; Ctrl-C saves a checkpoint at the next step,
+    says how to resume and exits 130; any other exception is a bug and keeps its
+    traceback (``--debug`` shows the traceback of every error).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -272,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as e:
         if getattr(args, "debug", False):
             raise
-        print(f"jaxdyn: error: {e}", file=sys.stderr)
-        return 2
+        return _report_error(e)
+    except KeyboardInterrupt as e:
+        if getattr(args, "debug", False):
+            raise
+        return _report_interrupt(e)
 
 
 if __name__ == "__main__":

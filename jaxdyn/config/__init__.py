@@ -67,6 +67,7 @@ TRAINING_KEYS = (
     "checkpoint_every_steps",
     "checkpoint",
     "log_every",
+    "data_order",
 )
 
 
@@ -89,6 +90,11 @@ class RunConfig:
       checkpoint: the checkpoint schedule, kind and retention (``checkpoint.*``;
         ``jaxdyn.train.schedule``); the default saves per epoch, as before.
       log_every: steps between progress/metric log lines.
+      data_order: ``shared`` (every population member sees the chunks in the same
+        order) or ``per_member`` (each member, and a single run, starts every epoch
+        at its own chunk offset drawn from its seed and the epoch;
+        ``jaxdyn.train.loop.chunk_offset``).
+      tensorboard: also write TensorBoard event files (``RUN/tensorboard``).
       sparsity, similarity, interactions, bottom_up: the study stages' options.
     """
 
@@ -102,6 +108,8 @@ class RunConfig:
     checkpoint_every_steps: int = 0
     checkpoint: CheckpointConfig = CheckpointConfig()
     log_every: int = 50
+    data_order: str = "shared"
+    tensorboard: bool = True
     sparsity: SparsityConfig = SparsityConfig()
     similarity: SimilarityConfig = SimilarityConfig()
     interactions: InteractionsConfig = InteractionsConfig()
@@ -112,6 +120,10 @@ class RunConfig:
             raise ValueError("epochs and checkpoint_every_steps must be >= 0")
         if self.seeds < 1:
             raise ValueError(f"seeds (the population size) must be >= 1, got {self.seeds}")
+        if self.data_order not in ("shared", "per_member"):
+            raise ValueError(
+                f"data_order must be 'shared' or 'per_member', got {self.data_order!r}"
+            )
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
 
@@ -242,18 +254,57 @@ def preset(name: str) -> RunConfig:
     return PRESETS[name]
 
 
+#: Each model kind's usual optimizer recipe. Setting ``model.kind`` (or a study's
+#: ``<study>.model.kind``) with :func:`override` swaps the sibling ``optim`` section from
+#: the old kind's recipe to the new one's, unless the same call sets ``optim`` keys:
+#: the transformer trains with Adam, linear warmup and clipping at 1, not SGD at lr 20.
+KIND_OPTIM: dict[str, OptimConfig] = {
+    "lstm": OptimConfig(),
+    "transformer": OptimConfig(name="adam", lr=1e-3, clip=1.0, warmup_steps=100),
+}
+
+
+def _kind_defaults(cfg, keys: list[str], prefix: str = ""):
+    """Swap ``optim`` to the recipe of a newly set ``model.kind`` (see ``KIND_OPTIM``)."""
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        sub = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(sub) and f.name not in ("model", "optim"):
+            new = _kind_defaults(sub, keys, f"{prefix}{f.name}.")
+            if new is not sub:
+                changes[f.name] = new
+    model, optim = getattr(cfg, "model", None), getattr(cfg, "optim", None)
+    if (
+        isinstance(model, ModelConfig)
+        and isinstance(optim, OptimConfig)
+        and f"{prefix}model.kind" in keys
+        and not any(k.startswith(f"{prefix}optim.") for k in keys)
+        and optim in KIND_OPTIM.values()
+        and optim != KIND_OPTIM[model.kind]
+    ):
+        changes["optim"] = KIND_OPTIM[model.kind]
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
 def override(cfg: RunConfig, assignments: list[str]) -> RunConfig:
     """Apply ``section.key=value`` assignments (e.g. ``optim.lr=5``, ``interactions.seed=3``).
+
+    Setting a ``model.kind`` also switches its sibling ``optim`` section to that
+    kind's recipe when it holds another kind's (``KIND_OPTIM``) and no ``optim`` key
+    is set in the same call; the model sizes keep their meaning (``hidden`` is the
+    transformer's d_model, ``num_layers`` its blocks, ``d_ff`` 4 * hidden by default).
 
     Raises:
       ConfigError: unknown key (naming the closest valid ones) or a bad value.
     """
+    keys = []
     for a in assignments:
         if "=" not in a:
             raise ConfigError(f"override {a!r} is not KEY=VALUE (e.g. optim.lr=5)")
         key, value = a.split("=", 1)
         cfg = set_key(cfg, key.strip(), value.strip(), RunConfig)
-    return cfg
+        keys.append(key.strip())
+    return _kind_defaults(cfg, keys)
 
 
 def describe(cfg: RunConfig) -> str:
