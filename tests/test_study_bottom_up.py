@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import gzip
 
@@ -16,7 +17,7 @@ from jaxdyn.decompose.lstm.cd import cd_batch
 from jaxdyn.models.lstm import language_model, lm_apply
 from jaxdyn.studies.bottom_up.compute import bracket_task, closing_measures, run_bottom_up
 from jaxdyn.studies.bottom_up.config import MEASURES, BottomUpConfig
-from jaxdyn.studies.bottom_up.findings import findings, half_rise_epoch, summarise
+from jaxdyn.studies.bottom_up.findings import across_seeds, findings, half_rise_epoch, summarise
 from tests.reference.study_di_old import old_closing_measures
 
 L = 3
@@ -148,9 +149,25 @@ def test_findings_tied_vote_and_nan_are_inconclusive():
     }
     f = findings(res, summarise(res), cfg)
     assert (f["b_detail"]["L2"]["ok"], f["b_detail"]["L4"]["ok"]) == (True, False)
-    assert f["b"] is None  # one for, one against: not "not reproduced"
+    # one for, one against: named per rule length, not voted away (one seed decides alone)
+    one = across_seeds([f], [7], cfg)
+    assert one["b"]["verdict"] == "mixed (L2 yes, L4 no)"
+    assert one["b"]["per_rule_length"]["L2"].n == 1 and one["b"]["per_rule_length"]["L2"].lo is None
+    two = across_seeds([f, f], [7, 8], cfg)["b"]["per_rule_length"]
+    assert (two["L2"].label, two["L4"].label) == ("reproduced", "contradicted")
+    flipped = copy.deepcopy(f)  # a second seed where L2's gaps are the other way round
+    d = flipped["b_detail"]["L2"]
+    d["gap_familiar_cond"], d["gap_unfamiliar_cond"] = (
+        d["gap_unfamiliar_cond"],
+        d["gap_familiar_cond"],
+    )
+    assert across_seeds([f, flipped], [7, 8], cfg)["b"]["per_rule_length"]["L2"].label == (
+        "inconclusive"
+    )
     res.pop("L4-familiar"), res.pop("L4-unfamiliar")
-    assert findings(res, summarise(res), cfg)["b"] is True
+    assert across_seeds([findings(res, summarise(res), cfg)], [7], cfg)["b"]["verdict"] == (
+        "reproduced"
+    )
     nan = [0.1, np.nan, np.nan]
     res["L2-familiar"] = _condition([0, np.nan, np.nan], [0, 0.3, 0.3], nan, 2, 5)
     f = findings(res, summarise(res), cfg)
@@ -173,7 +190,11 @@ TINY = BottomUpConfig(
 
 def test_stage_end_to_end_tiny(tmp_path):
     f = run_bottom_up(tmp_path, TINY, progress=False)
-    assert set(f["a_detail"]) == {"L2-unfamiliar", "L2-familiar"} and "L2" in f["b_detail"]
+    one = f["per_seed"][0]
+    assert set(one["a_detail"]) == {"L2-unfamiliar", "L2-familiar"} and "L2" in one["b_detail"]
+    assert f["seeds"] == [TINY.seed + 1111]
+    labels = ("reproduced", "contradicted", "inconclusive")
+    assert f["a"]["verdict"] in labels or f["a"]["verdict"].startswith("mixed (")
     with gzip.open(tmp_path / "bottom_up" / "closing.csv.gz", "rt") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 2 * 2 * 2 * 12  # conditions x epochs x sets x sequences
@@ -186,3 +207,5 @@ def test_stage_end_to_end_tiny(tmp_path):
         assert (tmp_path / "report" / png).stat().st_size > 1000
     text = (tmp_path / "report" / "sections" / "50-bottom_up.md").read_text()
     assert "## Bottom-up learning" in text and "(b) high interdependence" in text
+    assert "single-seed" in text and "no interval across seeds is available" in text
+    assert "None" not in text and "nan" not in text.replace("nats", "")

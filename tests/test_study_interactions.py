@@ -125,15 +125,37 @@ def test_batch_di_equals_the_old_fixed_shape_path(params):
         assert np.all(new[0][b.rows < 0] == 0) and new[0].max() > 0
 
 
-def test_finding_rule():
-    corr = [
-        {"epoch": 3, "seq_dist": d, "rho": r, "p": p, "n": 50}
-        for d, r, p in [(1, -0.3, 0.001), (2, -0.2, 0.01), (3, 0.1, 0.2), (4, -0.1, 0.3)]
+def _corr(rhos_by_epoch, member=0):
+    return [
+        {"member": member, "epoch": e, "seq_dist": d + 1, "rho": r, "p": 1e-15, "n": 10**5}
+        for e, rhos in rhos_by_epoch.items()
+        for d, r in enumerate(rhos)
     ]
-    assert finding(corr, 3) == (False, 2, 4)
-    corr[2]["rho"], corr[2]["p"] = -0.4, 0.0
-    assert finding(corr, 3) == (True, 3, 4)
-    assert finding(corr, 7) == (None, 0, 0)
+
+
+def test_finding_rule():
+    # issue 12's held-out treebank: trained vs untrained rho at sequential distance 1-5;
+    # every untrained rho is "significant" at 10^5 pairs, yet only a margin beyond it counts
+    trained = [-0.185, -0.270, -0.211, -0.168, -0.158]
+    untrained = [-0.187, -0.118, -0.021, +0.013, +0.026]
+    f = finding(_corr({0: untrained, 5: trained}), seeds=[1111], margin=0.05)
+    assert f["verdict"] == "mixed (d=1 inconclusive, d=2 yes, d=3 yes, d=4 yes, d=5 yes)"
+    v = f["per_distance"]["d=2"]
+    assert v.n == 1 and v.lo is None and v.effect == pytest.approx(-0.152)
+    # the untrained model on its own (as if it were the trained one) is not reproduced
+    g = finding(_corr({0: [0.0] * 5, 5: untrained}), seeds=[1111], margin=0.05)
+    assert g["per_distance"]["d=3"].label == "inconclusive"
+    assert g["per_distance"]["d=1"].label == "reproduced"  # -0.187 is beyond the margin
+    # two seeds: the second seed halves rho at distances 3-5; still beyond the margin there
+    second = [-0.18, -0.25, -0.105, -0.084, -0.079]
+    two = finding(_corr({0: untrained, 5: trained}) + _corr({0: untrained, 5: second}, 1),
+                  seeds=[1111, 1112], margin=0.05)  # fmt: skip
+    assert two["per_distance"]["d=2"].n == 2 and two["per_distance"]["d=2"].lo is not None
+    assert two["per_distance"]["d=1"].label == "inconclusive"
+    # judged over training: an epoch whose verdict differs is recorded
+    h = finding(_corr({0: untrained, 1: untrained, 5: trained}), seeds=[1111], margin=0.05)
+    assert h["by_epoch"]["d=3"] == {1: "inconclusive", 5: "reproduced"}
+    assert finding([], seeds=[1], margin=0.05)["verdict"] == "inconclusive"
     cols = {
         "epoch": np.zeros(8, int),
         "seq_dist": np.ones(8, int),

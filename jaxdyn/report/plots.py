@@ -96,19 +96,47 @@ def legend(ax, **kw) -> None:
         ax.legend(fontsize=kw.pop("fontsize", 8), **kw)
 
 
-def band(ax, x, mean, lo=None, hi=None, *, i: int, label: str, interval: str = "") -> None:
-    """A series (colour and marker ``style(i)``) with a shaded interval when given."""
+def figure_legend(fig, axes, *, ncol: int = 4, fontsize: int = 8) -> None:
+    """One legend for the whole figure (below the panels), every distinct series once."""
+    seen = {}
+    for ax in np.ravel(axes):
+        for h, lb in zip(*ax.get_legend_handles_labels()):
+            if not lb.startswith("_") and lb not in seen:
+                seen[lb] = h
+    if seen:
+        fig.legend(
+            list(seen.values()),
+            list(seen),
+            loc="lower center",
+            ncol=min(ncol, len(seen)),
+            fontsize=fontsize,
+            bbox_to_anchor=(0.5, 0.0),
+        )
+
+
+def save_with_legend_space(fig, path, rows: int) -> Path:
+    """:func:`save` leaving ``rows`` legend rows of room below the panels."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout(rect=(0, min(0.06 * rows + 0.02, 0.4), 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def band(ax, x, mean, lo=None, hi=None, *, i: int, label: str, clip=None) -> None:
+    """A series (colour and marker ``style(i)``) with a shaded interval when given.
+
+    The band has no legend entry of its own: say what it is in the title (e.g.
+    "band: 95% t-interval across seeds"). ``clip``: ``(lo, hi)`` range of the statistic
+    (a correlation's band stays within [-1, 1]).
+    """
     st = style(i)
     ax.plot(x, mean, label=label, **st)
     if lo is not None and hi is not None and np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
-        ax.fill_between(
-            x,
-            lo,
-            hi,
-            color=st["color"],
-            alpha=0.2,
-            label=f"{label}: {interval}" if interval else None,
-        )
+        if clip is not None:
+            lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
+        ax.fill_between(x, lo, hi, color=st["color"], alpha=0.15, lw=0)
 
 
 def line_plot(
@@ -181,8 +209,12 @@ def check_figure(fig) -> list[str]:
             problems.append(f"{name}: no y label")
         if not (ax.get_title() or suptitle):
             problems.append(f"panel {k}: no title")
-        lines = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
-        if len(lines) > 1 and ax.get_legend() is None:
+        lines = [
+            ln
+            for ln in ax.get_lines()
+            if not ln.get_label().startswith("_") and ln.get_transform() == ax.transData
+        ]  # reference lines (axhline) are exempt from the marker rule
+        if len(lines) > 1 and ax.get_legend() is None and not fig.legends:
             problems.append(f"{name}: {len(lines)} series, no legend")
         seen = {}
         for ln in lines:

@@ -63,7 +63,7 @@ def run_config(config: BottomUpConfig, bracket: BracketConfig, run=None):
         eval_batch_size=10,
         bptt=config.bptt,
     )
-    return study_run_config(
+    cfg = study_run_config(
         run,
         model=config.model,
         data=data,
@@ -71,6 +71,14 @@ def run_config(config: BottomUpConfig, bracket: BracketConfig, run=None):
         epochs=config.epochs,
         seed=config.seed + 1111,
     )
+    return dataclasses.replace(cfg, seeds=seeds_of(config, run))
+
+
+def seeds_of(config: BottomUpConfig, run=None) -> int:
+    """Models per condition: ``config.seeds``, or the run's ``seeds`` when None."""
+    if config.seeds is not None:
+        return config.seeds
+    return 1 if run is None else run.seeds
 
 
 def bracket_task(data: BracketData, batch_size: int, eval_batch_size: int = 10) -> TaskData:
@@ -194,11 +202,17 @@ def train_condition(
 
 
 def condition_table(
-    run_dir: Path, data: BracketData, rule_length: int, chunk: int, checkpoints: str = "all"
+    run_dir: Path,
+    data: BracketData,
+    rule_length: int,
+    chunk: int,
+    checkpoints: str = "all",
+    member: int | None = None,
 ) -> dict:
-    """Per-example measures at the selected checkpoints: ``{epoch: {eval_set: {measure: (N,)}}}``."""
+    """Per-example measures at the selected checkpoints of one model (population ``member``):
+    ``{epoch: {eval_set: {measure: (N,)}}}``."""
     out = {}
-    for ck in iter_selected(run_dir, checkpoints, "bottom_up.checkpoints"):
+    for ck in iter_selected(run_dir, checkpoints, "bottom_up.checkpoints", member=member):
         out[ck.epoch] = {
             s: closing_measures(
                 ck.params, getattr(data, f"eval_{s}"), data.eval_open, rule_length, chunk=chunk
@@ -220,6 +234,9 @@ def run_bottom_up(
         ``RunConfig()``.
       progress: progress output.
 
+    Each condition trains ``seeds_of(config, run)`` models (seeds ``seed + 1111 + m``,
+    one population); every member is measured as its own model.
+
     Returns:
       The findings dict.
     """
@@ -227,18 +244,21 @@ def run_bottom_up(
 
     workdir = Path(workdir)
     root = workdir / "bottom_up"
-    results = {}
+    n_seeds = seeds_of(config, run)
+    members = list(range(n_seeds)) if n_seeds > 1 else [None]
+    per_member: list[dict] = [{} for _ in members]
     for name, rule_length, repeats in config.conditions():
         data = train_condition(config, name, rule_length, repeats, root, progress, run)
-        results[name] = {
-            "rule_length": rule_length,
-            "familiar_repeats": repeats,
-            "epochs": condition_table(
-                root / name, data, rule_length, config.eval_chunk, config.checkpoints
-            ),
-        }
+        for k, m in enumerate(members):
+            per_member[k][name] = {
+                "rule_length": rule_length,
+                "familiar_repeats": repeats,
+                "epochs": condition_table(
+                    root / name, data, rule_length, config.eval_chunk, config.checkpoints, m
+                ),
+            }
         if progress:
-            print(f"[bottom_up] condition {name} measured", file=sys.stderr)
+            print(f"[bottom_up] condition {name} measured ({n_seeds} seeds)", file=sys.stderr)
     first = config.conditions()[0]
     lm_cfg = run_config(config, config.bracket_config(first[1], first[2]), run)
-    return write_outputs(workdir, results, config, lm_cfg)
+    return write_outputs(workdir, per_member, config, lm_cfg)

@@ -32,6 +32,9 @@ class BottomUpConfig:
       seed: data seed (models are initialised from ``seed + 1111``).
       checkpoints: which checkpoints to measure: ``all``, ``last`` or epochs ``0,5``
         (the findings time the rise of accuracy, so they need ``all``).
+      seeds: models per condition (a population, seeds ``seed + 1111 + m``), each
+        measured on its own; the findings are decided across them. None: the run's
+        ``seeds``.
     """
 
     rule_lengths: tuple[int, ...] = (3, 8)
@@ -51,6 +54,7 @@ class BottomUpConfig:
     eval_chunk: int = 256
     seed: int = 0
     checkpoints: str = "all"
+    seeds: int | None = None
 
     def __post_init__(self):
         from jaxdyn.studies._common import check_checkpoints
@@ -63,6 +67,8 @@ class BottomUpConfig:
         if self.epochs is not None and self.epochs < 0:
             raise ValueError("bottom_up.epochs must be >= 0 or none")
         check_checkpoints(self.checkpoints, "bottom_up.checkpoints")
+        if self.seeds is not None and self.seeds < 1:
+            raise ValueError(f"bottom_up.seeds must be >= 1 or none, got {self.seeds}")
 
     def bracket_config(self, rule_length: int, repeats: int) -> BracketConfig:
         """Data of one condition."""

@@ -1,7 +1,10 @@
 """The synthetic bottom-up study's verdict rules (unit-tested on constructed numbers).
 
-Testable versions of the thesis's findings (each per condition, then a majority;
-inconclusive conditions do not vote, and a tied vote is inconclusive):
+Testable versions of the thesis's findings. :func:`findings` gives one seed's
+per-condition numbers and its own per-condition rule (``ok``, shown per seed);
+:func:`across_seeds` decides each condition across seeds with
+:mod:`jaxdyn.studies.verdicts` and combines the conditions without voting
+("mixed (L3 yes, L8 no)"):
 
 * **(a) familiar conduits are learned before fresh ones**: accuracy on the
   ``familiar`` set rises by at least ``learned_gain`` over training, reaches half
@@ -89,6 +92,8 @@ def findings(results, summary, config) -> dict:
             "half_fresh": tr,
             "mean_acc_familiar": float(fam[1:].mean()),
             "mean_acc_fresh": float(fre[1:].mean()),
+            "mean_acc_diff": diff,
+            "acc_diff_epoch0": float(fam[0] - fre[0]),
         }
         _, op = curve(summary, name, "familiar", "cd_open")
         _, co = curve(summary, name, "familiar", "cd_conduit")
@@ -128,19 +133,75 @@ def findings(results, summary, config) -> dict:
     rho, p = (
         spearman([x for x, _ in pts], [y for _, y in pts]) if len(pts) > 3 else (np.nan, np.nan)
     )
-
-    def majority(d):
-        v = [x["ok"] for x in d.values() if x["ok"] is not None]
-        if not v or 2 * sum(v) == len(v):  # no votes, or as many for as against
-            return None
-        return 2 * sum(v) > len(v)
-
     return {
-        "a": majority(a),
+        "epochs": [int(e) for e in ep],
         "a_detail": a,
-        "a2": majority(a2),
         "a2_detail": a2,
-        "b": majority(b),
         "b_detail": b,
         "b_spearman_di_gap": [rho, p, len(pts)],
+    }
+
+
+def _never(t, epochs) -> int:
+    """A half-rise epoch, with "never" counted as one epoch after the last."""
+    return int(epochs[-1]) + 1 if t is None else int(t)
+
+
+def across_seeds(per_seed: list[dict], seeds, config) -> dict:
+    """Decide (a), (a') and (b) per condition (rule length) across seeds, then combine.
+
+    Per seed ``i`` (one :func:`findings` dict each, same conditions and epochs):
+
+    * (a), per condition: ``mean acc(bank set) - mean acc(fresh set)`` over epochs
+      1..E, against the same difference at epoch 0 (untrained), predicted > 0 beyond
+      ``ACC_MARGIN``;
+    * (a'), per condition: ``half-rise epoch(open) - half-rise epoch(conduit)`` on the
+      bank set ("never" = E + 1), predicted > 0 (the conduit strictly earlier);
+    * (b), per rule length: ``sign(DI_exposed - DI_bracket-only) * sign(gap_exposed -
+      gap_bracket-only)`` at the last epoch (gap = bank-set minus fresh-set accuracy),
+      predicted > 0 (+1: the condition with the higher DI generalises worse).
+
+    Each is :func:`jaxdyn.studies.verdicts.decide` (``min_seeds=1``: one seed decides
+    alone and is reported as single-seed); the parts are combined by
+    :func:`jaxdyn.report.summary.combine` (``mixed (...)`` when they disagree).
+    """
+    from jaxdyn.report.summary import combine
+    from jaxdyn.studies.verdicts import decide
+
+    seeds = tuple(seeds)
+    first = per_seed[0]
+    a, a2, b = {}, {}, {}
+    for name in first["a_detail"]:
+        trained = [f["a_detail"][name]["mean_acc_diff"] for f in per_seed]
+        untrained = [f["a_detail"][name]["acc_diff_epoch0"] for f in per_seed]
+        a[name] = decide(
+            trained, untrained, direction=1, margin=ACC_MARGIN, min_seeds=1, seeds=seeds,
+            quantity="mean accuracy (bank - fresh set) over epochs 1..E, trained - epoch 0",
+        )  # fmt: skip
+        lead = [
+            _never(f["a2_detail"][name]["half_open"], f["epochs"])
+            - _never(f["a2_detail"][name]["half_conduit"], f["epochs"])
+            for f in per_seed
+        ]
+        a2[name] = decide(
+            lead, 0.0, direction=1, margin=0.0, min_seeds=1, seeds=seeds,
+            quantity="half-rise epoch of CD(open) - of CD(conduit)",
+        )  # fmt: skip
+    for L in first["b_detail"]:
+        agree = []
+        for f in per_seed:
+            d = f["b_detail"][L]
+            x = np.sign(d["di_familiar_cond"] - d["di_unfamiliar_cond"]) * np.sign(
+                d["gap_familiar_cond"] - d["gap_unfamiliar_cond"]
+            )
+            agree.append(float(x))
+        b[L] = decide(
+            agree, 0.0, direction=1, margin=0.0, min_seeds=1, seeds=seeds,
+            quantity="sign(DI difference) x sign(gap difference), exposed - bracket-only",
+        )  # fmt: skip
+    return {
+        "seeds": list(seeds),
+        "a": {"verdict": combine(a), "per_condition": a},
+        "a2": {"verdict": combine(a2), "per_condition": a2},
+        "b": {"verdict": combine(b), "per_rule_length": b},
     }

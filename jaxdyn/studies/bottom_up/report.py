@@ -1,4 +1,5 @@
-"""Tables, plots and report section of the synthetic bottom-up study (rules: ``findings``)."""
+"""Tables, plots and report section of the synthetic bottom-up study (rules: ``findings``;
+figures: ``plots``), over every seed of each condition."""
 
 from __future__ import annotations
 
@@ -7,23 +8,30 @@ import gzip
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import numpy as np
 
-from jaxdyn.report import save, table, verdict, write_section
+from jaxdyn.report import format as fmt
+from jaxdyn.report import row as summary_row
+from jaxdyn.report import scale_text, table, verdict_text, write_section
+from jaxdyn.studies.bottom_up import plots
 from jaxdyn.studies.bottom_up.config import EVAL_SETS, MEASURES
-from jaxdyn.studies.bottom_up.findings import ACC_MARGIN, curve, findings, summarise
+from jaxdyn.studies.bottom_up.findings import ACC_MARGIN, across_seeds, findings, summarise
+from jaxdyn.studies.verdicts import describe
 
 ORDER, NAME = 50, "bottom_up"
 
 
-def write_tables(out: Path, results, summary) -> int:
-    """``closing.csv.gz`` (one row per sequence, epoch and set) and ``summary.csv``."""
+def write_tables(out: Path, per_member, summaries, seeds) -> int:
+    """``closing.csv.gz`` (one row per seed, sequence, epoch and set) and ``summary.csv``
+    (means per seed, condition, epoch and set); both with ``member`` and ``seed`` columns."""
     out.mkdir(parents=True, exist_ok=True)
     n = 0
     with gzip.open(out / "closing.csv.gz", "wt", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
             [
+                "member",
+                "seed",
                 "condition",
                 "rule_length",
                 "familiar_repeats",
@@ -33,144 +41,194 @@ def write_tables(out: Path, results, summary) -> int:
                 *MEASURES,
             ]
         )
-        for name, r in results.items():
-            for epoch, sets in sorted(r["epochs"].items()):
-                for s in EVAL_SETS:
-                    cols = [sets[s][k] for k in MEASURES]
-                    for i in range(len(cols[0])):
-                        w.writerow(
-                            [
-                                name,
-                                r["rule_length"],
-                                r["familiar_repeats"],
-                                epoch,
-                                s,
-                                i,
-                                *(f"{c[i]:.6g}" for c in cols),
-                            ]
-                        )
-                        n += 1
+        for m, results in enumerate(per_member):
+            for name, r in results.items():
+                for epoch, sets in sorted(r["epochs"].items()):
+                    for s in EVAL_SETS:
+                        cols = [sets[s][k] for k in MEASURES]
+                        for i in range(len(cols[0])):
+                            w.writerow(
+                                [
+                                    m,
+                                    seeds[m],
+                                    name,
+                                    r["rule_length"],
+                                    r["familiar_repeats"],
+                                    epoch,
+                                    s,
+                                    i,
+                                    *(f"{c[i]:.6g}" for c in cols),
+                                ]
+                            )
+                            n += 1
+    rows = [{"member": m, "seed": seeds[m], **r} for m, sm in enumerate(summaries) for r in sm]
     with open(out / "summary.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(summary[0]))
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows(summary)
+        w.writerows(rows)
     return n
 
 
-def plot_accuracy(path, results, summary, config):
-    fig, axes = plt.subplots(
-        1, len(config.rule_lengths), figsize=(5 * len(config.rule_lengths), 3.6), squeeze=False
-    )
-    for ax, L in zip(axes[0], config.rule_lengths):
-        for k, name in enumerate(n for n, r in results.items() if r["rule_length"] == L):
-            for s, ls in zip(EVAL_SETS, ("-", "--")):
-                ep, acc = curve(summary, name, s, "correct")
-                ax.plot(ep, acc, ls, color=f"C{k}", marker="o", ms=3, label=f"{name}, {s} set")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy: p(')') > 1/2")
-        ax.set_title(f"rule length {L}", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    return save(fig, path)
+def mean_summary(summaries) -> list[dict]:
+    """The per-seed summaries averaged over seeds (same rows, measures averaged)."""
+    out = []
+    for rows in zip(*summaries):
+        r = dict(rows[0])
+        r.update({k: float(np.mean([x[k] for x in rows])) for k in MEASURES})
+        out.append(r)
+    return out
 
 
-def plot_measures(path, results, summary, keys, ylabel):
-    names = list(results)
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        for k, key in enumerate(keys):
-            for s, ls in zip(EVAL_SETS, ("-", "--")):
-                ep, v = curve(summary, name, s, key)
-                ax.plot(ep, v, ls, color=f"C{k}", marker="o", ms=3, label=f"{key} ({s})")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=6)
-    return save(fig, path)
+def _json(o):
+    if hasattr(o, "as_dict"):
+        return o.as_dict()
+    if isinstance(o, np.generic):
+        return o.item()
+    return float(o) if isinstance(o, (int, float)) else str(o)
 
 
-def write_outputs(workdir: Path, results, config, lm_cfg) -> dict:
+def _per_seed(values, f=str) -> str:
+    return ", ".join(f(v) for v in values)
+
+
+def write_outputs(workdir: Path, per_member, config, lm_cfg) -> dict:
     """Tables, findings JSON, figures and the report section; returns the findings.
 
-    ``config`` is the study's section, ``lm_cfg`` a condition's training config.
+    Args:
+      per_member: one ``{condition: {"rule_length", "familiar_repeats", "epochs"}}``
+        per seed (member of each condition's population).
+      config: the study's section; lm_cfg: a condition's training config (its
+        ``seed``/``seeds`` name the models' seeds).
+
+    Returns:
+      ``{"seeds", "a", "a2", "b"`` (verdicts across seeds), ``"per_seed"`` (one
+      :func:`findings` dict per seed)``}``.
     """
     workdir = Path(workdir)
     out, rep = workdir / "bottom_up", workdir / "report"
-    summary = summarise(results)
-    n_rows = write_tables(out, results, summary)
-    f = findings(results, summary, config)
-    (out / "findings.json").write_text(json.dumps(f, indent=1, default=float))
+    seeds = [lm_cfg.seed + m for m in range(len(per_member))]
+    summaries = [summarise(r) for r in per_member]
+    n_rows = write_tables(out, per_member, summaries, seeds)
+    per_seed = [findings(r, sm, config) for r, sm in zip(per_member, summaries)]
+    f = {**across_seeds(per_seed, seeds, config), "per_seed": per_seed}
+    (out / "findings.json").write_text(json.dumps(f, indent=1, default=_json))
+    results, mean = per_member[0], mean_summary(summaries)
+    S, last = len(seeds), max(max(r["epochs"]) for r in results.values())
+    who = f"mean of {S} seeds" if S > 1 else f"seed {seeds[0]}"
     figs = [
-        plot_accuracy(rep / "bottom_up_accuracy.png", results, summary, config),
-        plot_measures(
-            rep / "bottom_up_logp.png",
-            results,
-            summary,
-            ("full_logp", "cd_open", "cd_conduit", "cd_both"),
-            "log p(')')",
+        plots.plot_accuracy(rep / "bottom_up_accuracy.png", results, mean, config, last_epoch=last),
+        plots.plot_measures(
+            rep / "bottom_up_logp.png", results, mean,
+            ("full_logp", "cd_open", "cd_conduit", "cd_both"), "log p(')') at the closing position",
+            f"Log-probability of ')' ({who})", last_epoch=last,
         ),
-        plot_measures(
-            rep / "bottom_up_di.png", results, summary, ("di_hidden",), "DI(open, conduit)"
+        plots.plot_measures(
+            rep / "bottom_up_di.png", results, mean, ("di_hidden",), "DI(open, conduit), hidden",
+            f"Interdependence of open symbol and conduit ({who})", last_epoch=last,
         ),
-    ]
-    fmt_t = lambda t: "never" if t is None else str(t)  # noqa: E731
+    ]  # fmt: skip
+    cond = lambda n: plots.condition_name(n, results)  # noqa: E731
     a_txt = "; ".join(
-        f"{n}: half-rise epoch {fmt_t(d['half_familiar'])} vs {fmt_t(d['half_fresh'])}, "
-        f"mean acc {d['mean_acc_familiar']:.3f} vs {d['mean_acc_fresh']:.3f}"
-        for n, d in f["a_detail"].items()
+        f"{cond(n)} {v.label}: {describe(v)}; half-rise epoch bank vs fresh set per seed: "
+        + _per_seed(
+            f"{fmt.epoch(x['a_detail'][n]['half_familiar'])} vs "
+            f"{fmt.epoch(x['a_detail'][n]['half_fresh'])}"
+            for x in per_seed
+        )
+        for n, v in f["a"]["per_condition"].items()
     )
     a2_txt = "; ".join(
-        f"{n}: conduit {fmt_t(d['half_conduit'])}, open {fmt_t(d['half_open'])}"
-        for n, d in f["a2_detail"].items()
+        f"{cond(n)} {v.label}: {describe(v)}; conduit vs open per seed: "
+        + _per_seed(
+            f"{fmt.epoch(x['a2_detail'][n]['half_conduit'])} vs "
+            f"{fmt.epoch(x['a2_detail'][n]['half_open'])}"
+            for x in per_seed
+        )
+        for n, v in f["a2"]["per_condition"].items()
     )
     b_txt = "; ".join(
-        f"{k}: DI {d['di_familiar_cond']:.3f} vs {d['di_unfamiliar_cond']:.3f}, gap "
-        f"{d['gap_familiar_cond']:+.3f} vs {d['gap_unfamiliar_cond']:+.3f}"
-        for k, d in f["b_detail"].items()
+        f"{L} {v.label}: agreement per seed {_per_seed(v.effects, lambda e: f'{int(e):+d}')}; "
+        + _per_seed(
+            (
+                f"DI {fmt.fixed(x['b_detail'][L]['di_familiar_cond'])} vs "
+                f"{fmt.fixed(x['b_detail'][L]['di_unfamiliar_cond'])}, gap "
+                f"{fmt.fixed(x['b_detail'][L]['gap_familiar_cond'], signed=True)} vs "
+                f"{fmt.fixed(x['b_detail'][L]['gap_unfamiliar_cond'], signed=True)}"
+                for x in per_seed
+            ),
+            lambda t: t,
+        ).replace(", DI", "; DI")
+        for L, v in f["b"]["per_rule_length"].items()
     )
-    rho, p, npts = f["b_spearman_di_gap"]
-    last_rows = []
-    for r in summary:
-        if r["epoch"] == max(results[r["condition"]]["epochs"]):
-            last_rows.append(
-                (
-                    r["condition"],
-                    r["eval_set"],
-                    r["correct"],
-                    r["full_logp"],
-                    r["cd_open"],
-                    r["cd_conduit"],
-                    r["cd_both"],
-                    r["di_hidden"],
-                    r["di_logits"],
-                )
-            )
+    sp = "; ".join(
+        fmt.rho(*x["b_spearman_di_gap"]) + f" (seed {sd})" for x, sd in zip(per_seed, seeds)
+    )
+    last_rows = [
+        (cond(r["condition"]), plots.SET_NAME[r["eval_set"]], *(r[k] for k in MEASURES))
+        for r in mean
+        if r["epoch"] == max(results[r["condition"]]["epochs"])
+    ]  # fmt: skip
+    scale = scale_text(S, lm_cfg.epochs, config.num_tokens)
+    rules = {k: next(iter(f[k][p].values())).rule for k, p in
+             (("a", "per_condition"), ("a2", "per_condition"), ("b", "per_rule_length"))}  # fmt: skip
+    names = {
+        "a": "(a) long rules are learned bottom-up: bank conduits before fresh ones",
+        "a2": "(a') the conduit's own CD contribution becomes predictive before the open symbol's",
+        "b": "(b) high interdependence with familiar phrases hurts generalisation",
+    }
+
+    def key(k):
+        per = f[k]["per_condition" if k != "b" else "per_rule_length"]
+        return ", ".join(
+            f"{n}: {fmt.mean_interval(v.effect, v.effect_lo, v.effect_hi, single='1 seed')}"
+            for n, v in per.items()
+        )
+
+    summary = [
+        summary_row(names[k], f[k]["verdict"], key(k), seeds=S, scale=scale, rule=rules[k])
+        for k in ("a", "a2", "b")
+    ]
+    seeds_txt = (
+        f"{S} seeds per condition ({_per_seed(seeds)}; one population each), verdicts across "
+        "seeds with Student-t 95% intervals"
+        if S > 1
+        else f"one seed ({seeds[0]}) per condition: no interval across seeds is available, "
+        "every verdict is **single-seed**"
+    )
     text = f"""## Bottom-up learning on synthetic brackets
 
 {len(results)} conditions (rule lengths {", ".join(map(str, config.rule_lengths))}; conduits
-unfamiliar = only inside brackets, familiar = also {config.familiar_repeats} times outside each),
-vocabulary {config.vocab_size}, {config.num_tokens:,} training tokens with {config.num_rules:,} rules
-over {config.bank_size} bank conduits; {lm_cfg.model.num_layers} x {lm_cfg.model.hidden} LSTM, {lm_cfg.epochs} epochs, data seed {config.seed}.
-Measured on {config.num_eval} evaluation sequences per set (`familiar` = bank conduits, `fresh` =
-unseen conduits) at the position whose next token is `)`: full-model log p(`)`), CD log p(`)`)
-= log softmax of the relevant logits (decoder bias left out, as the thesis script) with relevant =
-open symbol / conduit / both, DI(open, conduit) and accuracy (p(`)`) > 1/2). Half-rise epoch =
-first epoch reaching half of the curve's maximum rise over epoch 0 (rise < {config.learned_gain} = never);
-mean-accuracy differences under {ACC_MARGIN} count as ties in (a).
-Tables: `bottom_up/closing.csv.gz` ({n_rows:,} rows), `bottom_up/summary.csv`; `bottom_up/findings.json`.
+*bracket-only* = seen only inside brackets, *exposed* = also {config.familiar_repeats} times
+outside each), vocabulary {config.vocab_size}, {config.num_tokens:,} training tokens with
+{config.num_rules:,} rules over {config.bank_size} bank conduits; {lm_cfg.model.num_layers} x
+{lm_cfg.model.hidden} LSTM, {lm_cfg.epochs} epochs, data seed {config.seed}, {seeds_txt}.
+Measured on {config.num_eval} evaluation sequences per set (*bank-conduit set* = conduits seen in
+training, *fresh-conduit set* = unseen conduits) at the position whose next token is `)`:
+full-model log p(`)`), CD log p(`)`) = log softmax of the relevant logits (decoder bias left out,
+as the thesis script) with relevant = open symbol / conduit / both, DI(open, conduit) and
+accuracy (p(`)`) > 1/2). Half-rise epoch = first epoch reaching half of the curve's maximum rise
+over epoch 0 (rise < {config.learned_gain} = never); accuracy differences under {ACC_MARGIN}
+count as none in (a). Tables: `bottom_up/closing.csv.gz` ({n_rows:,} rows), `bottom_up/summary.csv`
+(both with `member`/`seed` columns); `bottom_up/findings.json`.
 
-| finding (thesis) | this run | numbers |
+| finding (thesis) | verdict | per condition: effect (trained - untrained) mean [95% interval] across seeds, and per-seed numbers |
 |---|---|---|
-| (a) long rules are learned bottom-up: familiar conduits before fresh ones | {verdict(f["a"])} | accuracy, familiar vs fresh set: {a_txt} |
-| (a') the conduit's own CD contribution becomes predictive before the open symbol's | {verdict(f["a2"])} | half-rise epoch of CD log p, familiar set: {a2_txt} |
-| (b) high interdependence with familiar phrases hurts generalisation | {verdict(f["b"])} | final epoch, familiar-conduit vs unfamiliar-conduit training: {b_txt}; Spearman(DI, gap) over conditions x epochs: rho {rho:+.3f} (p {p:.3g}, n {npts}) |
+| {names["a"]} | {verdict_text(f["a"]["verdict"], S)} | {a_txt} |
+| {names["a2"]} | {verdict_text(f["a2"]["verdict"], S)} | {a2_txt} |
+| {names["b"]} | {verdict_text(f["b"]["verdict"], S)} | {b_txt}; Spearman(DI, gap) over conditions x epochs: {sp} |
 
-{table(["condition", "set", "accuracy", "log p", "CD open", "CD conduit", "CD both", "DI hidden", "DI logits"], last_rows)}
+Rules:
+- (a): {rules["a"]}
+- (a'): {rules["a2"]}
+- (b): {rules["b"]}
+
+Final epoch, {who}:
+
+{table(["condition", "set", *MEASURES], last_rows)}
 
 {chr(10).join(f"![bottom-up]({p.name})" for p in figs)}
 """
-    write_section(workdir, ORDER, NAME, text)
+    write_section(workdir, ORDER, NAME, text, stage="bottom_up", summary=summary)
     return f
 
 

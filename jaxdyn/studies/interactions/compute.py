@@ -58,7 +58,7 @@ RELATION_NAMES = {
 def run_config(config: InteractionsConfig, run, data_dir):
     """The study language model's training config (EWT train, no trace capture)."""
     data = dataclasses.replace(config.data, data_dir=None if data_dir is None else str(data_dir))
-    return study_run_config(
+    cfg = study_run_config(
         run,
         model=config.model,
         data=data,
@@ -66,6 +66,8 @@ def run_config(config: InteractionsConfig, run, data_dir):
         epochs=config.epochs,
         seed=config.seed,
     )
+    seeds = config.seeds if config.seeds is not None else getattr(run, "seeds", 1)
+    return dataclasses.replace(cfg, seeds=seeds)
 
 
 def eval_corpus(path, lowercase: bool):
@@ -125,15 +127,17 @@ def train_lm(corpus_splits, workdir: Path, cfg, progress: bool):
 def di_table(
     lm_dir: Path, sentences, config: InteractionsConfig, *, progress: bool = True
 ) -> dict[str, np.ndarray]:
-    """DI of every pair of ``sentences`` at every checkpoint of the run in ``lm_dir``.
+    """DI of every pair of ``sentences`` at every checkpoint of every member of the run in
+    ``lm_dir`` (a population when its ``seeds > 1``; each member read back as its own model).
 
     Returns:
-      Tidy columns: ``split, sentence, i, j, word_i, word_j, seq_dist, syn_dist,
-      relation, epoch, di_hidden, di_logits`` (one row per pair and checkpoint).
+      Tidy columns: ``member, seed, split, sentence, i, j, word_i, word_j, seq_dist,
+      syn_dist, relation, epoch, di_hidden, di_logits`` (one row per member, pair and
+      checkpoint).
     """
     from jaxdyn.train.trajectory import run_model
 
-    _, _, vocab, _ = run_model(lm_dir)
+    lm_cfg, _, vocab, _ = run_model(lm_dir)
     ids = [vocab.encode(w) for _, _, w, _ in sentences]
     pair_sets = [sentence_pairs(h, config.max_seq_dist) for _, _, _, h in sentences]
     batches = make_batches(
@@ -159,8 +163,16 @@ def di_table(
     }
     static["word_i"] = np.array([sentences[s][2][i] for s, i in zip(sent_of, static["i"])])
     static["word_j"] = np.array([sentences[s][2][j] for s, j in zip(sent_of, static["j"])])
-    cols: dict[str, list] = {k: [] for k in (*static, "epoch", "di_hidden", "di_logits")}
-    for ck in iter_selected(lm_dir, config.checkpoints, "interactions.checkpoints"):
+    cols: dict[str, list] = {
+        k: [] for k in ("member", "seed", *static, "epoch", "di_hidden", "di_logits")
+    }
+    members = range(lm_cfg.seeds) if lm_cfg.seeds > 1 else [None]
+    for ck in (
+        ck
+        for m in members
+        for ck in iter_selected(lm_dir, config.checkpoints, "interactions.checkpoints", member=m)
+    ):
+        member = ck.member or 0
         dh, dl = np.zeros(n_rows), np.zeros(n_rows)
         for b in batches:
             h, lg = batch_di(ck.params, b)
@@ -168,13 +180,16 @@ def di_table(
             dh[b.rows[keep]], dl[b.rows[keep]] = h[keep], lg[keep]
         if not (np.all(np.isfinite(dh)) and np.all(np.isfinite(dl))):
             raise FloatingPointError(f"non-finite DI at epoch {ck.epoch}")
+        cols["member"].append(np.full(n_rows, member))
+        cols["seed"].append(np.full(n_rows, lm_cfg.seed + member))
         for k, v in static.items():
             cols[k].append(v)
         cols["epoch"].append(np.full(n_rows, ck.epoch))
         cols["di_hidden"].append(dh)
         cols["di_logits"].append(dl)
         if progress:
-            print(f"[interactions] epoch {ck.epoch}: DI of {n_rows} pairs", file=sys.stderr)
+            who = "" if ck.member is None else f"member {ck.member}, "
+            print(f"[interactions] {who}epoch {ck.epoch}: DI of {n_rows} pairs", file=sys.stderr)
     return {k: np.concatenate(v) for k, v in cols.items()}
 
 

@@ -29,6 +29,11 @@ class InteractionsConfig:
       batch_elems: cap on ``batch x spans x length x hidden`` per compiled call.
       syn_cap: syntactic distances ``>= syn_cap`` share one bin in the heatmap.
       checkpoints: which checkpoints to score: ``all``, ``last`` or epochs ``0,5``.
+      seeds: language models trained (one population, seeds ``seed + m``), each
+        scored as its own model; the finding is decided across them. None: the
+        run's ``seeds``.
+      rho_margin: the finding needs rho(DI, syntactic distance) below the untrained
+        checkpoint's by more than this (and < 0), across seeds.
     """
 
     model: ModelConfig = ModelConfig(emb_dim=64, hidden=64, num_layers=2, dropout=0.2)
@@ -48,6 +53,8 @@ class InteractionsConfig:
     batch_elems: int = 1 << 23
     syn_cap: int = 8
     checkpoints: str = "all"
+    seeds: int | None = None
+    rho_margin: float = 0.05
 
     def __post_init__(self):
         from jaxdyn.studies._common import check_checkpoints
@@ -65,6 +72,10 @@ class InteractionsConfig:
                 raise ValueError(f"interactions.{k} must be >= 1, got {getattr(self, k)}")
         if self.min_words > self.max_words:
             raise ValueError("interactions.min_words must be <= interactions.max_words")
+        if self.seeds is not None and self.seeds < 1:
+            raise ValueError(f"interactions.seeds must be >= 1 or none, got {self.seeds}")
+        if not self.rho_margin >= 0:
+            raise ValueError(f"interactions.rho_margin must be >= 0, got {self.rho_margin}")
         if self.max_sentences is not None and self.max_sentences < 1:
             raise ValueError("interactions.max_sentences must be >= 1 or none")
         if self.epochs is not None and self.epochs < 0:

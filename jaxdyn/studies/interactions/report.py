@@ -10,7 +10,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from jaxdyn.report import save, table, verdict, write_section
+from jaxdyn.report import format as fmt
+from jaxdyn.report import row as summary_row
+from jaxdyn.report import save, scale_text, table, verdict_text, write_section
+from jaxdyn.report.plots import band, cell_format, epoch_axis
 from jaxdyn.studies.interactions.findings import (
     SPACES,
     binned_means,
@@ -18,9 +21,12 @@ from jaxdyn.studies.interactions.findings import (
     finding,
     relation_means,
 )
+from jaxdyn.studies.verdicts import describe
 
 ORDER, NAME = 40, "interactions"
 COLUMNS = (
+    "member",
+    "seed",
     "split",
     "sentence",
     "i",
@@ -52,50 +58,56 @@ def write_csv(path: Path, cols: dict[str, np.ndarray]) -> int:
     return n
 
 
-def plot_heatmap(path, cols, space, epoch, syn_cap):
+def plot_heatmap(path, cols, space, epoch, syn_cap, *, who: str):
+    """Mean DI per (sequential, syntactic distance) cell at ``epoch``, labels with enough digits."""
     seq, bins, mean, cnt = binned_means(cols, space, epoch, syn_cap)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(bins), 1.2 + 0.6 * len(seq)))
+    fig, ax = plt.subplots(figsize=(1.4 + 0.8 * len(bins), 1.6 + 0.6 * len(seq)))
     im = ax.imshow(mean, cmap="viridis", aspect="auto")
+    spec = cell_format(mean)
     for a in range(len(seq)):
         for b in range(len(bins)):
             if cnt[a, b]:
-                ax.text(
-                    b,
-                    a,
-                    f"{mean[a, b]:.2f}\n({cnt[a, b]})",
-                    ha="center",
-                    va="center",
-                    fontsize=6,
-                    color="w",
-                )
+                ax.text(b, a, f"{mean[a, b]:{spec}}\n({cnt[a, b]})", ha="center", va="center",
+                        fontsize=6, color="w")  # fmt: skip
     ax.set_xticks(range(len(bins)), [f"{k}" if k < syn_cap else f"{k}+" for k in bins])
     ax.set_yticks(range(len(seq)), [str(d) for d in seq])
     ax.set_xlabel("syntactic (dependency path) distance")
     ax.set_ylabel("sequential distance")
-    ax.set_title(f"mean {space} at epoch {epoch} (pairs in brackets)", fontsize=9)
-    fig.colorbar(im, ax=ax)
+    ax.set_title(f"mean {space} at epoch {epoch}, {who} (pairs in brackets)", fontsize=9)
+    fig.colorbar(im, ax=ax, label=f"mean {space}")
     return save(fig, path)
 
 
-def plot_rho(path, corr_by_space):
-    fig, axes = plt.subplots(1, len(corr_by_space), figsize=(5.5 * len(corr_by_space), 3.8))
-    for ax, (space, corr) in zip(np.atleast_1d(axes), corr_by_space.items()):
-        for d in sorted({r["seq_dist"] for r in corr}):
-            rs = [r for r in corr if r["seq_dist"] == d]
-            ax.plot(
-                [r["epoch"] for r in rs],
-                [r["rho"] for r in rs],
-                marker="o",
-                ms=3,
-                label=f"seq dist {d}",
-            )
+def plot_rho(path, corr_by_space, *, n_seeds: int):
+    """rho(DI, syntactic distance) per epoch, one series per sequential distance (seed mean)."""
+    fig, axes = plt.subplots(1, len(corr_by_space), figsize=(5.5 * len(corr_by_space), 3.8),
+                             squeeze=False)  # fmt: skip
+    for ax, (space, corr) in zip(axes[0], corr_by_space.items()):
+        epochs = sorted({r["epoch"] for r in corr})
+        for k, d in enumerate(sorted({r["seq_dist"] for r in corr})):
+            per = np.array([[r["rho"] for r in corr if r["seq_dist"] == d and r["member"] == m
+                             and r["epoch"] == e] for m in sorted({r["member"] for r in corr})
+                            for e in epochs], np.float64).reshape(-1, len(epochs))  # fmt: skip
+            mean, lo, hi = _band(per)
+            band(ax, epochs, mean, lo, hi, i=k, label=f"sequential distance {d}", clip=(-1, 1))
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_xlabel("epoch (0 = initialisation)")
+        epoch_axis(ax)
         ax.set_ylabel("Spearman(DI, syntactic distance)")
-        ax.set_title(space, fontsize=9)
+        ax.set_title(f"{space} over training", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    who = f"mean of {n_seeds} seeds, bands: 95% t-interval" if n_seeds > 1 else "1 seed"
+    fig.suptitle(f"DI vs syntactic distance over training ({who})", fontsize=10)
     return save(fig, path)
+
+
+def _band(per):
+    from jaxdyn.studies.verdicts import t_interval
+
+    if per.shape[0] < 2 or not np.all(np.isfinite(per)):
+        return np.nanmean(per, axis=0), None, None
+    iv = [t_interval(per[:, k]) for k in range(per.shape[1])]
+    return per.mean(0), np.array([v.lo for v in iv]), np.array([v.hi for v in iv])
 
 
 def write_skipped(workdir: Path, reason: str) -> None:
@@ -110,88 +122,140 @@ def write_skipped(workdir: Path, reason: str) -> None:
     )
 
 
+def _json(o):
+    if hasattr(o, "as_dict"):
+        return o.as_dict()
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
+
+
+def _over_training(by_epoch, final) -> str:
+    other = {}
+    for e, lab in sorted(by_epoch.items()):
+        if lab != final:
+            other.setdefault(lab, []).append(e)
+    return "; ".join(
+        f"{lab} at epoch{'s' if len(es) > 1 else ''} {fmt.ranges(es)}" for lab, es in other.items()
+    )
+
+
 def write_outputs(workdir: Path, cols, config, lm_cfg, *, n_sentences: int, source: str) -> dict:
     """CSV, findings JSON, figures and the report section; returns the findings.
 
     Args:
-      cols: the DI table; config: the study's section; lm_cfg: the language model's
-        training config; n_sentences: sentences analysed; source: where they come from.
+      cols: the DI table (every member); config: the study's section; lm_cfg: the
+        language model's training config (``seed``/``seeds``: the members' seeds);
+        n_sentences: sentences analysed; source: where they come from.
     """
     workdir = Path(workdir)
     out, rep = workdir / "interactions", workdir / "report"
     n_rows = write_csv(out / "di_pairs.csv.gz", cols)
     last = int(cols["epoch"].max())
+    S = int(lm_cfg.seeds)
+    seeds = [lm_cfg.seed + m for m in range(S)]
     corr = {s: correlations(cols, s) for s in SPACES}
-    fnd = {s: finding(corr[s], last) for s in SPACES}
+    fnd = {s: finding(corr[s], seeds=seeds, margin=config.rho_margin) for s in SPACES}
+    first_member = cols["member"] == 0 if "member" in cols else np.ones(len(cols["epoch"]), bool)
     f = {
         "final_epoch": last,
         "sentences": n_sentences,
-        "pairs": int((cols["epoch"] == last).sum()),
+        "pairs": int(((cols["epoch"] == last) & first_member).sum()),
+        "seeds": seeds,
         "correlations": corr,
-        "reproduced": {s: fnd[s][0] for s in SPACES},
-        "significant_negative": {s: [fnd[s][1], fnd[s][2]] for s in SPACES},
+        "findings": fnd,
     }
-    (out / "findings.json").write_text(json.dumps(f, indent=1, default=float))
+    (out / "findings.json").write_text(json.dumps(f, indent=1, default=_json))
+    who = f"pooled over {S} seeds" if S > 1 else f"seed {seeds[0]}"
     heat = plot_heatmap(
-        rep / "interactions_di_heatmap.png", cols, "di_hidden", last, config.syn_cap
+        rep / "interactions_di_heatmap.png", cols, "di_hidden", last, config.syn_cap, who=who
     )
-    rho = plot_rho(rep / "interactions_rho_over_epochs.png", corr)
-    at_last = {s: {r["seq_dist"]: r for r in corr[s] if r["epoch"] == last} for s in SPACES}
-    rows = [
-        (
-            d,
-            at_last["di_hidden"][d]["n"],
-            at_last["di_hidden"][d]["rho"],
-            at_last["di_hidden"][d]["p"],
-            at_last["di_logits"][d]["rho"],
-            at_last["di_logits"][d]["p"],
-        )
-        for d in sorted(at_last["di_hidden"])
-    ]
+    rho = plot_rho(rep / "interactions_rho_over_epochs.png", corr, n_seeds=S)
+    dists = sorted({r["seq_dist"] for r in corr["di_hidden"]})
+    h, lg = fnd["di_hidden"], fnd["di_logits"]
+    rows = []
+    for d in dists:
+        vh, vl = h["per_distance"][f"d={d}"], lg["per_distance"][f"d={d}"]
+        n = next(r["n"] for r in corr["di_hidden"] if r["seq_dist"] == d and r["epoch"] == last)
+        rows.append((d, n, vh.label, describe(vh), _over_training(h["by_epoch"][f"d={d}"],
+                     vh.label) or "same at every epoch", vl.label, describe(vl)))  # fmt: skip
     epochs = sorted({r["epoch"] for r in corr["di_hidden"]})
+    members = sorted({r["member"] for r in corr["di_hidden"]})
     traj_rows = [
-        (
-            e,
-            *(
-                next(r["rho"] for r in corr["di_hidden"] if r["epoch"] == e and r["seq_dist"] == d)
-                for d in sorted(at_last["di_hidden"])
-            ),
+        (m, e, *(fmt.rho(next(r["rho"] for r in corr["di_hidden"] if r["member"] == m
+                              and r["epoch"] == e and r["seq_dist"] == d)).removeprefix("rho ")
+                 for d in dists))
+        for m in members for e in epochs
+    ]  # fmt: skip
+    scale = scale_text(S, lm_cfg.epochs, lm_cfg.data.max_train_tokens)
+    base = (
+        "the same seed's untrained checkpoint (epoch 0)"
+        if h["base_epoch"] is not None
+        else "0 (epoch 0 was not scored)"
+    )
+    rule = next(iter(h["per_distance"].values())).rule if h["per_distance"] else ""
+
+    def key(x):
+        return ", ".join(
+            f"{k} {fmt.mean_interval(v.mean, v.lo, v.hi, single='1 seed')} (untrained "
+            f"{fmt.num(v.baseline, signed=True)})"
+            for k, v in x["per_distance"].items()
         )
-        for e in epochs
-    ]
-    h = fnd["di_hidden"]
+
+    name = "DI higher at lower syntactic distance (equal sequential distance)"
+    summary = [
+        summary_row(name + ", hidden", h["verdict"], "rho " + key(h), seeds=S, scale=scale,
+                    rule=rule),
+        summary_row(name + ", logits", lg["verdict"], "rho " + key(lg), seeds=S, scale=scale,
+                    rule=rule),
+    ]  # fmt: skip
+    seeds_txt = (
+        f"{S} seeds ({', '.join(map(str, seeds))}; one population), each scored as its own "
+        "model; the verdict is decided across seeds with Student-t 95% intervals"
+        if S > 1
+        else f"seed {seeds[0]}: one seed, no interval across seeds is available, the verdict "
+        "is **single-seed**"
+    )
     text = f"""## Interdependence and syntax
 
 Language model: {lm_cfg.model.num_layers} x {lm_cfg.model.hidden} LSTM trained on UD English-EWT train
-(lowercased; vocabulary {lm_cfg.data.max_vocab or "all types"}), {lm_cfg.epochs} epochs, seed {lm_cfg.seed}; run folder
+(lowercased; vocabulary {lm_cfg.data.max_vocab or "all types"}), {lm_cfg.epochs} epochs, {seeds_txt}; run folder
 `interactions/lm`. DI (Saphra & Lopez 2020, Eq. 1) of every word pair at sequential distance
 1-{config.max_seq_dist} in {n_sentences} parsed sentences of {source}
 ({config.min_words}-{config.max_words} words), measured at the **later word's** timestep
 (the thesis script's default), each sentence read from a zero state after `<eos>`;
 `di_hidden` = top-layer hidden state (primary), `di_logits` = decoder logits (no bias).
-Syntactic distance = dependency path length. Table: `interactions/di_pairs.csv.gz`
-({n_rows:,} rows = pairs x {len(epochs)} checkpoints); findings: `interactions/findings.json`.
+Syntactic distance = dependency path length. Each sequential distance is decided against
+{base} with margin {config.rho_margin} in rho (significance alone is not the rule: with many
+pairs a tiny rho is significant even for an untrained model). Table:
+`interactions/di_pairs.csv.gz` ({n_rows:,} rows = members x pairs x {len(epochs)} checkpoints,
+`member`/`seed` columns); findings: `interactions/findings.json`.
 
-| finding (thesis) | this run | numbers (epoch {last}) |
+| finding (thesis) | verdict (hidden) | verdict (logits) |
 |---|---|---|
-| DI is higher for pairs at lower syntactic distance, at equal sequential distance | {verdict(h[0])} | Spearman(DI, syntactic distance) < 0 with p < 0.05 in {h[1]} of {h[2]} sequential distances (hidden); logits: {fnd["di_logits"][1]} of {fnd["di_logits"][2]} |
+| DI is higher for pairs at lower syntactic distance, at equal sequential distance | {verdict_text(h["verdict"], S)} | {verdict_text(lg["verdict"], S)} |
 
-{table(["seq dist", "pairs", "rho (hidden)", "p", "rho (logits)", "p"], rows)}
+Rule per sequential distance: {rule}.
+
+Spearman(DI, syntactic distance) at epoch {last}: trained mean [95% interval across seeds],
+untrained, effect [interval]:
+
+{table(["seq dist", "pairs", "hidden", "hidden: numbers", "hidden over training", "logits", "logits: numbers"], rows)}
 
 ![DI heatmap]({heat.name})
 ![rho over training]({rho.name})
 
-<details><summary>Spearman rho (hidden) by epoch and sequential distance</summary>
+<details><summary>Spearman rho (hidden) by member, epoch and sequential distance</summary>
 
-{table(["epoch", *[f"d={d}" for d in sorted(at_last["di_hidden"])]], traj_rows)}
+{table(["member", "epoch", *[f"d={d}" for d in dists]], traj_rows)}
 </details>
 
-<details><summary>Mean DI (hidden) by relation at epoch {last}</summary>
+<details><summary>Mean DI (hidden) by relation at epoch {last}, {who}</summary>
 
 {table(["seq dist", "relation", "mean DI", "pairs"], relation_means(cols, "di_hidden", last))}
 </details>
 """
-    write_section(workdir, ORDER, NAME, text)
+    write_section(workdir, ORDER, NAME, text, stage="interactions", summary=summary)
     return f
 
 

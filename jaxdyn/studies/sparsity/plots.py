@@ -68,7 +68,7 @@ def plot_over_epochs(path, members_te, members_rho, epochs, mods, *, n_seeds: in
         for i, m in enumerate(mods):
             c = np.asarray(members_te[d][m], np.float64)
             mean, lo, hi = _seed_band(c / c[:, :1])
-            band(ax, epochs, mean, lo, hi, i=i, label=m, interval=SEED_BAND)
+            band(ax, epochs, mean, lo, hi, i=i, label=m)
         ax.set_title(f"mean TE of {DIR_NAME[d]}s, epochs {epochs[0]}-{epochs[-1]}", fontsize=9)
         ax.set_ylabel(f"TE / TE at epoch {epochs[0]}")
         epoch_axis(ax)
@@ -77,7 +77,7 @@ def plot_over_epochs(path, members_te, members_rho, epochs, mods, *, n_seeds: in
     ax = axes[2]
     for i, m in enumerate(mods):
         mean, lo, hi = _seed_band(members_rho[m])
-        band(ax, epochs, mean, lo, hi, i=i, label=m, interval=SEED_BAND)
+        band(ax, epochs, mean, lo, hi, i=i, label=m, clip=(-1, 1))
     ax.axhline(0, color="k", lw=0.5)
     ax.set_title("Spearman(TE of activation, log freq), input-keyed", fontsize=9)
     ax.set_ylabel("Spearman rho")
