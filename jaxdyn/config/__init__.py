@@ -28,6 +28,7 @@ from jaxdyn.config.sections import (
     OptimConfig,
 )
 from jaxdyn.config.tree import ConfigError, build, leaf_keys, set_key
+from jaxdyn.studies.attention.config import AttentionConfig
 from jaxdyn.studies.bottom_up.config import BottomUpConfig
 from jaxdyn.studies.interactions.config import InteractionsConfig
 from jaxdyn.studies.similarity.config import SimilarityConfig
@@ -37,6 +38,7 @@ __all__ = [
     "MODEL_KINDS",
     "PRESETS",
     "TRAINING_KEYS",
+    "AttentionConfig",
     "BottomUpConfig",
     "CaptureConfig",
     "CheckpointConfig",
@@ -95,7 +97,8 @@ class RunConfig:
         at its own chunk offset drawn from its seed and the epoch;
         ``jaxdyn.train.loop.chunk_offset``).
       tensorboard: also write TensorBoard event files (``RUN/tensorboard``).
-      sparsity, similarity, interactions, bottom_up: the study stages' options.
+      sparsity, similarity, interactions, bottom_up, attention: the study stages' options
+        (``attention``: syntactic attention structure of a Transformer run).
     """
 
     model: ModelConfig = ModelConfig()
@@ -114,6 +117,7 @@ class RunConfig:
     similarity: SimilarityConfig = SimilarityConfig()
     interactions: InteractionsConfig = InteractionsConfig()
     bottom_up: BottomUpConfig = BottomUpConfig()
+    attention: AttentionConfig = AttentionConfig()
 
     def __post_init__(self):
         if self.epochs < 0 or self.checkpoint_every_steps < 0:

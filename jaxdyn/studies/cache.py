@@ -186,6 +186,8 @@ def stage_corpora(cfg, name: str) -> list[str]:
         return ["ewt"]
     if name == "similarity":
         return [c for c in cfg.similarity.corpora if c in ("ewt", "brown")]
+    if name == "attention" and cfg.model.kind == "transformer":  # gold dependency heads
+        return ["ewt"]
     return []
 
 

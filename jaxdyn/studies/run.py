@@ -76,7 +76,7 @@ def _train_stage(ctx: StudyContext) -> None:
 
 Language model on `{ctx.cfg.data.corpus}`: {len(ctx.task().vocab):,} types,
 {ctx.task().train.num_tokens:,} training tokens, {ctx.cfg.model.num_layers} x {ctx.cfg.model.hidden}
-LSTM, {ctx.cfg.optim.name} (lr {ctx.cfg.optim.lr}, clip {ctx.cfg.optim.clip}), {ctx.cfg.epochs} epochs.
+{_kind_text(ctx.cfg.model)}, {ctx.cfg.optim.name} (lr {ctx.cfg.optim.lr}, clip {ctx.cfg.optim.clip}), {ctx.cfg.epochs} epochs.
 Best validation perplexity {best["valid_ppl"]:.2f} at epoch {best["epoch"]}.
 {population}Checkpoints: `{ctx.workdir / "ckpt"}` (epoch 0 is the initialisation).
 
@@ -90,6 +90,13 @@ Best validation perplexity {best["valid_ppl"]:.2f} at epoch {best["epoch"]}.
         "tokens": ctx.task().train.num_tokens,
     }
     write_section(ctx.workdir, 10, "training", text, stage="train", scale=scale)
+
+
+def _kind_text(m) -> str:
+    if m.kind == "transformer":
+        d_ff = 4 * m.hidden if m.d_ff is None else m.d_ff
+        return f"Transformer ({m.heads} heads, d_ff {d_ff}, {m.positions} positions)"
+    return "LSTM"
 
 
 def _sparsity_stage(ctx: StudyContext) -> None:
@@ -110,6 +117,12 @@ def _bottom_up_stage(ctx: StudyContext) -> None:
     bottom_up_stage(ctx)  # report order 50
 
 
+def _attention_stage(ctx: StudyContext) -> None:
+    from jaxdyn.studies.attention.report import attention_stage
+
+    attention_stage(ctx)  # report order 25
+
+
 def _similarity_stage(ctx: StudyContext) -> None:
     from jaxdyn.studies.similarity.report import similarity_stage
 
@@ -123,12 +136,13 @@ STAGES: dict[str, Callable[[StudyContext], None]] = {
     "interactions": _interactions_stage,
     "bottom_up": _bottom_up_stage,
     "similarity": _similarity_stage,
+    "attention": _attention_stage,
 }
 
 
 #: Stages that analyse the run's own language model (``train`` runs first for them);
 #: the other studies train models of their own.
-NEEDS_TRAIN = frozenset({"sparsity"})
+NEEDS_TRAIN = frozenset({"sparsity", "attention"})
 
 
 def _population_notice(workdir: Path, cfg: RunConfig, names: list[str]) -> None:
