@@ -119,6 +119,7 @@ def write_skipped(workdir: Path, reason: str) -> None:
         "## Interdependence and syntax\n\n"
         f"Skipped: {reason}. This study needs the parsed UD English-EWT sentences "
         "(`--data-dir` pointing at a folder with `ud-english-ewt/`).\n",
+        summary=[summary_row("all findings", "skipped", f"{reason} (needs --data-dir)", seeds=0)],
     )
 
 

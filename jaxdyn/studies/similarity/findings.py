@@ -7,8 +7,9 @@ with SVCCA") and how this study tests them:
    stabilisation epoch is the first epoch from which SVCCA with the tagger's own
    final checkpoint stays >= ``stable_threshold`` (0.9); ties are broken by the
    mean SVCCA-to-final over the epochs before the last (higher = earlier; a
-   difference within ``min_effect`` is a tie). Every
-   (corpus, init, layer, POS task, topic task) cell votes; the majority decides.
+   difference within ``min_effect`` is a tie). Per layer, every
+   (corpus, init, POS task, topic task) cell must agree; layers that disagree are
+   reported as "mixed (embedding yes, lstm_0 no)" (no majority vote).
    Probes give a second view: the epoch at which the language model's probe
    reaches 90% of its largest accuracy gain over epoch 0.
 2. Recurrent layers grow more similar to the taggers', embeddings less. The
@@ -19,8 +20,11 @@ with SVCCA") and how this study tests them:
    above ``min_effect``; not reproduced when one clearly goes the other way.
 3. Embeddings of different tasks start similar and become task-specific. SVCCA
    between shared-initialisation taggers of different tasks at epoch 1 (epoch 0
-   is trivially 1) and at the last epoch: reproduced when it falls (by more than
-   ``min_effect``) for more pairs than it rises.
+   is trivially 1) and at the last epoch, per task pair: falls by more than
+   ``min_effect`` = yes, rises = no; pairs combined as above.
+
+Every model of the study is trained from one seed (the study's ``seed``), so each
+verdict is single-seed; the report says so.
 """
 
 from __future__ import annotations
@@ -61,19 +65,39 @@ def _pre_final_mean(series):
     return float(np.mean([series[e] for e in epochs])) if epochs else float("nan")
 
 
-def _vote(earlier: int, later: int):
-    if earlier == later:
-        return None
-    return earlier > later
-
-
 def _layers(idx):
     names = {k[5] for k in idx}
     return sorted(names, key=lambda n: -1 if n == "embedding" else int(n.split("_")[-1]))
 
 
+def _part(corpora, corpus, layer) -> str:
+    return layer if len(corpora) == 1 else f"{corpus} {layer}"
+
+
+def _combined(parts: dict) -> dict:
+    """Per-part verdicts (each part's cells must agree) combined without voting.
+
+    Returns ``{"verdict": label or "mixed (...)", "per_part": {part: label}, "ok"}`` with
+    ``ok`` True / False only when every part is reproduced / contradicted.
+    """
+    from jaxdyn.report.summary import combine
+
+    def one(votes):
+        kinds = set(votes)
+        return {True: "reproduced", False: "contradicted"}.get(
+            kinds.pop() if len(kinds) == 1 else None, "inconclusive"
+        )
+
+    per = {k: one(v) for k, v in parts.items()}
+    verdict = combine(per)
+    ok = {"reproduced": True, "contradicted": False}.get(verdict)
+    return {"verdict": verdict, "per_part": per, "ok": ok}
+
+
 def finding_pos_before_topic(idx, cfg) -> dict:
-    cells, earlier, later = [], 0, 0
+    """Finding 1, per layer: every (corpus, init, POS task, topic task) cell of the layer
+    must agree (POS stabilises first: yes; later: no; else inconclusive)."""
+    cells, earlier, later, parts = [], 0, 0, {}
     corpora = sorted({k[0] for k in idx})
     for corpus in corpora:
         for init in ("shared", "own"):
@@ -100,7 +124,10 @@ def finding_pos_before_topic(idx, cfg) -> dict:
                         earlier += first
                         later += last
                         cells.append((corpus, init, layer, p, ep, mp, t, et, mt))
-    return {"cells": cells, "earlier": earlier, "later": later, "ok": _vote(earlier, later)}
+                        parts.setdefault(_part(corpora, corpus, layer), []).append(
+                            True if first else (False if last else None)
+                        )
+    return {"cells": cells, "earlier": earlier, "later": later, **_combined(parts)}
 
 
 def probe_stabilisation(probes, frac: float = 0.9, min_gain: float = 0.01) -> dict:
@@ -122,8 +149,10 @@ def probe_stabilisation(probes, frac: float = 0.9, min_gain: float = 0.01) -> di
 
 
 def finding_probe_view(probes, cfg) -> dict:
+    """Finding 1 in the probe view, per layer (cells of a layer must agree)."""
     stab = probe_stabilisation(probes, min_gain=cfg.min_effect)
-    cells, earlier, later = [], 0, 0
+    cells, earlier, later, parts = [], 0, 0, {}
+    corpora = sorted({k[0] for k in stab})
     for (corpus, task, layer), e in sorted(stab.items()):
         if task not in cfg.pos_tasks or e is None:
             continue
@@ -132,13 +161,13 @@ def finding_probe_view(probes, cfg) -> dict:
                 earlier += e < e2
                 later += e > e2
                 cells.append((corpus, layer, task, e, t2, e2))
+                parts.setdefault(_part(corpora, corpus, layer), []).append(
+                    True if e < e2 else (False if e > e2 else None)
+                )
     n_epochs = len({r["epoch"] for r in probes})
-    return {
-        "cells": cells,
-        "ok": _vote(earlier, later) if n_epochs >= 3 else None,
-        "earlier": earlier,
-        "later": later,
-    }
+    comb = _combined(parts) if n_epochs >= 3 else {"verdict": "inconclusive", "per_part": {},
+                                                    "ok": None}  # fmt: skip
+    return {"cells": cells, "earlier": earlier, "later": later, **comb}
 
 
 def finding_recurrent_vs_embedding(idx, tol: float) -> dict:
@@ -155,10 +184,16 @@ def finding_recurrent_vs_embedding(idx, tol: float) -> dict:
     means = defaultdict(dict)  # corpus -> init -> layer -> mean change
     for (corpus, init), d in sorted(change.items()):
         means[corpus][init] = {l: float(np.mean(v)) for l, v in d.items()}
-    per_corpus = []
-    for m in (d.get("own", {}) for d in means.values()):
+    per_corpus, parts = [], {}
+    for corpus, m in ((c, d.get("own", {})) for c, d in means.items()):
         if "embedding" not in m:
             continue
+        for l, v in m.items():
+            want = -1 if l == "embedding" else 1
+            s_ = int(np.sign(v)) if abs(v) > tol else 0
+            parts[_part(list(means), corpus, l)] = [
+                True if s_ == want else (False if s_ == -want else None)
+            ]
         sign = {l: int(np.sign(v)) if abs(v) > tol else 0 for l, v in m.items()}
         rec = [v for l, v in sign.items() if l != "embedding"]
         ok = sign["embedding"] < 0 and all(v > 0 for v in rec)
@@ -170,11 +205,18 @@ def finding_recurrent_vs_embedding(idx, tol: float) -> dict:
         verdict_ = False
     else:
         verdict_ = None
-    return {"mean_change": dict(means), "ok": verdict_}
+    comb = _combined(parts)
+    return {
+        "mean_change": dict(means),
+        "ok": verdict_,
+        **{k: comb[k] for k in ("verdict", "per_part")},
+    }
 
 
 def finding_task_specific_embeddings(idx, tol: float) -> dict:
-    cells, fell, rose = [], 0, 0
+    """Finding 3, per task pair (embedding SVCCA epoch 1 -> last: fell = yes, rose = no)."""
+    cells, fell, rose, parts = [], 0, 0, {}
+    corpora = sorted({k[0] for k in idx})
     for k, s in sorted(idx.items()):
         corpus, comp, task, init, other, layer, metric = k
         if comp != "tagger-vs-tagger" or init != "shared" or metric != "svcca":
@@ -187,7 +229,9 @@ def finding_task_specific_embeddings(idx, tol: float) -> dict:
         if layer == "embedding":
             fell += d < -tol
             rose += d > tol
-    return {"cells": cells, "ok": _vote(fell, rose), "fell": fell, "rose": rose}
+            key = f"{task} vs {other}" if len(corpora) == 1 else f"{corpus} {task} vs {other}"
+            parts[key] = [True if d < -tol else (False if d > tol else None)]
+    return {"cells": cells, "fell": fell, "rose": rose, **_combined(parts)}
 
 
 # ----------------------------------------------------------------------------- plots

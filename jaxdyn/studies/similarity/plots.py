@@ -1,27 +1,49 @@
-"""Figures of the similarity study."""
+"""Figures of the similarity study (standard of :mod:`jaxdyn.report.plots`).
+
+Series are told apart by colour (task) and marker (initialisation: circle =
+shared with the language model, square = own seed); the legend names both.
+"""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 
-from jaxdyn.report import save
+from jaxdyn.report.plots import (
+    MARKERS,
+    epoch_axis,
+    figure_legend,
+    save_with_legend_space,
+    style,
+)
 from jaxdyn.studies.similarity.findings import _layers
 
-_STYLE = {"shared": "-", "own": "--", "-": "-"}
+_INIT = {"shared": "shared init", "own": "own init"}
+_MARK = {"shared": "o", "own": "s"}
 
 
-def _color(tasks, task):
-    return "k" if task == "lm" else f"C{sorted(t for t in tasks if t != 'lm').index(task) % 10}"
+def _name(task: str) -> str:
+    return "language model" if task == "lm" else f"{task} tagger"
+
+
+def _label(k, comparison) -> str:
+    task, init, other = k[2], k[3], k[4]
+    if comparison == "tagger-vs-tagger":
+        return f"{task} vs {other} taggers ({_INIT.get(init, init)})"
+    if task == "lm" or init not in _INIT:
+        return _name(task)
+    return f"{_name(task)}, {_INIT[init]}"
 
 
 def plot_series(path, idx, corpus, comparison, metrics, title):
+    """One panel per (metric, layer); one series per (task, initialisation)."""
     keys = [k for k in idx if k[0] == corpus and k[1] == comparison]
     layers = _layers({k: 0 for k in keys})
-    tasks = sorted({k[2] for k in keys})
+    tasks = sorted({k[2] for k in keys if k[2] != "lm"})
     fig, axes = plt.subplots(
-        len(metrics), len(layers), figsize=(3.4 * len(layers), 2.8 * len(metrics)), squeeze=False
-    )
+        len(metrics), len(layers), figsize=(3.4 * len(layers), 2.8 * len(metrics) + 0.6),
+        squeeze=False,
+    )  # fmt: skip
+    last = 0
     for i, metric in enumerate(metrics):
         for j, layer in enumerate(layers):
             ax = axes[i, j]
@@ -29,60 +51,49 @@ def plot_series(path, idx, corpus, comparison, metrics, title):
                 if k[5] != layer or k[6] != metric:
                     continue
                 s = idx[k]
-                label = (
-                    f"{k[2]} ({k[3]})"
-                    if comparison != "tagger-vs-tagger"
-                    else f"{k[2]} vs {k[4]} ({k[3]})"
-                )
-                ax.plot(
-                    sorted(s),
-                    [s[e] for e in sorted(s)],
-                    _STYLE.get(k[3], "-"),
-                    marker="o",
-                    ms=3,
-                    color=_color(tasks, k[2]),
-                    label=label,
-                )
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_title(f"{layer}", fontsize=9)
-            ax.set_xlabel("epoch", fontsize=8)
-            ax.set_ylabel(metric, fontsize=8)
+                last = max(last, max(s))
+                st = style(tasks.index(k[2]) if k[2] in tasks else len(tasks))
+                st["marker"] = _MARK.get(k[3], MARKERS[2])
+                if k[2] == "lm":
+                    st["color"] = "k"
+                ax.plot(sorted(s), [s[e] for e in sorted(s)], label=_label(k, comparison), **st)
+            epoch_axis(ax)
+            ax.set_title(f"{metric.upper()}, {layer}", fontsize=9)
+            ax.set_ylabel(metric.upper(), fontsize=8)
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=7)
-    axes[0, -1].legend(fontsize=6, loc="lower right")
-    fig.suptitle(title, fontsize=10)
-    return save(fig, path)
+    figure_legend(fig, axes, ncol=3, fontsize=7)
+    fig.suptitle(f"{title}, epochs 0-{last}", fontsize=10)
+    n = len({lb for a in axes.ravel() for lb in a.get_legend_handles_labels()[1]})
+    return save_with_legend_space(fig, path, -(-n // 3))
 
 
 def plot_probes(path, probes, corpus):
+    """Probe accuracy per epoch, one panel per task, one series per layer."""
     rows = [r for r in probes if r["corpus"] == corpus]
     tasks = sorted({r["task"] for r in rows})
     layers = sorted(
         {r["layer"] for r in rows}, key=lambda n: -1 if n == "embedding" else int(n.split("_")[-1])
     )
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.2), squeeze=False)
+    last = max((r["epoch"] for r in rows), default=0)
     for ax, task in zip(axes[0], tasks):
         for j, layer in enumerate(layers):
             rr = sorted(
                 (r for r in rows if r["task"] == task and r["layer"] == layer),
                 key=lambda r: r["epoch"],
             )
-            ax.plot(
-                [r["epoch"] for r in rr],
-                [r["test_acc"] for r in rr],
-                marker="o",
-                ms=3,
-                color=f"C{j}",
-                label=layer,
-            )
+            ax.plot([r["epoch"] for r in rr], [r["test_acc"] for r in rr], label=layer, **style(j))
         maj = next(r["majority"] for r in rows if r["task"] == task)
-        ax.axhline(maj, color="gray", ls=":", label="majority")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.axhline(maj, color="gray", ls=":", label="majority-class baseline")
+        epoch_axis(ax)
         ax.set_title(f"probe: {task}", fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
         ax.set_ylabel("held-out accuracy", fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"{corpus}: MLP probes on the language model's frozen activations", fontsize=10)
-    return save(fig, path)
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        f"{corpus}: MLP probes on the language model's frozen activations, epochs 0-{last}",
+        fontsize=10,
+    )
+    return save_with_legend_space(fig, path, 0)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdyn.report import assemble, table, verdict, write_section
+from jaxdyn.report import assemble, table, verdict_text, write_section
+from jaxdyn.report import row as summary_row
 from jaxdyn.studies.similarity import findings as fnd
 from jaxdyn.studies.similarity import plots
 from jaxdyn.studies.similarity import runs as sim
@@ -104,6 +105,29 @@ def _final_losses(run: Path) -> tuple[float, float]:
     return rows[0]["valid_loss"], rows[-1]["valid_loss"]
 
 
+def _summary(cfg, run, f) -> list[dict]:
+    """Summary rows (single-seed: the study's models are trained from one seed)."""
+    scale = (
+        f"1 seed, {sim.resolve_epochs(cfg, run)} epochs, "
+        f"{cfg.data.max_train_tokens or 'all'} training tokens per corpus"
+    )
+    f1, f1b, f2, f3 = f["f1"], f["f1_probe"], f["f2"], f["f3"]
+    return [
+        summary_row("1. part of speech stabilises before topic (SVCCA)", f1["verdict"],
+                    f"POS earlier in {f1['earlier']}, later in {f1['later']} of "
+                    f"{len(f1['cells'])} cells", seeds=1, scale=scale),
+        summary_row("1b. same, probe view", f1b["verdict"],
+                    f"POS earlier in {f1b['earlier']}, later in {f1b['later']} of "
+                    f"{len(f1b['cells'])} cells", seeds=1, scale=scale),
+        summary_row("2. recurrent layers more tagger-like, embeddings less", f2["verdict"],
+                    "SVCCA change epoch 0 -> last (own init): " + (_changes(f2, "own") or "n/a"),
+                    seeds=1, scale=scale),
+        summary_row("3. embeddings of different tasks become task-specific", f3["verdict"],
+                    f"embedding SVCCA fell in {f3['fell']}, rose in {f3['rose']} task pairs",
+                    seeds=1, scale=scale),
+    ]  # fmt: skip
+
+
 def _skip_section(workdir: Path, reason: str) -> None:
     write_section(
         workdir,
@@ -115,6 +139,7 @@ Skipped: {reason} The study trains a language model and taggers on UD English-EW
 and Brown; pass `--data-dir DIR` (or set `$JAXDYN_DATA_DIR`) pointing at a folder with
 `ud-english-ewt/` and `brown/` to enable it.
 """,
+        summary=[summary_row("all findings", "skipped", f"{reason} (needs --data-dir)", seeds=0)],
     )
 
 
@@ -195,7 +220,9 @@ def similarity_stage(ctx, *, cfg: SimilarityConfig | None = None, corpora=None) 
             )
         figs.append(plots.plot_probes(rep / f"similarity_{name}_probes.png", probes, name))
     text = _section(cfg, run, results, findings, figs, time.perf_counter() - t0)
-    write_section(workdir, ORDER, "similarity", text)
+    write_section(
+        workdir, ORDER, "similarity", text, stage="similarity", summary=_summary(cfg, run, findings)
+    )
     return findings
 
 
@@ -290,12 +317,15 @@ on the language model's frozen activations predicting the current token's tag, t
 
 | finding (thesis) | this run | numbers |
 |---|---|---|
-| 1. part of speech stabilises before topic (taggers, SVCCA with own final checkpoint) | {verdict(f1["ok"])} | POS earlier in {f1["earlier"]}, later in {f1["later"]} of {len(f1["cells"])} (corpus, init, layer, task pair) cells; stable = SVCCA >= {thr} from that epoch on, ties broken by mean SVCCA before the last epoch (table below) |
-| 1b. same, probe view (LM probe reaches 90% of its best gain) | {verdict(f1b["ok"])} | POS earlier in {f1b["earlier"]}, later in {f1b["later"]} of {len(f1b["cells"])} (corpus, layer, task pair) cells: {"; ".join(f"{c} {l}: {p} {e} vs {t} {e2}" for c, l, p, e, t, e2 in f1b["cells"])} |
-| 2. recurrent layers grow more tagger-like, embeddings less (LM vs tagger) | {verdict(f2["ok"])} | mean SVCCA change epoch 0 -> last, own-init taggers: {f2_text}. (Shared init, epoch 1 -> last: {f2_shared or "n/a"}) |
-| 3. embeddings of different tasks start similar, become task-specific (shared-init taggers) | {verdict(f3["ok"])} | epoch 1 -> last: {f3_text} |
+| 1. part of speech stabilises before topic (taggers, SVCCA with own final checkpoint) | {verdict_text(f1["verdict"], 1)} | POS earlier in {f1["earlier"]}, later in {f1["later"]} of {len(f1["cells"])} (corpus, init, layer, task pair) cells; stable = SVCCA >= {thr} from that epoch on, ties broken by mean SVCCA before the last epoch (table below) |
+| 1b. same, probe view (LM probe reaches 90% of its best gain) | {verdict_text(f1b["verdict"], 1)} | POS earlier in {f1b["earlier"]}, later in {f1b["later"]} of {len(f1b["cells"])} (corpus, layer, task pair) cells: {"; ".join(f"{c} {l}: {p} {e} vs {t} {e2}" for c, l, p, e, t, e2 in f1b["cells"])} |
+| 2. recurrent layers grow more tagger-like, embeddings less (LM vs tagger) | {verdict_text(f2["verdict"], 1)} | mean SVCCA change epoch 0 -> last, own-init taggers: {f2_text}. (Shared init, epoch 1 -> last: {f2_shared or "n/a"}) |
+| 3. embeddings of different tasks start similar, become task-specific (shared-init taggers) | {verdict_text(f3["verdict"], 1)} | epoch 1 -> last: {f3_text} |
 
-Changes within {cfg.min_effect} SVCCA count as no change (ties). With a shared initialisation every layer of a tagger equals the language model's at epoch 0
+Every model here is trained from one seed ({sim.resolve_seed(cfg, run)}; the run's `seeds` does not
+apply to this study): no interval across seeds is available and every verdict is
+**single-seed**. Verdicts are decided per layer (per task pair for 3); parts that disagree are
+shown as "mixed". Changes within {cfg.min_effect} SVCCA count as no change (ties). With a shared initialisation every layer of a tagger equals the language model's at epoch 0
 (similarity exactly 1), so finding 2 starts from the own-initialisation taggers at epoch 0 and
 finding 3 from epoch 1.
 
