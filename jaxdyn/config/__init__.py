@@ -31,6 +31,7 @@ from jaxdyn.config.tree import ConfigError, build, leaf_keys, set_key
 from jaxdyn.studies.attention.config import AttentionConfig
 from jaxdyn.studies.bottom_up.config import BottomUpConfig
 from jaxdyn.studies.interactions.config import InteractionsConfig
+from jaxdyn.studies.phases.config import PhasesConfig
 from jaxdyn.studies.similarity.config import SimilarityConfig
 from jaxdyn.studies.sparsity.config import SparsityConfig
 
@@ -47,6 +48,7 @@ __all__ = [
     "InteractionsConfig",
     "ModelConfig",
     "OptimConfig",
+    "PhasesConfig",
     "RunConfig",
     "SimilarityConfig",
     "SparsityConfig",
@@ -99,6 +101,7 @@ class RunConfig:
       tensorboard: also write TensorBoard event files (``RUN/tensorboard``).
       sparsity, similarity, interactions, bottom_up, attention: the study stages' options
         (``attention``: syntactic attention structure of a Transformer run).
+      phases: the training map (metric trajectories, latent phases) of the run's checkpoints.
     """
 
     model: ModelConfig = ModelConfig()
@@ -118,6 +121,7 @@ class RunConfig:
     interactions: InteractionsConfig = InteractionsConfig()
     bottom_up: BottomUpConfig = BottomUpConfig()
     attention: AttentionConfig = AttentionConfig()
+    phases: PhasesConfig = PhasesConfig()
 
     def __post_init__(self):
         if self.epochs < 0 or self.checkpoint_every_steps < 0:

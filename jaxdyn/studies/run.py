@@ -129,6 +129,12 @@ def _similarity_stage(ctx: StudyContext) -> None:
     similarity_stage(ctx)  # report order 30
 
 
+def _phases_stage(ctx: StudyContext) -> None:
+    from jaxdyn.studies.phases.report import phases_stage
+
+    phases_stage(ctx)  # report order 60
+
+
 #: Stage name -> function, in the order ``jaxdyn run`` runs them.
 STAGES: dict[str, Callable[[StudyContext], None]] = {
     "train": _train_stage,
@@ -137,12 +143,17 @@ STAGES: dict[str, Callable[[StudyContext], None]] = {
     "bottom_up": _bottom_up_stage,
     "similarity": _similarity_stage,
     "attention": _attention_stage,
+    "phases": _phases_stage,
 }
+
+#: Stages run only when named (``--stages phases``): a training map needs a dense
+#: checkpoint schedule (``checkpoint.schedule=log``), not the per-epoch default.
+OPT_IN = frozenset({"phases"})
 
 
 #: Stages that analyse the run's own language model (``train`` runs first for them);
 #: the other studies train models of their own.
-NEEDS_TRAIN = frozenset({"sparsity", "attention"})
+NEEDS_TRAIN = frozenset({"sparsity", "attention", "phases"})
 
 
 def _population_notice(workdir: Path, cfg: RunConfig, names: list[str]) -> None:
@@ -179,7 +190,7 @@ def run_study(
 ) -> Path:
     """Run the study's stages and assemble the report; returns the report path."""
     workdir = Path(workdir)
-    names = list(STAGES) if stages is None else list(stages)
+    names = [s for s in STAGES if s not in OPT_IN] if stages is None else list(stages)
     unknown = [s for s in names if s not in STAGES]
     if unknown:
         from jaxdyn.config import ConfigError

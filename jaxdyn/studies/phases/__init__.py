@@ -1,0 +1,1 @@
+"""Training maps: metric trajectories over checkpoints and latent phases (issue 15)."""
