@@ -378,3 +378,27 @@ def test_host_loop_reports_a_failing_member_by_index_and_trains_the_others(tmp_p
     )
     with Trajectory(tmp_path, read_only=True) as traj:
         assert traj.restore_meta(traj.latest_step())["failed_members"] == [1]
+
+
+@pytest.mark.slow  # three more trainings, one more compiled step (about 40 s on 2 loaded cores)
+def test_per_member_data_order_equals_separate_runs_with_that_order(runs, tmp_path):
+    """data_order=per_member: member m starts each epoch at its own chunk offset (from
+    seed + m), exactly as a single run with that seed and option; shared order differs."""
+    from jaxdyn.train.loop import chunk_offset
+
+    _, data, shared, _ = runs
+    n = data.train.num_chunks(CFG.data.bptt)
+    cfg = dataclasses.replace(POP_CFG, epochs=1, data_order="per_member")
+    offsets = [chunk_offset(s, 0, n) for s in member_seeds(cfg.seed, 2)]
+    assert offsets[0] != offsets[1]  # the members really see different orders
+    pop = train(cfg, tmp_path / "pop", data, progress=False, mesh=None)
+    for m, s in enumerate(member_seeds(cfg.seed, 2)):
+        one = train(
+            dataclasses.replace(cfg, seeds=1, seed=s), tmp_path / f"s{s}", data, progress=False
+        )
+        _close(take_member(pop.state, m).params, one.state.params, atol=1e-5)
+    first = [r for r in shared.history if r["epoch"] == 1]
+    mine = [r for r in pop.history if r["epoch"] == 1]
+    assert all(a["valid_loss"] != b["valid_loss"] for a, b in zip(first, mine))
+    with pytest.raises(ConfigError, match="data_order: 'per_member' in the run, 'shared' now"):
+        train(dataclasses.replace(cfg, data_order="shared"), tmp_path / "pop", data, progress=False)
