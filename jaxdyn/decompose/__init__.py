@@ -5,11 +5,18 @@ live in :mod:`jaxdyn.analysis`; the code here knows a model's parameter layout.
 
 - :mod:`jaxdyn.decompose.lstm`: contextual decomposition (CD) and decompositional
   interdependence (DI) of LSTM language models, with packed span schedules.
+- :mod:`jaxdyn.decompose.transformer`: CD-T and DI of Transformer language models
+  (same DI signatures plus ``heads`` and CD-T's rule options).
+- :func:`engine`: the module for a ``model.kind``, so code written against one
+  engine's ``interdependence_batch``/``cd_batch`` runs on either.
 
 References:
   Murdoch, Liu & Yu (2018), ICLR, Eqs. 8-19 (CD); Saphra & Lopez (2020), Findings of
-  EMNLP, Eq. 1 (DI).
+  EMNLP, Eq. 1 (DI); Hsu et al. (2025), ICLR, Sec. 3 (CD-T).
 """
+
+import importlib
+from types import ModuleType
 
 from jaxdyn.decompose.lstm import (
     SCHEDULES,
@@ -29,7 +36,27 @@ from jaxdyn.decompose.lstm import (
     zero_carry_single,
 )
 
+#: Model kinds with a decomposition engine (``model.kind``).
+KINDS = ("lstm", "transformer")
+
+
+def engine(kind: str) -> ModuleType:
+    """The decomposition engine of a model kind: :mod:`jaxdyn.decompose.lstm` or
+    :mod:`jaxdyn.decompose.transformer`. Both provide ``contextual_decomposition``,
+    ``cd_batch``, ``interdependence``, ``interdependence_batch`` and
+    ``all_pairs_interdependence`` with the same arguments and results (the
+    Transformer's also take ``heads=model.heads``).
+
+    Raises:
+      ValueError: an unknown kind.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"no decomposition engine for model kind {kind!r}; known: {KINDS}")
+    return importlib.import_module(f"jaxdyn.decompose.{kind}")
+
+
 __all__ = [
+    "KINDS",
     "SCHEDULES",
     "SPACES",
     "SPAN_BIAS",
@@ -39,6 +66,7 @@ __all__ = [
     "all_pairs_interdependence",
     "cd_batch",
     "contextual_decomposition",
+    "engine",
     "forward",
     "forward_layer",
     "interdependence",
