@@ -273,7 +273,12 @@ def _basis_precise(x, w, keep: float | None) -> Basis:
         mf = mask.astype(z.dtype)
         q1 = z @ (v * jnp.where(mask, 1 / jnp.where(mask, s, 1), 0))
         r = jnp.linalg.cholesky(q1.T @ q1 + jnp.diag(1 - mf)).T  # upper, R^T R
-        q = jax.scipy.linalg.solve_triangular(r, q1.T, trans="T", lower=False).T * mf
+        # q = q1 R^-1 through the small inverse (R is near I, so as exact as a solve): a
+        # GEMM, row-major like every other branch of basis_gram's switch (a transposed
+        # solve made XLA lay all branches' bases out column-major: two 8 MB transposing
+        # copies per factor even when this branch is not taken)
+        rinv = jax.scipy.linalg.solve_triangular(r, jnp.eye(d, dtype=z.dtype), lower=False)
+        q = q1 @ (rinv * mf)
         s = jnp.where(mask, s, 0)
         eye = jnp.eye(d, dtype=z.dtype)
         return _cast(Basis(q, eye * mask, s, q.T @ z, mask), dtype)
