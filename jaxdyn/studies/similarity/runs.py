@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxdyn.data.corpora import TaggedCorpus
 from jaxdyn.models.kinds import layer_prefix, share_initialisation
-from jaxdyn.models.taps import initial_carry
+from jaxdyn.models.taps import initial_carry, is_recurrent
 from jaxdyn.studies._common import study_run_config
 from jaxdyn.studies.similarity.config import SimilarityConfig
 from jaxdyn.trace.spec import CaptureSpec
@@ -278,18 +278,28 @@ def collect_activations(run: Path, tokens: np.ndarray) -> tuple[list[int], dict[
     _, model, _, _ = run_model(run)
     analyse = _analysis_step(model)
     b, t = tokens.shape
-    batch = {
-        "inputs": jnp.asarray(tokens),
-        "targets": jnp.zeros((b, t), jnp.int32),
-        "mask": jnp.zeros((b, t), bool),
-    }
+    # a model with a fixed context (the Transformer's: its BPTT length) reads the block
+    # in consecutive windows of that length, as it read its training stream
+    width = t if is_recurrent(model) else min(t, getattr(model, "context", t))
+    batches = [
+        {
+            "inputs": jnp.asarray(tokens[:, s : s + width]),
+            "targets": jnp.zeros((b, min(width, t - s)), jnp.int32),
+            "mask": jnp.zeros((b, min(width, t - s)), bool),
+        }
+        for s in range(0, t, width)
+    ]
     epochs, stacks = [], {}
     for ck in iter_checkpoints(run):
-        _, trace, _ = analyse(ck.params, initial_carry(model, ck.params, b), batch)
-        acts = jax.device_get(trace["act"])
+        parts: dict[str, list[np.ndarray]] = {}
+        for batch in batches:
+            _, trace, _ = analyse(ck.params, initial_carry(model, ck.params, b), batch)
+            for name, a in jax.device_get(trace["act"]).items():
+                parts.setdefault(name, []).append(np.asarray(a))
         epochs.append(ck.epoch)
-        for name, a in acts.items():
-            stacks.setdefault(name, []).append(np.asarray(a).reshape(-1, a.shape[-1]))
+        for name, a in parts.items():
+            a = np.concatenate(a, axis=1)  # (B, T, D): row b, position t
+            stacks.setdefault(name, []).append(a.reshape(-1, a.shape[-1]))
     if not epochs:
         raise ValueError(f"{run}: no checkpoints")
     return epochs, {k: np.stack(v) for k, v in stacks.items()}
