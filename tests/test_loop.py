@@ -185,3 +185,27 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     )
     assert done.returncode == 0 and "FINISHED" in done.stdout, done.stderr
     assert f"from step {last}" in done.stderr
+
+
+def test_a_corrupt_checkpoint_is_warned_about_and_recorded(extended, tmp_path, capsys):
+    """Analyses skip a corrupt checkpoint with a warning and list it in
+    ``skipped_checkpoints.json`` of the analysed run (for the report)."""
+    import shutil
+
+    from jaxdyn.studies._common import SKIPPED_FILE, iter_selected
+
+    work = tmp_path / "run"
+    shutil.copytree(extended[0], work)
+    got = [c.epoch for c in iter_selected(work, "all", "sparsity.checkpoints")]
+    assert got == [0, 1, 2, 3]
+    assert json.loads((work / SKIPPED_FILE).read_text()) == {"sparsity.checkpoints": []}
+    files = [p for p in (work / "ckpt" / "52").rglob("*") if p.is_file()]
+    max(files, key=lambda p: p.stat().st_size).write_bytes(b"garbage")
+    capsys.readouterr()
+    assert [c.epoch for c in iter_selected(work, "all", "sparsity.checkpoints")] == [0, 2, 3]
+    err = capsys.readouterr().err
+    assert "warning: sparsity.checkpoints: skipping the checkpoint of epoch 1 (step 52)" in err
+    rec = json.loads((work / SKIPPED_FILE).read_text())["sparsity.checkpoints"]
+    assert [(r["step"], r["epoch"]) for r in rec] == [(52, 1)] and "corrupt" in rec[0]["problem"]
+    with pytest.raises(ValueError, match="no checkpoint for epochs"):
+        list(iter_selected(work, "1", "sparsity.checkpoints"))
