@@ -82,8 +82,13 @@ def test_run_smoke_end_to_end(tmp_path):
     assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
     assert rows[-1]["valid_ppl"] < rows[0]["valid_ppl"] / 3
     assert (work / "metrics" / "traces.jsonl").read_text().count("\n") >= 3
+    assert "[jaxdyn] stage sparsity (no cached result)" in out.stderr
+    assert "epoch   1 |" in out.stderr  # --no-progress keeps the epoch lines
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and "resuming" in again.stderr
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already trained to epoch 3" in again.stderr and "resuming" not in again.stderr
+    assert "stage sparsity: cached (inputs unchanged since" in again.stderr
+    assert (work / "tensorboard").is_dir()
 
 
 def test_cli_reports_a_broken_checkpoint_cleanly(tmp_path, capsys):
@@ -116,3 +121,23 @@ def test_commands_tune_the_allocator_unless_told_not_to(monkeypatch):
     calls.clear()
     assert main(["config", "--preset", "smoke"]) == 0
     assert calls == [1]
+
+
+def test_cli_errors_share_one_format_and_exit_code(capsys, tmp_path):
+    """Every error the user can fix: one line `jaxdyn: error: ...`, exit status 2."""
+    work = ["--workdir", str(tmp_path / "never")]
+    assert main(["run", "--stages", "foo", *work]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("jaxdyn: error: unknown stage 'foo' in --stages; choose from train")
+    assert main(["run", "--stages", "train,bogus,nope", *work]) == 2
+    assert "unknown stages 'bogus', 'nope'" in capsys.readouterr().err
+    assert main(["config", "--set", "epochs=2.5"]) == 2
+    err = capsys.readouterr().err
+    assert err == "jaxdyn: error: bad value for 'epochs': expected an integer, got '2.5'\n"
+    for argv in (["run", "--epochs", "2.5"], ["run", "--bogus"], ["nope"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "\njaxdyn: error: " in err and "Traceback" not in err, argv
+    assert not (tmp_path / "never").exists()
