@@ -230,12 +230,12 @@ def test_run_study_says_what_each_stage_does_with_a_population(runs, capsys):
     root, data, _, _ = runs
     report = run_study(POP_CFG, root / "pop", stages=["train"], progress=False, data=data)
     text = report.read_text()
-    assert "Population of 2 members" in text and "show member 0 (seed 1111)" in text
+    assert "Population of 2 members" in text and "shows member 0 (seed 1111)" in text
     assert "stage train trains all 2 members" in capsys.readouterr().err
     _population_notice(root / "pop", POP_CFG, ["train", "sparsity", "interactions"])
     err = capsys.readouterr().err
     assert "stage sparsity analyses every member (seeds 1111..1112)" in err
-    assert "stage interactions trains its own single-seed models" in err
+    assert "stage interactions trains its own models as populations of 2" in err
     section = (root / "pop" / "report" / "sections" / "11-population.md").read_text()
     assert "analyses every member" in section
 

@@ -163,29 +163,57 @@ def line_plot(
     return save(fig, path)
 
 
+def _seed_mean(rows, key):
+    """Per-epoch mean over members of ``key`` and its 95% t-interval (None with one member)."""
+    from jaxdyn.studies.verdicts import t_interval
+
+    epochs = sorted({r["epoch"] for r in rows})
+    by = {e: [float(r[key]) for r in rows if r["epoch"] == e] for e in epochs}
+    mean = np.array([np.mean(v) if np.all(np.isfinite(v)) else np.nan for v in by.values()])
+    if min(len(v) for v in by.values()) < 2:
+        return np.array(epochs), mean, None, None
+    iv = [t_interval(v) if np.all(np.isfinite(v)) else None for v in by.values()]
+    lo = np.array([np.nan if x is None else x.lo for x in iv])
+    hi = np.array([np.nan if x is None else x.hi for x in iv])
+    return np.array(epochs), mean, lo, hi
+
+
 def training_curves(
     path: str | Path, history: Sequence[Mapping[str, float]], *, what: str = ""
 ) -> Path:
-    """Loss and perplexity per epoch (epoch 0 is the initialisation; no train value there)."""
-    ep = np.array([r["epoch"] for r in history])
-    tr = np.array([r["train_loss"] for r in history], dtype=float)
-    va = np.array([r["valid_loss"] for r in history], dtype=float)
+    """Loss and perplexity per epoch (epoch 0 is the initialisation; no train value there).
+
+    ``history`` rows with a ``member`` key (a population) are averaged over members,
+    with a band: the 95% t-interval across seeds.
+    """
+    members = {r.get("member", 0) for r in history}
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    curves = {k: _seed_mean(history, k) for k in ("train_loss", "valid_loss")}
+    names = {
+        "train_loss": "train (running mean over the epoch)",
+        "valid_loss": "validation (end of epoch)",
+    }
     for ax, f, ylabel in (
         (a, lambda v: v, "cross-entropy (nats/token)"),
         (b, np.exp, "perplexity"),
     ):
-        ok = np.isfinite(tr)
-        ax.plot(ep[ok], f(tr[ok]), label="train (running mean over the epoch)", **style(0))
-        ax.plot(ep, f(va), label="validation (end of epoch)", **style(1))
+        for i, (k, (ep, m, lo, hi)) in enumerate(curves.items()):
+            ok = np.isfinite(m)
+            ax.plot(ep[ok], f(m[ok]), label=names[k], **style(i))
+            if lo is not None:
+                okb = ok & np.isfinite(lo) & np.isfinite(hi)
+                ax.fill_between(
+                    ep[okb], f(lo[okb]), f(hi[okb]), color=style(i)["color"], alpha=0.15, lw=0
+                )
         epoch_axis(ax)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
         legend(ax)
     log_axis(b)
-    last = int(ep.max()) if ep.size else 0
-    a.set_title(f"Loss, epochs 0-{last}{what}", fontsize=10)
-    b.set_title(f"Perplexity (log scale), epochs 0-{last}{what}", fontsize=10)
+    last = max((int(r["epoch"]) for r in history), default=0)
+    who = f", mean of {len(members)} seeds (band: 95% t-interval)" if len(members) > 1 else ""
+    a.set_title(f"Loss, epochs 0-{last}{who}{what}", fontsize=10)
+    b.set_title(f"Perplexity (log scale), epochs 0-{last}{who}{what}", fontsize=10)
     return save(fig, path)
 
 

@@ -63,11 +63,13 @@ def _train_stage(ctx: StudyContext) -> None:
                 + ("" if r.get("finite", True) else " (FAILED)")
                 for r in finals
             )
-            + f". **The curves and the table below show member 0 (seed {seeds[0]})**; every "
+            + ". **The curves show the mean over the members with a 95% t-interval band; "
+            f"the table below shows member 0 (seed {seeds[0]})**; every "
             f"member's rows are in `{ctx.workdir / 'metrics' / 'epochs.csv'}`.\n"
         )
-        hist = [r for r in hist if r["member"] == 0]
     fig = training_curves(ctx.workdir / "report" / "training_curves.png", hist)
+    if ctx.result.seeds is not None:
+        hist = [r for r in hist if r["member"] == 0]
     rows = [
         (r["epoch"], r["step"], r["train_ppl"], r["valid_ppl"], r["lr"], r["seconds"]) for r in hist
     ]
@@ -160,13 +162,24 @@ def _population_notice(workdir: Path, cfg: RunConfig, names: list[str]) -> None:
     """Say (stderr and report) what each stage does with a population (``seeds > 1``)."""
     lines = []
     for name in names:
+        own = getattr(getattr(cfg, name, None), "seeds", "absent")
+        own = cfg.seeds if own is None else own  # a study's seeds = None follows the run's
         if name == "train":
             what = f"trains all {cfg.seeds} members (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1})"
-        elif name in NEEDS_TRAIN:
+        elif name == "sparsity":
             what = (
                 f"analyses every member (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}) as its "
                 "own model and decides each finding across seeds"
             )
+        elif name in ("interactions", "bottom_up"):
+            what = (
+                f"trains its own models as populations of {own} ({name}.seeds) and decides "
+                "each finding across them"
+                if own > 1
+                else f"trains its own single-seed models ({name}.seeds = {own})"
+            )
+        elif name in NEEDS_TRAIN:
+            what = f"analyses member 0 only (seed {cfg.seed})"
         else:
             what = "trains its own single-seed models (seeds applies to the run's model only)"
         lines.append(f"- `{name}`: {what}")
