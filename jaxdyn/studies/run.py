@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jaxdyn.config import RunConfig, describe
 from jaxdyn.report import assemble, table, training_curves, write_section
+from jaxdyn.report.format import fixed
 from jaxdyn.train.loop import TrainResult, train
 from jaxdyn.train.tasks import TaskData, load_task
 
@@ -59,7 +60,7 @@ def _train_stage(ctx: StudyContext) -> None:
             f"\nPopulation of {len(seeds)} members trained as one state (seeds "
             f"{', '.join(map(str, seeds))}); final validation perplexity per member: "
             + ", ".join(
-                f"seed {r['seed']} {r['valid_ppl']:.2f}"
+                f"seed {r['seed']} {fixed(r['valid_ppl'], 2)}"
                 + ("" if r.get("finite", True) else " (FAILED)")
                 for r in finals
             )

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxdyn.report import assemble, table, verdict_text, write_section
+from jaxdyn.report import format as fmt
 from jaxdyn.report import row as summary_row
 from jaxdyn.studies.similarity import findings as fnd
 from jaxdyn.studies.similarity import plots
@@ -259,7 +260,7 @@ def _json(o):
 
 
 def _fmt(v):
-    return f"{v:+.3f}"
+    return fmt.fixed(v, signed=True)
 
 
 def _changes(f2, init) -> str:
@@ -282,7 +283,7 @@ def _section(cfg, run, results, f, figs, seconds) -> str:
         f"embedding SVCCA fell in {f3['fell']} and rose in {f3['rose']} of {len(emb3)} task pairs; "
         "mean "
         + (
-            f"{np.mean([c[3] for c in emb3]):.3f} -> {np.mean([c[4] for c in emb3]):.3f}"
+            f"{fmt.fixed(np.mean([c[3] for c in emb3]))} -> {fmt.fixed(np.mean([c[4] for c in emb3]))}"
             if emb3
             else "n/a"
         )
@@ -291,12 +292,14 @@ def _section(cfg, run, results, f, figs, seconds) -> str:
     for name, res in results.items():
         for r in res["runs"]:
             a, b = _final_losses(r.path)
-            runs_rows.append((name, r.name, r.init, f"{a:.3f}", f"{b:.3f}"))
+            runs_rows.append((name, r.name, r.init, fmt.fixed(a), fmt.fixed(b)))
     f1_rows = [
-        (c, i, l, p, ep, f"{mp:.3f}", t, et, f"{mt:.3f}")
+        (c, i, l, p, ep, fmt.fixed(mp), t, et, fmt.fixed(mt))
         for c, i, l, p, ep, mp, t, et, mt in f1["cells"]
     ]
-    f3_rows = [(c, l, pair, f"{a:.3f}", f"{b:.3f}", _fmt(d)) for c, l, pair, a, b, d in f3["cells"]]
+    f3_rows = [
+        (c, l, pair, fmt.fixed(a), fmt.fixed(b), _fmt(d)) for c, l, pair, a, b, d in f3["cells"]
+    ]
     corp = ", ".join(
         f"{n} ({', '.join(t for t in cfg.tasks_of(n))}; {res['heldout']:,} held-out tokens)"
         for n, res in results.items()
