@@ -83,3 +83,49 @@ def test_out_of_vocabulary_ids_reported_once_per_position(run):
     bad = Stream(inputs, np.array(data.valid.labels), data.valid.target)
     with pytest.raises(ValueError, match="1 input and 0 target positions"):
         per_type_trajectory(work, bad, max_chunks=1, progress=False)
+
+
+def _member(rho_in, rho_t_act, rho_t_grad, fc, te):
+    """One seed's statistics: epochs 0-2, layers lstm_0/lstm_1 (constructed numbers)."""
+    rho = {}
+    for m in ("lstm_0", "lstm_1"):
+        rho[("input", m, "act")] = dict(enumerate(rho_in[m]))
+        rho[("target", m, "act")] = dict(enumerate(rho_t_act[m]))
+        rho[("target", m, "act_grad")] = dict(enumerate(rho_t_grad[m]))
+    return {"epochs": [0, 1, 2], "rho": rho, "fc": fc, "te": te}
+
+
+def test_findings_across_seeds_name_the_layers_that_disagree():
+    seeds = [1, 2, 3]
+    members = []
+    for k in range(3):
+        j = 0.01 * k  # small seed-to-seed variation
+        members.append(
+            _member(
+                # lstm_0 concentrates (rho falls well below its untrained value); lstm_1 has the
+                # opposite sign at the end, and lstm_0 is the other way round at epoch 1
+                {"lstm_0": [0.0, 0.3 + j, -0.4 - j], "lstm_1": [0.0, 0.0, 0.3 + j]},
+                {"lstm_0": [0.0, 0.2, 0.3 + j], "lstm_1": [0.0, 0.2, 0.3 + j]},
+                {"lstm_0": [0.0, -0.2, -0.3 - j], "lstm_1": [0.0, -0.01, -0.02 + j]},
+                {"lstm_0": (-0.5 - j, 0.0), "lstm_1": (-0.01 - j, 0.0)},
+                {"lstm_0": [3.0, 2.5, 2.0 + j], "lstm_1": [3.0, 3.0, 3.0 - j]},
+            )
+        )
+    f = findings(members, seeds=seeds, rho_margin=0.05, te_margin=0.05, drop_margin=0.02)
+    assert f["f1"]["verdict"] == "mixed (lstm_0 yes, lstm_1 no)"
+    assert f["f1"]["by_epoch"]["lstm_0"] == {1: "contradicted", 2: "reproduced"}
+    v = f["f1"]["per_layer"]["lstm_0"]
+    assert v.n == 3 and v.lo < v.mean < v.hi and v.baseline == 0.0
+    np.testing.assert_allclose(v.mean, np.mean([-0.4, -0.41, -0.42]))
+    # finding 2: lstm_0 has both halves; lstm_1's gradients stay within the margin
+    assert f["f2"]["verdict"] == "mixed (lstm_0 yes, lstm_1 inconclusive)"
+    assert f["f3"]["verdict"] == "mixed (lstm_0 yes, lstm_1 inconclusive)"
+    assert f["f4"]["verdict"] == "mixed (lstm_0 yes, lstm_1 inconclusive)"
+    assert f["f4"]["half_drop_epoch"]["lstm_0"] == [1, 1, 1]
+    assert f["f4"]["half_drop_epoch"]["lstm_1"] == [None, 2, 2]  # never: no drop for seed 1
+    # one seed: no interval, the seed decides (single-seed)
+    one = findings(members[:1], seeds=[1])
+    assert one["f1"]["per_layer"]["lstm_0"].lo is None
+    assert one["f1"]["per_layer"]["lstm_0"].label == "reproduced"
+    with pytest.raises(ValueError, match="different epochs"):
+        findings([members[0], {**members[1], "epochs": [0, 2]}], seeds=[1, 2])
