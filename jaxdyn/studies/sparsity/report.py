@@ -58,7 +58,8 @@ def _f4_text(f4, epochs) -> str:
         head = f"{m} {_v(v)}" if v is not None else f"{m} (needs epoch 0)"
         parts.append(
             f"{head}; mean TE {fmt.fixed(te[0])} -> {fmt.fixed(te[-1])} "
-            f"(epoch {epochs[0]} -> {epochs[-1]}); half of the drop by epoch {half} (per seed)"
+            f"(epoch {epochs[0]} -> {epochs[-1]}); epoch by which half of the drop happened, "
+            f"per seed: {half}"
         )
     return "; ".join(parts)
 
