@@ -206,8 +206,7 @@ def checkpoint_rows(
             for name, x in acts.items():
                 pair = np.array([[0, 1]])
                 xs = jnp.stack([prev[name], x])
-                keep = min(cfg.svcca_keep, x.shape[1])
-                sv = pairwise("svcca", xs, pairs=pair, keep=keep)
+                sv = pairwise("svcca", xs, pairs=pair, keep=cfg.svcca_keep)
                 cka = pairwise("linear_cka", xs, pairs=pair)
                 vals[("sim", f"{name}/svcca_prev")] = float(sv[0])
                 vals[("sim", f"{name}/cka_prev")] = float(cka[0])

@@ -19,7 +19,7 @@ class PhasesConfig:
         whose loss gradient gives the gradient norms at each checkpoint.
       sim_tokens: held-out tokens (the first ones) whose layer activations are
         compared with the previous checkpoint's (SVCCA, linear CKA).
-      svcca_keep: SVCCA's retained singular directions (clipped to the layer width).
+      svcca_keep: SVCCA's kept fraction of each view's variance (``pairwise`` ``keep``).
       hmm_families: metric families the HMM sees (comma-separated; ``sim`` is
         left out by default: similarity to the *previous* checkpoint depends on the
         schedule's spacing and is undefined at the first checkpoint).
@@ -41,7 +41,7 @@ class PhasesConfig:
     max_chunks: int = 4
     grad_chunks: int = 2
     sim_tokens: int = 1000
-    svcca_keep: int = 20
+    svcca_keep: float = 0.99
     hmm_families: str = "weights,grad,loss,te"
     components: int = 4
     min_states: int = 1
@@ -56,7 +56,9 @@ class PhasesConfig:
     def __post_init__(self):
         if self.split not in ("valid", "test"):
             raise ValueError(f"phases.split must be 'valid' or 'test', got {self.split!r}")
-        for key in ("max_chunks", "grad_chunks", "sim_tokens", "svcca_keep", "restarts"):
+        if not 0.0 < self.svcca_keep <= 1.0:
+            raise ValueError(f"phases.svcca_keep must be in (0, 1], got {self.svcca_keep}")
+        for key in ("max_chunks", "grad_chunks", "sim_tokens", "restarts"):
             if getattr(self, key) < 1:
                 raise ValueError(f"phases.{key} must be >= 1, got {getattr(self, key)}")
         if self.em_iters < 1 or self.top_metrics < 1 or self.components < 0:

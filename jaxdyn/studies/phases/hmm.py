@@ -144,14 +144,14 @@ def fit_hmm(
 
     References: Rabiner 1989 (Baum-Welch EM, Viterbi); Schwarz 1978 (BIC).
     """
+    if num_states == 1:  # one Gaussian (dynamax's Dirichlet priors need K >= 2): closed form
+        return _one_state(np.asarray(y, np.float64), covariance)
     y = jnp.asarray(y, jnp.float32)
     if y.ndim != 3:
         raise ValueError(f"fit_hmm: expected (S, T, d) sequences, got shape {y.shape}")
     s, t, d = y.shape
     if num_states > s * t:
         raise ValueError(f"fit_hmm: {num_states} states for only {s * t} observations")
-    if num_states == 1:  # one Gaussian (dynamax's Dirichlet priors need K >= 2): closed form
-        return _one_state(np.asarray(y, np.float64), covariance)
     hmm = _hmm_class(covariance)(num_states, d)
     flat = y.reshape(-1, d)
 

@@ -129,6 +129,7 @@ def phases_stage(ctx) -> None:
         {"BIC": [f.bic for f in fit["fits"]]},
         xlabel="states",
         ylabel="BIC",
+        title="BIC by number of HMM states (lower is better)",
     )
     points = dict(zip(mm.seeds, change_points(best.states, mm.steps), strict=True))
     te = coincidence(points, family_change(rows, "te"), cfg.coincide_quantile)
