@@ -306,7 +306,7 @@ def _section(cfg, run, results, f, figs, seconds) -> str:
     )
     return f"""## Representation similarity (SVCCA, PWCCA, linear CKA)
 
-{cfg.model.num_layers} x {cfg.model.hidden} LSTMs (embedding {cfg.model.emb_dim}), {sim.resolve_epochs(cfg, run)} epochs,
+{cfg.model.num_layers} x {cfg.model.hidden} {'Transformers' if cfg.model.kind == 'transformer' else 'LSTMs'} (embedding {cfg.model.emb_dim}), {sim.resolve_epochs(cfg, run)} epochs,
 {cfg.data.max_train_tokens or "all"} training tokens, seed {sim.resolve_seed(cfg, run)}, corpora {corp}. Per corpus a language model and a tagger
 per task (predicting the next token's tag), each tagger from the language model's initialisation
 (*shared*) and{"" if cfg.own_init is None else f" (for {', '.join(cfg.own_init)})"} from its own seed
