@@ -180,7 +180,8 @@ def write_outputs(workdir: Path, per_member, config, lm_cfg) -> dict:
     def key(k):
         per = f[k]["per_condition" if k != "b" else "per_rule_length"]
         return ", ".join(
-            f"{n}: {fmt.mean_interval(v.effect, v.effect_lo, v.effect_hi, single='1 seed')}"
+            f"{cond(n) if k != 'b' else n}: "
+            f"{fmt.mean_interval(v.effect, v.effect_lo, v.effect_hi, single='1 seed')}"
             for n, v in per.items()
         )
 

@@ -110,7 +110,8 @@ def _summary(cfg, run, f) -> list[dict]:
     """Summary rows (single-seed: the study's models are trained from one seed)."""
     scale = (
         f"1 seed, {sim.resolve_epochs(cfg, run)} epochs, "
-        f"{cfg.data.max_train_tokens or 'all'} training tokens per corpus"
+        + (f"{cfg.data.max_train_tokens:,}" if cfg.data.max_train_tokens else "all")
+        + " training tokens per corpus"
     )
     f1, f1b, f2, f3 = f["f1"], f["f1_probe"], f["f2"], f["f3"]
     return [
@@ -306,7 +307,7 @@ def _section(cfg, run, results, f, figs, seconds) -> str:
     )
     return f"""## Representation similarity (SVCCA, PWCCA, linear CKA)
 
-{cfg.model.num_layers} x {cfg.model.hidden} {'Transformers' if cfg.model.kind == 'transformer' else 'LSTMs'} (embedding {cfg.model.emb_dim}), {sim.resolve_epochs(cfg, run)} epochs,
+{cfg.model.num_layers} x {cfg.model.hidden} {"Transformers" if cfg.model.kind == "transformer" else "LSTMs"} (embedding {cfg.model.emb_dim}), {sim.resolve_epochs(cfg, run)} epochs,
 {cfg.data.max_train_tokens or "all"} training tokens, seed {sim.resolve_seed(cfg, run)}, corpora {corp}. Per corpus a language model and a tagger
 per task (predicting the next token's tag), each tagger from the language model's initialisation
 (*shared*) and{"" if cfg.own_init is None else f" (for {', '.join(cfg.own_init)})"} from its own seed
