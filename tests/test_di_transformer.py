@@ -119,19 +119,21 @@ def test_beta_only_equals_full_cd_and_outputs(setup):
 
 def test_lower_layer_and_logit_ids(setup):
     params, tokens = setup
-    low = cdt.interdependence(params, tokens, PAIRS[:2], TARGETS[:2], heads=H, layer=0, parts=True)
     ids = np.array([3, 0, 17])
-    sub = cdt.interdependence(
-        params, tokens, PAIRS[:2], TARGETS[:2], heads=H, space="logits", logit_ids=ids, parts=True
-    )
+    got = cdt.interdependence(
+        params, tokens, PAIRS[:2], TARGETS[:2], heads=H, space=("hidden", "logits"),
+        layer=0, logit_ids=ids, parts=True,
+    )  # fmt: skip
+    low, sub = got["hidden"], got["logits"]
     for k, ((a, b), t) in enumerate(zip(PAIRS[:2], TARGETS[:2])):
         f = cdt.contextual_decomposition(params, tokens, np.isin(np.arange(T), [a, b]), heads=H)
         np.testing.assert_allclose(low.beta_xy[k], f.beta[1, t], atol=1e-6)
+        np.testing.assert_allclose(low.output[k], f.stream[1, t], atol=1e-6)
         np.testing.assert_allclose(sub.beta_xy[k], f.beta_logits[t, ids], atol=1e-6)
         np.testing.assert_allclose(sub.output[k], f.logits[t, ids], atol=1e-6)
 
 
-def test_batch_equals_loop_chunks_and_outer_jit(setup):
+def test_batch_equals_loop_and_chunked_outer_jit(setup):
     params, _ = setup
     rng = np.random.default_rng(2)
     toks = rng.integers(0, V, (3, T)).astype(np.int32)
@@ -142,14 +144,10 @@ def test_batch_equals_loop_chunks_and_outer_jit(setup):
     for b in range(3):
         one = cdt.interdependence(params, toks[b], pairs[b], targets[b], heads=H, length=lengths[b])
         np.testing.assert_allclose(out[b], one, atol=1e-6)
-    chunked = cdt.interdependence_batch(
-        params, toks, pairs, targets, heads=H, lengths=lengths, mask_chunk=4
-    )
-    np.testing.assert_allclose(chunked, out, atol=1e-6)
 
     @jax.jit
-    def traced(p, t, pr, tg, ln):
-        return cdt.interdependence_batch(p, t, pr, tg, heads=H, lengths=ln)
+    def traced(p, t, pr, tg, ln):  # traced pairs, targets and lengths; sets in chunks
+        return cdt.interdependence_batch(p, t, pr, tg, heads=H, lengths=ln, mask_chunk=4)
 
     np.testing.assert_allclose(traced(params, toks, pairs, targets, lengths), out, atol=1e-6)
 
@@ -161,8 +159,10 @@ def test_padding_beyond_context_is_cut(setup):
     got = cdt.interdependence_batch(
         params, padded, PAIRS[None, :2], TARGETS[None, :2], heads=H, lengths=np.array([T])
     )
-    want = cdt.interdependence(params, tokens, PAIRS[:2], TARGETS[:2], heads=H)
-    np.testing.assert_allclose(got[0], want, atol=1e-6)
+    want = cdt.interdependence_batch(
+        params, padded[:, :11], PAIRS[None, :2], TARGETS[None, :2], heads=H, lengths=np.array([T])
+    )
+    np.testing.assert_allclose(got, want, atol=0)
     with pytest.raises(ValueError, match="context of 11"):
         cdt.interdependence_batch(
             params, padded, PAIRS[None, :2], TARGETS[None, :2], heads=H, lengths=np.array([12])
