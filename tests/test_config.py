@@ -65,8 +65,20 @@ def _a_new_value(key, value, t):
         return "0.5" if value != 0.5 else "0.25"
     if key.endswith("interactions.data.corpus"):
         return None  # must stay ewt
-    if key == "sparsity.split":
+    if key in ("sparsity.split", "phases.split"):
         return "test"
+    if key == "checkpoint.schedule":  # the schedules, kinds, and powers of two
+        return "log" if value != "log" else "every:5"
+    if key == "checkpoint.kind":
+        return "params" if value != "params" else "full"
+    if key == "checkpoint.log_until":
+        return str(2 * value)
+    if key == "phases.hmm_families":
+        return "weights,sim" if value != "weights,sim" else "loss"
+    if key == "phases.covariance":
+        return "full" if value != "full" else "diag"
+    if key == "phases.coincide_quantile":
+        return "0.5" if value != 0.5 else "0.9"
     if key.endswith("splits"):
         return "valid,test" if value == ("valid",) else "valid"
     if key == "similarity.tasks":
