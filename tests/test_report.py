@@ -104,3 +104,18 @@ def test_section_without_metadata_still_assembles(tmp_path):
 @pytest.mark.parametrize("bad", [float("nan"), None])
 def test_cells_never_print_raw_python_values(bad):
     assert table(["a"], [(bad,)]).splitlines()[-1] == "| n/a |"
+
+
+def test_a_cached_section_is_current_and_says_when_it_was_computed(tmp_path):
+    import json
+
+    path = write_section(tmp_path, 20, "sparsity", "## Sparsity\n")
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    since = time.time() + 5  # the stage cache stamps it for this invocation
+    meta.update(computed_ts=meta["written_ts"], written_ts=since + 1, cached=True)
+    meta_path.write_text(json.dumps(meta))
+    text = assemble(tmp_path, "t", since=since).read_text()
+    assert "From an earlier invocation" not in text
+    assert "> Stage `sparsity` was not recomputed: its inputs are unchanged since" in text
+    assert "| sparsity |" in text and "yes (cached: inputs unchanged since" in text

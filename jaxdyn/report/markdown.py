@@ -92,6 +92,9 @@ def read_sections(workdir: str | Path, since: float | None = None) -> list[dict]
                 "written_ts": ts,
                 "written": _utc(ts),
                 "stale": since is not None and ts < since,
+                # a stage skipped by the stage cache (jaxdyn.studies.cache.mark_current)
+                "cached": bool(meta.get("cached")),
+                "computed": _utc(float(meta.get("computed_ts") or ts)),
                 "summary": meta.get("summary", []),
                 "scale": meta.get("scale"),
                 "text": sec.read_text(),
@@ -156,12 +159,19 @@ def assemble(
             + ".\n"
         )
     parts.append("\n".join(summ))
-    runs: dict[str, float] = {}
+    runs: dict[str, dict] = {}
     for s in secs:
-        runs[s["stage"]] = max(runs.get(s["stage"], 0.0), s["written_ts"])
+        if s["stage"] not in runs or s["written_ts"] > runs[s["stage"]]["written_ts"]:
+            runs[s["stage"]] = s
+
+    def when(s):
+        if s["stale"]:
+            return "no (earlier invocation)"
+        return f"yes (cached: inputs unchanged since {s['computed']})" if s["cached"] else "yes"
+
     rows = [
-        (st, _utc(ts), "yes" if since is None or ts >= since else "no (earlier invocation)")
-        for st, ts in sorted(runs.items(), key=lambda kv: kv[1])
+        (st, s["computed"] if s["cached"] else s["written"], when(s))
+        for st, s in sorted(runs.items(), key=lambda kv: kv[1]["written_ts"])
     ]
     parts.append(
         "## Stages\n\n"
@@ -169,7 +179,13 @@ def assemble(
         + "\n"
     )
     for sec in secs:
-        parts.append((_stale_note(sec) if sec["stale"] else "") + sec["text"])
+        note = _stale_note(sec) if sec["stale"] else ""
+        if sec["cached"] and not sec["stale"]:
+            note = (
+                f"> Stage `{sec['stage']}` was not recomputed: its inputs are unchanged since "
+                f"{sec['computed']} (stage cache).\n\n"
+            )
+        parts.append(note + sec["text"])
     if appendix:
         parts.append("## Appendix\n\n" + appendix.rstrip() + "\n")
     out = d / "README.md"
