@@ -178,10 +178,17 @@ class Trajectory:
         (self._manifests / f"{step}.json").unlink(missing_ok=True)
 
     def _write_manifest(self, step: int) -> None:
-        files = _digest_dir(self._step_dir(step))
-        tmp = self._manifests / f"{step}.json.tmp"
-        tmp.write_text(json.dumps({"step": step, "files": files}, indent=1))
-        tmp.replace(self._manifests / f"{step}.json")
+        # multi-process runs (jax.distributed): Orbax has every process write its shards;
+        # the first process writes the manifest once all have finished, the others wait
+        if jax.process_index() == 0:
+            files = _digest_dir(self._step_dir(step))
+            tmp = self._manifests / f"{step}.json.tmp"
+            tmp.write_text(json.dumps({"step": step, "files": files}, indent=1))
+            tmp.replace(self._manifests / f"{step}.json")
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxdyn manifest {self.directory} {step}")
 
     # -- reading -------------------------------------------------------------
     def _step_dir(self, step: int) -> Path:
@@ -358,7 +365,10 @@ class Trajectory:
 
 def _step_number(step: Any) -> int:
     """The checkpoint number of a state's ``step`` (a scalar, or a population's equal steps)."""
-    s = np.asarray(jax.device_get(step)).reshape(-1)
+    if isinstance(step, jax.Array) and not step.is_fully_addressable:  # multi-process
+        s = np.concatenate([np.asarray(sh.data).reshape(-1) for sh in step.addressable_shards])
+    else:
+        s = np.asarray(jax.device_get(step)).reshape(-1)
     if s.size == 0 or (s != s[0]).any():
         raise ValueError(f"cannot checkpoint members at different steps {s.tolist()}")
     return int(s[0])

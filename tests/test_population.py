@@ -402,3 +402,71 @@ def test_per_member_data_order_equals_separate_runs_with_that_order(runs, tmp_pa
     assert all(a["valid_loss"] != b["valid_loss"] for a, b in zip(first, mine))
     with pytest.raises(ConfigError, match="data_order: 'per_member' in the run, 'shared' now"):
         train(dataclasses.replace(cfg, data_order="shared"), tmp_path / "pop", data, progress=False)
+
+
+_TWO_PROCESS = textwrap.dedent(
+    """
+    import dataclasses, sys
+    import jax
+    port, pid, work, max_steps = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=pid)
+    from tests.test_population import POP_CFG, SMALL, CFG
+    from jaxdyn.train import lm_task, train
+    assert len(jax.devices()) == 2 and len(jax.local_devices()) == 1
+    res = train(POP_CFG, work, lm_task(SMALL, CFG.data), progress=False,
+                max_steps=max_steps or None)
+    print("DONE", pid, res.finished, flush=True)
+    """
+)
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _two_processes(work, max_steps):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    env.pop("XLA_FLAGS", None)
+    port = str(_free_port())
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TWO_PROCESS, port, str(i), str(work), str(max_steps)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=root,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return [o for o, _ in outs], [e for _, e in outs]
+
+
+@pytest.mark.slow  # four processes that each start jax and compile (about 1-2 min on 2 cores)
+def test_two_processes_train_checkpoint_and_resume_a_population(runs, tmp_path):
+    """jax.distributed on localhost: two processes (one CPU device each, members sharded
+    over them) train a 2-member population, checkpoint it (Orbax multi-process), are
+    stopped, and resume; the result equals the single-process population."""
+    root, data, pop, _ = runs
+    n = data.train.num_chunks(CFG.data.bptt)
+    work = tmp_path / "mp"
+    outs, _ = _two_processes(work, n // 2 + 3)
+    assert all("DONE" in o and "False" in o for o in outs)  # stopped mid-epoch
+    outs, errs = _two_processes(work, 0)
+    assert all("True" in o for o in outs), outs
+    assert f"from step {n // 2 + 3}" in errs[0]
+    for m in range(2):
+        got = list(iter_checkpoints(work, member=m))
+        ref = list(iter_checkpoints(root / "pop", member=m))
+        assert [c.step for c in got] == [c.step for c in ref]
+        _close(got[-1].params, take_member(pop.state, m).params, atol=1e-5)
+    rows = [json.loads(x) for x in (work / "metrics/epochs.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["member"]) for r in rows] == [(e, m) for e in range(3) for m in range(2)]

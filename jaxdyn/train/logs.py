@@ -64,8 +64,19 @@ class Writer:
         run starting afresh (earlier event files are removed).
     """
 
-    def __init__(self, workdir: Path, *, tensorboard: bool = False, purge_step: int | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        tensorboard: bool = False,
+        purge_step: int | None = None,
+        enabled: bool = True,
+    ):
         self.dir = workdir / "metrics"
+        #: False on the other processes of a multi-process run (the first one writes)
+        self.enabled = enabled
+        if not enabled:
+            tensorboard = False
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tb_dir = workdir / "tensorboard" if tensorboard else None
         # TensorBoard drops events at steps >= purge_step; rows at the checkpoint's own
@@ -109,6 +120,8 @@ class Writer:
         self._tb.clear()
 
     def jsonl(self, name: str, row: dict) -> None:
+        if not self.enabled:
+            return
         with open(self.dir / name, "a") as fh:
             fh.write(json.dumps(to_jsonable(row)) + "\n")
         if name == "steps.jsonl":
@@ -118,7 +131,7 @@ class Writer:
             self.tensorboard_row("trace", row, row["step"] + 1)
 
     def epochs_csv(self, history: Sequence[dict]) -> None:
-        if not history:
+        if not history or not self.enabled:
             return
         keys = list(history[0])
         tmp = self.dir / "epochs.csv.tmp"
@@ -139,6 +152,8 @@ class Writer:
         ``<= step``), ``traces.jsonl`` rows the index of the captured step
         (kept if ``< step``).
         """
+        if not self.enabled:
+            return
         for name, keep in (
             ("steps.jsonl", lambda s: s <= step),
             ("traces.jsonl", lambda s: s < step),

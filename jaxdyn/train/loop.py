@@ -195,8 +195,12 @@ def _check_same_config(workdir: Path, cfg: RunConfig, has_checkpoints: bool) -> 
                 f"{workdir} holds a run with a different config ({path}): {shown}{more}; "
                 "use another --workdir, or delete it to start over"
             )
-    # the latest invocation's whole tree (study sections may change freely)
-    path.write_text(json.dumps(cfg.to_dict(), indent=2))
+    # the latest invocation's whole tree (study sections may change freely), written
+    # atomically by the first process only (all of them read it in a multi-process run)
+    if jax.process_index() == 0:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
+        tmp.replace(path)
 
 
 @contextlib.contextmanager
@@ -383,8 +387,9 @@ def train(
     try:
         # a config.json without checkpoints is a run that failed before starting: replace it
         _check_same_config(workdir, cfg, bool(traj.all_steps()))
-        data.vocab.save(workdir / "vocab.json")
-        data.out_vocab.save(workdir / "out_vocab.json")
+        if jax.process_index() == 0:
+            data.vocab.save(workdir / "vocab.json")
+            data.out_vocab.save(workdir / "out_vocab.json")
         bptt = cfg.data.bptt
         model = build_model(cfg, data) if model is None else model
         tx = optimizer_for(cfg.optim) if tx is None else tx
@@ -408,7 +413,12 @@ def train(
             )
         n_chunks = data.train.num_chunks(bptt)
         start = resume_step if resume_step is not None else traj.latest_full_step()
-        writer = Writer(workdir, tensorboard=cfg.tensorboard, purge_step=start)
+        writer = Writer(
+            workdir,
+            tensorboard=cfg.tensorboard,
+            purge_step=start,
+            enabled=jax.process_index() == 0,  # multi-process runs: the first process writes
+        )
         if start is not None:
             state, meta = traj.restore(start, state)
             epoch, chunk = int(meta["epoch"]), int(meta["chunk"])

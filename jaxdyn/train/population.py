@@ -149,6 +149,23 @@ def population_mesh(size: int, devices: Sequence[Any] | None = None) -> Mesh:
     return Mesh(used, (POP, DATA))
 
 
+def host_array(x: Any) -> np.ndarray:
+    """``x`` as a NumPy array on this host; a global array of a multi-process run (one
+    not fully addressable here) is gathered from every process first."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
+def spans_processes(mesh: Mesh | None) -> bool:
+    """Whether ``mesh`` has devices of other processes (a ``jax.distributed`` run)."""
+    return mesh is not None and any(
+        d.process_index != jax.process_index() for d in mesh.devices.flat
+    )
+
+
 def _shardings(mesh: Mesh, specs: Any) -> Any:
     return jax.tree_util.tree_map(
         lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, PS)
@@ -169,6 +186,8 @@ def shard_population(state: TrainState, mesh: Mesh) -> TrainState:
             raise ValueError(
                 f"batch size {np.shape(x)[1]} is not divisible by the mesh's data axis ({n_data})"
             )
+    if spans_processes(mesh):  # every process holds the same host values; each keeps its shards
+        state = jax.tree_util.tree_map(host_array, state)
     return jax.device_put(state, _shardings(mesh, _state_spec(state)))
 
 
@@ -181,6 +200,8 @@ def place_batch(batch: Any, mesh: Mesh | None, *, per_member: bool = False) -> A
     """A batch (dict of arrays) put on ``mesh`` (unchanged without one)."""
     if mesh is None:
         return batch
+    if spans_processes(mesh):
+        batch = jax.tree_util.tree_map(np.asarray, batch)
     return jax.device_put(batch, batch_sharding(mesh, per_member=per_member))
 
 
@@ -286,7 +307,7 @@ def population_carry(model, params: Any, batch_size: int) -> Any:
 def learning_rates(opt_state: Any) -> np.ndarray | None:
     """The members' injected learning rates as a float ``(P,)`` array, or None."""
     lr = learning_rate_of(opt_state)
-    return None if lr is None else np.asarray(jax.device_get(lr), dtype=np.float64).reshape(-1)
+    return None if lr is None else host_array(lr).astype(np.float64).reshape(-1)
 
 
 def finite_members(values: Any) -> np.ndarray:

@@ -40,6 +40,7 @@ from jaxdyn.trace.records import batch_means
 from jaxdyn.train.logs import epoch_row
 from jaxdyn.train.optim import PlateauState, plateau_update, set_learning_rate
 from jaxdyn.train.population import (
+    host_array,
     init_population,
     learning_rates,
     member_seeds,
@@ -62,7 +63,7 @@ def evaluate_population(eval_step, params, stream: Stream, bptt: int, *, model) 
         total, count = (t, c) if total is None else (total + t, count + c)
     if total is None:
         raise ValueError("evaluation stream has no tokens")
-    total, count = (np.asarray(x, np.float64) for x in jax.device_get((total, count)))
+    total, count = (host_array(x).astype(np.float64) for x in (total, count))
     if not (count > 0).all():
         raise ValueError("evaluation stream has no tokens")
     return total / count
@@ -128,7 +129,7 @@ class Population:
         return place_batch(stacked, self.mesh, per_member=True)
 
     def host_step(self, state) -> int:
-        return int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
+        return int(host_array(state.step).reshape(-1)[0])
 
     def evaluate(self, params, stream, bptt):
         return evaluate_population(self.eval_step, params, stream, bptt, model=self.model)
@@ -137,7 +138,7 @@ class Population:
         return learning_rates(opt_state)
 
     def mean(self, losses):
-        return np.asarray(jnp.mean(jnp.stack(losses), axis=0))
+        return host_array(jnp.mean(jnp.stack(losses), axis=0))
 
     def empty_loss(self):
         return np.full(self.size, np.nan)
@@ -208,12 +209,12 @@ class Population:
         meta["plateau_best"] = [p.best if math.isfinite(p.best) else 1e30 for p in plateaus]
         meta["population"] = {"size": self.size, "seeds": list(self.seeds)}
         meta["failed_members"] = sorted(self.failed)
-        meta["epoch_losses"] = [np.asarray(x).tolist() for x in jax.device_get(losses)]
+        meta["epoch_losses"] = [host_array(x).tolist() for x in losses]
         return meta
 
     def restore(self, meta):
         self.failed = set(meta.get("failed_members", []))
-        losses = [jnp.asarray(x, jnp.float32) for x in meta.get("epoch_losses", [])]
+        losses = [np.asarray(x, np.float32) for x in meta.get("epoch_losses", [])]
         return [PlateauState(best=float(b)) for b in meta["plateau_best"]], losses
 
     def emit(self, trace, sinks, writer, step_no, epoch):
@@ -221,8 +222,8 @@ class Population:
 
 
 def _emit_population(trace, sinks, writer, step_no, epoch):
-    means = jax.device_get(jax.vmap(batch_means)(trace))
-    pg = jax.device_get(trace["reduced"].get("param_grad", {}))
+    means = jax.tree_util.tree_map(host_array, jax.vmap(batch_means)(trace))
+    pg = jax.tree_util.tree_map(host_array, trace["reduced"].get("param_grad", {}))
     size = next(iter(jax.tree_util.tree_leaves(trace))).shape[0]
     for m in range(size):
         row = {"step": step_no, "epoch": epoch, "member": m}
