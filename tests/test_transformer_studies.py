@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import types
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -66,9 +67,10 @@ def test_sparsity_traces_every_block_tensor_and_matches_a_direct_computation(run
     assert mods == ["embedding", *blocks, "logits"]
     ck = list(iter_checkpoints(work))[-1]
     sums, counts = {}, {}
+    fwd = jax.jit(lambda p, x: lm_apply(p, x, heads=2, return_internals=True)[1])
     for k in range(data.valid.num_chunks(CFG.data.bptt)):
         b = data.valid.chunk(k, CFG.data.bptt)
-        _, inner = lm_apply(ck.params, jnp.asarray(b["inputs"]), heads=2, return_internals=True)
+        inner = fwd(ck.params, jnp.asarray(b["inputs"]))
         te = _te(inner["block_0"]["mlp"])
         for w, v in zip(b["inputs"].ravel(), te.ravel(), strict=True):
             sums[w] = sums.get(w, 0.0) + v
@@ -84,10 +86,15 @@ def test_sparsity_traces_every_block_tensor_and_matches_a_direct_computation(run
     assert set(f["f1"]["per_layer"]) == {"embedding", "block_0", "block_1"}
 
 
-def test_training_section_names_the_transformer(run, tmp_path):
+def test_training_lowers_the_loss_and_the_section_names_the_transformer(run, tmp_path):
+    import csv
+
     from jaxdyn.studies.run import run_study
 
     work, data = run
+    with open(work / "metrics" / "epochs.csv", newline="") as fh:
+        valid = [float(r["valid_loss"]) for r in csv.DictReader(fh)]
+    assert len(valid) == 3 and valid[2] < valid[1] < valid[0]  # Adam with warmup learns
     report = run_study(CFG, work, stages=["train"], progress=False, data=data)
     text = report.read_text()
     assert "Transformer (2 heads, d_ff 32, learned positions)" in text
@@ -162,8 +169,10 @@ def test_attention_study_on_a_transformer_run(run):
     from jaxdyn.analysis.attention import attachment_scores
 
     ck = list(iter_checkpoints(work))[-1]
-    _, inner = lm_apply(ck.params, jnp.asarray(parsed.inputs), heads=2, return_internals=True)
-    s = attachment_scores(inner["block_1"]["probs"], parsed.heads, parsed.valid)
+    fwd = jax.jit(lambda p, x: lm_apply(p, x, heads=2, return_internals=True)[1]["block_1"])
+    s = attachment_scores(
+        fwd(ck.params, jnp.asarray(parsed.inputs))["probs"], parsed.heads, parsed.valid
+    )
     np.testing.assert_allclose(traj[-1]["layers"][1]["either"] / parsed.arcs, s["either"])
     ctx = types.SimpleNamespace(
         cfg=CFG, workdir=work, progress=False, data_dir=None, task=lambda: data
@@ -183,14 +192,14 @@ def test_attention_stage_says_not_applicable_for_an_lstm(tmp_path):
     assert attention_stage(ctx) is None
     text = next((tmp_path / "report" / "sections").glob("*-attention.md")).read_text()
     assert "Not applicable" in text
-    with pytest.raises(ValueError, match="Transformer run"):
-        attention_trajectory(_lstm_run(tmp_path / "lstm"), None, progress=False)
 
 
-def _lstm_run(path):
+@pytest.mark.slow  # trains an LSTM
+def test_attention_trajectory_of_an_lstm_run_is_an_error(tmp_path):
     cfg = dataclasses.replace(CFG, model=ModelConfig(emb_dim=4, hidden=4), epochs=0)
-    train(cfg, path, _data(), progress=False)
-    return path
+    train(cfg, tmp_path, _data(), progress=False)
+    with pytest.raises(ValueError, match="Transformer run"):
+        attention_trajectory(tmp_path, None, progress=False)
 
 
 def test_onset_rule():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,7 +126,9 @@ def _pad_batches(p: Parsed, batch: int):
         yield tuple(a[i : i + batch] for a in arrs)
 
 
+@functools.lru_cache(maxsize=8)
 def _count_step(model: TransformerSequenceModel):
+    """The jitted per-batch counter of a model (memoised: one compilation per shape)."""
     analyse = make_analysis_step(model, SPEC)
 
     @jax.jit
