@@ -24,6 +24,7 @@ from jaxdyn.studies.phases.findings import coincidence, family_change, metric_ma
 from jaxdyn.studies.phases.hmm import (
     change_points,
     characterise,
+    num_parameters,
     principal_components,
     select_states,
     standardise,
@@ -44,8 +45,11 @@ def fit_map(rows, cfg: PhasesConfig, out: Path) -> dict:
     mm = metric_matrix(rows, cfg.families())
     st = standardise(mm.values, mm.names)
     y, explained = principal_components(st.z, cfg.components)
-    s, t = y.shape[:2]
-    k_max = min(cfg.max_states, s * t)
+    s, t, d = y.shape
+    # no more free parameters than half the scalar observations (EM would fit noise)
+    k_max = cfg.min_states
+    while k_max < cfg.max_states and num_parameters(k_max + 1, d, cfg.covariance) <= s * t * d / 2:
+        k_max += 1
     best, fits = select_states(
         y,
         range(cfg.min_states, max(cfg.min_states, k_max) + 1),
@@ -89,6 +93,7 @@ def fit_map(rows, cfg: PhasesConfig, out: Path) -> dict:
     )
     return {
         "mm": mm,
+        "k_max": k_max,
         "st": st,
         "explained": explained,
         "best": best,
@@ -205,6 +210,13 @@ def _text(ctx, cfg, fit, points, te, sim, figs) -> str:
         if cfg.components
         else "all of them"
     )
+    n_obs = len(mm.seeds) * len(mm.steps)
+    few = (
+        f" **Only {n_obs} observations (seeds x checkpoints): treat this map as illustrative;**"
+        " a denser schedule (`checkpoint.every`) or more seeds (`--seeds`) makes it reliable."
+        if n_obs < 50
+        else ""
+    )
     return f"""## Training map: latent phases
 
 {len(mm.seeds)} seed(s) x {len(mm.steps)} checkpoints (steps {mm.steps[0]}..{mm.steps[-1]}; every
@@ -213,7 +225,9 @@ saved kind, see `checkpoint.schedule`). Metrics per checkpoint: `{ctx.workdir / 
 The HMM sees the families `{cfg.hmm_families}`: {len(st.names)} standardised metrics
 ({len(st.dropped)} constant ones dropped, {len(mm.missing)} not present at every checkpoint left out),
 {proj}; Gaussian HMM with {cfg.covariance} covariances (dynamax EM, {cfg.restarts} k-means restarts,
-{cfg.em_iters} iterations). BIC picks **{best.num_states} state(s)**; {n_points} transitions in the Viterbi paths.
+{cfg.em_iters} iterations). BIC over {cfg.min_states}..{fit["k_max"]} states (at most half as many free parameters as
+scalar observations; `phases.max_states` = {cfg.max_states}) picks **{best.num_states} state(s)**;
+{n_points} transitions in the Viterbi paths.{few}
 
 {table(["states", "log-likelihood", "BIC"], bic_rows)}
 
