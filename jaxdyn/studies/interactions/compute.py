@@ -16,7 +16,9 @@ Measurement choices (documented in the report):
   the ``<eos>`` token that precedes every sentence in the training stream; ``<eos>``
   is never part of a span.
 * **Spaces**: DI of the top LSTM layer's ``beta_h`` (``di_hidden``, the primary
-  measure) and of ``W_dec beta_h`` (``di_logits``), both from one call of
+  measure) and of ``W_dec beta_h`` (``di_logits``); for a Transformer
+  (``model.kind``), CD-T's beta of the top block's residual stream and of the logits
+  (:mod:`jaxdyn.decompose.transformer`, default rules). The LSTM's come from one call of
   :func:`jaxdyn.decompose.interdependence_batch` per batch (packed schedule: each
   word's span runs from the word to the last target that reads it, each pair span
   is forked from its first word at the second; both spaces share the scans).
@@ -124,6 +126,26 @@ def train_lm(corpus_splits, workdir: Path, cfg, progress: bool):
     return workdir
 
 
+def batch_kernel(kind: str, model):
+    """The batch DI of a model kind: :func:`batch_di` (LSTM, packed schedule) or CD-T's
+    :func:`jaxdyn.decompose.transformer.interdependence_batch` (top block's residual stream
+    and the logits); both take a :class:`Batch` and return ``(di_hidden, di_logits)``."""
+    if kind == "lstm":
+        return batch_di
+    from jaxdyn.decompose import engine
+
+    eng = engine(kind)
+
+    def di(params, b):
+        out = eng.interdependence_batch(
+            params, b.tokens, b.pairs, b.targets, lengths=b.lengths,
+            space=("hidden", "logits"), heads=model.heads,
+        )  # fmt: skip
+        return np.asarray(out["hidden"]), np.asarray(out["logits"])
+
+    return di
+
+
 def di_table(
     lm_dir: Path, sentences, config: InteractionsConfig, *, progress: bool = True
 ) -> dict[str, np.ndarray]:
@@ -137,7 +159,8 @@ def di_table(
     """
     from jaxdyn.train.trajectory import run_model
 
-    lm_cfg, _, vocab, _ = run_model(lm_dir)
+    lm_cfg, model, vocab, _ = run_model(lm_dir)
+    di_fn = batch_kernel(lm_cfg.model.kind, model)
     ids = [vocab.encode(w) for _, _, w, _ in sentences]
     pair_sets = [sentence_pairs(h, config.max_seq_dist) for _, _, _, h in sentences]
     batches = make_batches(
@@ -175,7 +198,7 @@ def di_table(
         member = ck.member or 0
         dh, dl = np.zeros(n_rows), np.zeros(n_rows)
         for b in batches:
-            h, lg = batch_di(ck.params, b)
+            h, lg = di_fn(ck.params, b)
             keep = b.rows >= 0
             dh[b.rows[keep]], dl[b.rows[keep]] = h[keep], lg[keep]
         if not (np.all(np.isfinite(dh)) and np.all(np.isfinite(dl))):
@@ -232,7 +255,6 @@ def run_interactions(
         corpus_splits = load_ewt(data_dir, lowercase=config.data.lowercase)
     out = workdir / "interactions"
     cfg = run_config(config, run, data_dir)
-    lm_dir = train_lm(corpus_splits, out / "lm", cfg, progress)
     if config.eval_path is not None:
         evaluated = eval_corpus(config.eval_path, config.data.lowercase)
         sentences = select_sentences(evaluated, config, splits=("eval",))
@@ -247,5 +269,16 @@ def run_interactions(
             "interactions: no parsed sentence within interactions.min_words.."
             "interactions.max_words words"
         )
+    longest = max(len(w) for _, _, w, _ in sentences) + 1  # with <eos>
+    if cfg.model.kind == "transformer" and cfg.model.positions == "learned":
+        if longest > cfg.data.bptt:
+            from jaxdyn.config import ConfigError
+
+            raise ConfigError(
+                f"interactions: a sentence of {longest - 1} words and <eos> exceeds the "
+                f"transformer's context of {cfg.data.bptt} (interactions.data.bptt); raise "
+                "it or lower interactions.max_words"
+            )
+    lm_dir = train_lm(corpus_splits, out / "lm", cfg, progress)
     table = di_table(lm_dir, sentences, config, progress=progress)
     return write_outputs(workdir, table, config, cfg, n_sentences=len(sentences), source=source)
