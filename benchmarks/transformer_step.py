@@ -108,8 +108,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--default-malloc", action="store_true", help="glibc's malloc defaults")
+    ap.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: torch's)")
     args = ap.parse_args()
     malloc = setup_process()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     if args.quick:
         args.rounds, args.steps = 3, 4
     rng = np.random.default_rng(0)
