@@ -123,14 +123,33 @@ def add_process_args(p: argparse.ArgumentParser) -> None:
         help="keep glibc's default malloc settings; by default large host buffers stay in the "
         "heap, which saves about a quarter of a train step on CPU (see jaxdyn.runtime)",
     )
+    g = p.add_argument_group(
+        "several processes (jax.distributed: one process per host or per GPU, same command "
+        "and --workdir on a shared file system, each with its --process-id)"
+    )
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    g.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
 
 
 def prepare_process(args) -> None:
-    """Process-level settings a command applies once, before any work (see ``jaxdyn.runtime``)."""
+    """Process-level settings a command applies once, before any work (see ``jaxdyn.runtime``):
+    the allocator, and ``jax.distributed.initialize`` when ``--coordinator`` is given."""
     if not getattr(args, "default_malloc", False):
         from jaxdyn.runtime import tune_host_allocator
 
         tune_host_allocator()
+    coordinator = getattr(args, "coordinator", None)
+    given = [getattr(args, k, None) is not None for k in ("num_processes", "process_id")]
+    if (coordinator is None and any(given)) or (coordinator is not None and not all(given)):
+        _report_error("--coordinator, --num-processes and --process-id go together")
+        raise SystemExit(EXIT_ERROR)
+    if coordinator is not None:
+        import jax
+
+        jax.distributed.initialize(
+            coordinator, num_processes=args.num_processes, process_id=args.process_id
+        )
 
 
 def config_from_args(args) -> tuple[RunConfig, Path | None]:
