@@ -209,3 +209,14 @@ def test_a_corrupt_checkpoint_is_warned_about_and_recorded(extended, tmp_path, c
     assert [(r["step"], r["epoch"]) for r in rec] == [(52, 1)] and "corrupt" in rec[0]["problem"]
     with pytest.raises(ValueError, match="no checkpoint for epochs"):
         list(iter_selected(work, "1", "sparsity.checkpoints"))
+
+
+def test_log_lines_name_the_model_inside_a_study(tmp_path):
+    """A study's own model (e.g. a bottom-up condition) is named by its path in the run."""
+    from jaxdyn.train.loop import _default_label
+
+    (tmp_path / "config.json").write_text("{}")
+    inner = tmp_path / "bottom_up" / "L8-unfamiliar"
+    inner.mkdir(parents=True)
+    assert _default_label(inner) == "bottom_up/L8-unfamiliar"
+    assert _default_label(tmp_path) == tmp_path.name

@@ -370,7 +370,8 @@ def train(
       mesh: population runs only: the device mesh, ``"auto"`` (every visible
         device when there are several) or None.
       label: what is training, in front of every log line (default: the run
-        folder's name).
+        folder's path below the enclosing ``jaxdyn run`` folder, e.g.
+        ``bottom_up/L8-familiar``, or its name).
 
     Returns:
       A :class:`TrainResult`; ``finished`` tells whether all epochs are done.
@@ -381,7 +382,7 @@ def train(
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    label = workdir.name if label is None else label
+    label = _default_label(workdir) if label is None else label
     traj = Trajectory(workdir)
     writer = None
     try:
@@ -544,6 +545,16 @@ def train(
         if writer is not None:
             writer.close()
         traj.close()
+
+
+def _default_label(workdir: Path) -> str:
+    """The run folder's path below the nearest enclosing run (e.g. ``bottom_up/L8-familiar``
+    inside a ``jaxdyn run`` folder), else its name."""
+    here = workdir.resolve()
+    for parent in list(here.parents)[:3]:
+        if (parent / "config.json").exists():
+            return "/".join(here.relative_to(parent).parts)
+    return workdir.name
 
 
 def _meta(cfg, data, epoch, chunk, plateau, history, kind):
