@@ -67,6 +67,8 @@ def _a_new_value(key, value, t):
         return None  # must stay ewt
     if key in ("sparsity.split", "phases.split"):
         return "test"
+    if key == "data_order":
+        return "per_member" if value != "per_member" else "shared"
     if key == "checkpoint.schedule":  # the schedules, kinds, and powers of two
         return "log" if value != "log" else "every:5"
     if key == "checkpoint.kind":
