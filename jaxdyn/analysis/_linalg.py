@@ -76,40 +76,56 @@ def zero_constant_columns(x, valid) -> jnp.ndarray:
     return jnp.where(v & (hi > lo), x, 0)
 
 
-def prepare_parts(x, w) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Weighted-centred, row-weighted, rescaled view ``z: (N, D)`` and its unit means.
+def prepare_live(x, w) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Weighted-centred, row-weighted, rescaled view ``z: (N, D)``, unit means, live units.
 
-    ``z = c * diag(sqrt(w)) (x - 1 w^T x)`` with ``c > 0`` chosen so ``max|z| = 1``;
-    hence ``z^T z`` is the weighted covariance up to a positive factor. Scaling
-    first keeps inputs of magnitude 1e-6 or 1e6 inside float32 range. The means
-    ``m = c w^T x`` are in the same units (uncentred unit j is ``z_j + m_j sqrt(w)``,
-    ``sqrt(w)`` of unit norm and orthogonal to every ``z_j``); constant units keep
-    their mean (their column of ``z`` is exactly zero).
+    ``z = c * diag(sqrt(w)) (x - 1 w^T x)`` with ``c > 0`` chosen so ``max|z| <= 1``
+    (``= 1`` for uniform weights, up to rounding); hence ``z^T z`` is the weighted
+    covariance up to a positive factor. ``c`` comes from the column ranges over the
+    rows where ``w > 0`` (``max_j max(hi_j - mu_j, mu_j - lo_j)``, ``mu = w^T x``),
+    so inputs of magnitude 1e-6 or 1e6 land in float32 range, and the view is read
+    three times and written once (column max, min and mean, then one fused pass).
+    Exactly-constant units (``hi == lo``; also padding rows, whatever they hold) are
+    exactly zero, since centring them would leave rounding noise that a scale-free
+    method amplifies. The means ``m = c w^T x`` are in the units of ``z`` (uncentred
+    unit j is ``z_j + m_j sqrt(w)``, ``sqrt(w)`` of unit norm and orthogonal to every
+    ``z_j``); constant units keep their mean.
 
     Args:
       x: (N, D) activations.
       w: (N,) normalised sample weights.
 
     Returns:
-      ``(z (N, D), m (D,))``.
+      ``(z (N, D), m (D,), live (D,) bool)``; ``live``: the non-constant units (the
+      others' columns of ``z`` are exactly zero).
 
     References: Hotelling 1936 (sample covariance of centred data).
     """
     valid = w > 0
-    x = jnp.where(valid[:, None], x.astype(w.dtype), 0)  # padding rows: any value
-    xc = zero_constant_columns(x, valid)
-    scale = jnp.max(jnp.abs(xc))
-    scale = jnp.where(scale > 0, scale, jnp.maximum(jnp.max(jnp.abs(x)), 1e-30))
-    xc = xc / scale
-    z = (xc - w @ xc) * jnp.sqrt(w)[:, None]
-    zmax = jnp.max(jnp.abs(z))
-    zmax = jnp.where(zmax > 0, zmax, 1)
-    return z / zmax, (w @ x) / scale / zmax
+    v = valid[:, None]
+    x = jnp.where(v, x.astype(w.dtype), 0)  # padding rows: any value (inf, NaN) -> 0
+    hi = jnp.max(jnp.where(v, x, -jnp.inf), axis=0)
+    lo = jnp.min(jnp.where(v, x, jnp.inf), axis=0)
+    live = hi > lo
+    mu = w @ x
+    spread = jnp.max(jnp.where(live, jnp.maximum(hi - mu, mu - lo), 0))
+    absmax = jnp.max(jnp.abs(x))
+    wmax = jnp.max(w)
+    scale = jnp.where(spread > 0, spread, jnp.maximum(absmax, 1e-30))
+    scale = scale * jnp.sqrt(jnp.where(wmax > 0, wmax, 1))
+    z = jnp.where(v & live, (x - mu) * (jnp.sqrt(w) / scale)[:, None], 0)  # max|z| <= 1
+    return z, mu / scale, live
+
+
+def prepare_parts(x, w) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The view ``z: (N, D)`` and unit means ``m: (D,)`` of :func:`prepare_live`."""
+    z, m, _ = prepare_live(x, w)
+    return z, m
 
 
 def prepare(x, w) -> jnp.ndarray:
-    """The view ``z: (N, D)`` of :func:`prepare_parts` (weighted-centred and rescaled)."""
-    return prepare_parts(x, w)[0]
+    """The view ``z: (N, D)`` of :func:`prepare_live` (weighted-centred and rescaled)."""
+    return prepare_live(x, w)[0]
 
 
 def rank_tol(size: int, dtype) -> float:
@@ -312,12 +328,12 @@ def basis_gram(x, w, keep: float | None = None) -> Basis:
     n, d = x.shape
     if n < d:
         return basis_svd(x, w, keep)
-    z = prepare(x, w)
+    z, _, live = prepare_live(x, w)
     g = z.T @ z
     lam, v = jnp.linalg.eigh(g)
     lam, v = jnp.maximum(lam[::-1], 0), v[:, ::-1]
     s = jnp.sqrt(lam)
-    dead = jnp.sum(jnp.all(z == 0, axis=0))  # exact zero columns: exact null directions
+    dead = d - jnp.sum(live)  # exactly zero columns: exact null directions
     mask = _variance_mask(s, jnp.arange(d) < d - dead, keep)
     ratio = lam[jnp.maximum(jnp.sum(mask), 1) - 1] / jnp.where(lam[0] > 0, lam[0], 1)
     tier = jnp.where(ratio > GRAM_TIERS[0], 0, jnp.where(ratio > GRAM_TIERS[1], 1, 2))
