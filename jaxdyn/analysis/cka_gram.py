@@ -109,3 +109,27 @@ def gram_cka_all_pairs(xs, ys=None, weights=None, *, debiased: bool = False, blo
     if symmetric:
         h = jnp.triu(h) + jnp.swapaxes(jnp.triu(h, 1), 1, 2)
     return h
+
+
+def _gram_block(c: int, d: int, gram_cols: int) -> int:
+    """Checkpoints per Gram block: at most ``gram_cols`` columns, blocks balanced."""
+    most = max(1, gram_cols // max(d, 1))
+    nb = -(-c // most)
+    return -(-c // nb)
+
+
+def compiled_gram(debiased: bool, xshape, yshape, gram_cols: int):
+    """Jitted ``run(xs, ys, weights)``: linear CKA of all pairs of ``pairwise`` stacks
+    ``(..., C, N, D)`` via :func:`gram_cka_all_pairs`, blocks of <= ``gram_cols`` columns."""
+    lead, c, n, d = xshape[:-3], *xshape[-3:]
+    cy = c if yshape is None else yshape[-3]
+    dy = d if yshape is None else yshape[-1]
+    block = _gram_block(max(c, cy), max(d, dy), gram_cols)
+
+    def run(xs, ys, weights):
+        xf = xs.reshape((-1, c, n, d))
+        yf = None if ys is None else ys.reshape((-1, cy, n, dy))
+        out = gram_cka_all_pairs(xf, yf, weights, debiased=debiased, block=block)
+        return out.reshape((*lead, c, cy))
+
+    return jax.jit(run)

@@ -138,52 +138,6 @@ def _pair_indices(cx: int, cy: int, triangle: bool):
     return i.ravel(), j.ravel()
 
 
-def _gram_block(c: int, d: int, gram_cols: int) -> int:
-    """Checkpoints per Gram block: at most ``gram_cols`` columns, blocks balanced."""
-    most = max(1, gram_cols // max(d, 1))
-    nb = -(-c // most)
-    return -(-c // nb)
-
-
-def _compiled_gram(opts: dict, xshape, yshape, gram_cols: int):
-    lead, c, n, d = xshape[:-3], *xshape[-3:]
-    cy = c if yshape is None else yshape[-3]
-    dy = d if yshape is None else yshape[-1]
-    block = _gram_block(max(c, cy), max(d, dy), gram_cols)
-    debiased = bool(opts.get("debiased", False))
-
-    def run(xs, ys, weights):
-        xf = xs.reshape((-1, c, n, d))
-        yf = None if ys is None else ys.reshape((-1, cy, n, dy))
-        out = _cka_gram.gram_cka_all_pairs(xf, yf, weights, debiased=debiased, block=block)
-        return out.reshape((*lead, c, cy))
-
-    return jax.jit(run)
-
-
-def _compiled_blocked(spec, xshape, yshape, gram_cols: int):
-    """CCA-family all pairs from block cross products (:mod:`cca_blocks`)."""
-    lead, c, d = xshape[:-3], xshape[-3], xshape[-1]
-    cy = c if yshape is None else yshape[-3]
-    dy = d if yshape is None else yshape[-1]
-    block = max(1, min(4, gram_cols // max(d, dy, 1)))  # 4: little triangle waste
-
-    def stack(zs, cc, weights):
-        flat = zs.reshape((-1, *zs.shape[-2:]))
-        f = jax.lax.map(lambda x: spec.factor(x, weights), flat)
-        return jax.tree.map(lambda t: t.reshape((-1, cc, *t.shape[1:])), f)
-
-    def run(xs, ys, weights):
-        fx = stack(xs, c, weights)
-        fy = None if ys is None else stack(ys, cy, weights)
-        out = _cca_blocks.blocked_all_pairs(
-            fx, fy, spec.pair, block=block, symmetric=spec.symmetric
-        )
-        return out.reshape((*lead, c, cy, *out.shape[3:]))
-
-    return jax.jit(run)
-
-
 @functools.lru_cache(maxsize=64)
 def _compiled(
     metric,
@@ -199,9 +153,11 @@ def _compiled(
     """One jitted ``run(xs, ys, weights, pairs)``; ``n_listed >= 0``: explicit pairs."""
     spec = _spec(metric, dict(opts), method)
     if metric == "linear_cka" and not shard and gram_cols > 0 and n_listed < 0:
-        return _compiled_gram(dict(opts), xshape, yshape, gram_cols)
+        return _cka_gram.compiled_gram(
+            bool(dict(opts).get("debiased", False)), xshape, yshape, gram_cols
+        )
     if _blockable(metric, dict(opts)) and not shard and gram_cols > 0 and n_listed < 0:
-        return _compiled_blocked(spec, xshape, yshape, gram_cols)
+        return _cca_blocks.compiled_blocked(spec, xshape, yshape, gram_cols)
     lead, cx = xshape[:-3], xshape[-3]
     cy = cx if yshape is None else yshape[-3]
     n_layers = int(np.prod(lead, dtype=int))
