@@ -76,7 +76,7 @@ def torch_contender(batches):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-        return float(loss)
+        return loss.item()
 
     return run, sum(p.numel() for p in model.parameters())
 
