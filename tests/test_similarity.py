@@ -171,6 +171,31 @@ def test_dead_constant_duplicated_units_equal_cropping():
         np.testing.assert_allclose(fn(y32, dead.astype(np.float32)), fn(y32, x32), atol=1e-5)
 
 
+def test_prepare_centres_scales_and_reports_live_units():
+    # the one-pass view against the equations: z = c diag(sqrt(w)) (x - 1 w^T x) with
+    # one c > 0 for all units, max|z| <= 1, constant units and padding rows exactly 0
+    from jaxdyn.analysis._linalg import prepare_live
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 5)) * [1e-6, 1.0, 1e3, 1.0, 1.0] + 7.0
+    x[:, 3] = -2.0  # constant unit
+    w = rng.uniform(0.5, 1.5, size=40)
+    w[30:] = 0.0  # padding rows, holding anything
+    x[30:, 1] = np.inf
+    w = w / w.sum()
+    z, m, live = (np.asarray(t) for t in jax.jit(prepare_live)(x.astype(np.float32), w))
+    np.testing.assert_array_equal(live, [True, True, True, False, True])
+    xv = x[:30].astype(np.float64)
+    mu = w[:30] @ xv
+    ref = np.sqrt(w[:30])[:, None] * (xv - mu)
+    ref[:, 3] = 0.0
+    c = np.max(np.abs(z)) / np.max(np.abs(ref))
+    np.testing.assert_allclose(z[:30], c * ref, atol=2e-6)
+    assert np.all(z[30:] == 0) and np.all(z[:, 3] == 0)
+    assert 0.5 < np.max(np.abs(z)) <= 1.0
+    np.testing.assert_allclose(m, c * (w[:30] @ np.where(np.isinf(xv), 0, xv)), rtol=1e-5)
+
+
 def test_pwcca_dead_units_in_second_input():
     x, y = _pair()
     y_bad = np.concatenate([np.zeros((300, 3)), y], axis=1)
