@@ -72,6 +72,18 @@ def test_summary_is_first_and_consistent_with_the_sections(population):
     assert not re.search(r"\bnan\b|\bNone\b", text.replace("nats", ""))
 
 
+def test_results_table_lists_every_part_with_its_interval(population, capsys):
+    from jaxdyn.report.results import HEADER, main, verdict_rows
+
+    work, _, _ = population
+    rows = verdict_rows(work)
+    f1 = [r for r in rows if "1. frequent input words" in r]
+    assert [r.split(" | ")[2] for r in f1] == ["embedding", "lstm_0", "lstm_1"]
+    assert all(r.rstrip(" |").endswith("| 2") and re.search(r"\[[-+][\d.e+-]+, ", r) for r in f1)
+    assert len([r for r in rows if r.startswith("| sparsity | 2")]) == 6  # both halves
+    assert main([str(work)]) == 0 and capsys.readouterr().out.startswith(HEADER)
+
+
 @pytest.mark.slow  # trains a second (single-seed) run; single-seed wording of the other
 # studies is in the default suite (test_study_bottom_up, test_study_interactions)
 def test_single_seed_wording(population, tmp_path):
