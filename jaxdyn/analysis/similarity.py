@@ -75,9 +75,11 @@ def cca_factor(x, w, keep: float | None = None, method: str = "gram") -> Basis:
       x: (N, D) activations.
       w: (N,) normalised sample weights (see ``_linalg.sample_weights``).
       keep: variance fraction for the SVD step (None: all numerically non-zero).
-      method: "gram" (D x D Gram eigendecomposition, O(N D^2 + D^3), never forming
-        the basis; falls back to the SVD for condition numbers above 100, so both
-        methods give the same values) or "svd" (thin LAPACK SVD, O(N D min(N, D))).
+      method: "gram" (D x D Gram eigendecomposition, O(N D^2 + D^3); the basis is
+        not formed when the kept directions' condition number is below ~32, and
+        float32 CholeskyQR or a float64 fallback beyond, chosen by that computed
+        number, so both methods give the same values: ``_linalg.basis_gram``) or
+        "svd" (float64 thin SVD, O(N D min(N, D))).
 
     Returns:
       Basis (``q = a @ w``) with a: (N, A), w: (A, K), s: (K,), load: (K, D),
