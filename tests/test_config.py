@@ -65,8 +65,10 @@ def _a_new_value(key, value, t):
         return "0.5" if value != 0.5 else "0.25"
     if key.endswith("interactions.data.corpus"):
         return None  # must stay ewt
-    if key in ("sparsity.split", "phases.split"):
+    if key in ("sparsity.split", "phases.split", "attention.split"):
         return "test"
+    if key == "attention.min_effect":
+        return "0.1"  # a UAS difference, in [0, 1)
     if key == "data_order":
         return "per_member" if value != "per_member" else "shared"
     if key == "checkpoint.schedule":  # the schedules, kinds, and powers of two

@@ -40,7 +40,7 @@ TINY = [
     "model.heads=2",
     "epochs=1",
     "sparsity.max_chunks=2",
-    "attention.max_sentences=16",
+    "attention.num_sentences=16",
 ]
 
 

@@ -213,7 +213,7 @@ def test_onset_rule():
 
 def test_ewt_sentences_for_the_study(data_dir):
     data = _data()
-    cfg = override(preset("smoke"), ["attention.max_sentences=20"]).attention
+    cfg = override(preset("smoke"), ["attention.num_sentences=20"]).attention
     p = ewt_parsed(data_dir, cfg, data.vocab, 35)
     assert p.inputs.shape[0] == 20 and p.arcs > 100
     assert (p.heads[p.valid] < p.valid.sum(1).max()).all()

@@ -78,7 +78,7 @@ def parse_sentences(
     vocab,
     context: int,
     *,
-    max_sentences: int | None = None,
+    num_sentences: int | None = None,
 ) -> Parsed:
     """Encode sentences with their CoNLL-U heads (1-based, 0 = root) as padded arrays.
 
@@ -93,7 +93,7 @@ def parse_sentences(
         if any(h < 0 or h > len(words) for h in hs):
             raise ValueError(f"dependency head outside its sentence of {len(words)}: {hs}")
         rows.append((words, hs))
-        if max_sentences is not None and len(rows) == max_sentences:
+        if num_sentences is not None and len(rows) == num_sentences:
             break
     if not rows:
         raise ValueError(f"no sentence fits the model's context of {context} positions")

@@ -11,7 +11,7 @@ class AttentionConfig:
 
     Attributes:
       split: EWT sentences read: ``valid`` (dev) or ``test``.
-      max_sentences: the first N sentences that fit the context (None: all).
+      num_sentences: the first N sentences that fit the context (None: all).
       lowercase: lowercase EWT words before the run's vocabulary encodes them.
       checkpoints: ``all``, ``last`` or epochs ``0,5`` (the onset needs several).
       batch_sentences: sentences per traced batch (padded, one compiled shape).
@@ -20,7 +20,7 @@ class AttentionConfig:
     """
 
     split: str = "valid"
-    max_sentences: int | None = 500
+    num_sentences: int | None = 500
     lowercase: bool = True
     checkpoints: str = "all"
     batch_sentences: int = 32
@@ -31,9 +31,9 @@ class AttentionConfig:
 
         if self.split not in ("valid", "test"):
             raise ValueError(f"attention.split must be 'valid' or 'test', got {self.split!r}")
-        if self.max_sentences is not None and self.max_sentences < 1:
+        if self.num_sentences is not None and self.num_sentences < 1:
             raise ValueError(
-                f"attention.max_sentences must be >= 1 or none, got {self.max_sentences}"
+                f"attention.num_sentences must be >= 1 or none, got {self.num_sentences}"
             )
         if self.batch_sentences < 1:
             raise ValueError(f"attention.batch_sentences must be >= 1, got {self.batch_sentences}")

@@ -30,7 +30,7 @@ def ewt_parsed(data_dir: Path, acfg, vocab, context: int):
 
     corpus = load_ewt(data_dir, lowercase=acfg.lowercase)[acfg.split]
     return parse_sentences(
-        corpus.sentences, corpus.heads, vocab, context, max_sentences=acfg.max_sentences
+        corpus.sentences, corpus.heads, vocab, context, num_sentences=acfg.num_sentences
     )
 
 
