@@ -1,7 +1,8 @@
 """Attachment scores of every attention head at every checkpoint of a Transformer run.
 
 Each EWT sentence is the model's input as training saw text: ``<eos>`` (the previous
-sentence's end) followed by the words, encoded with the run's vocabulary. Word ``i``
+sentence's end) followed by the words, encoded with the run's vocabulary; the argmax
+runs over the words only (``<eos>`` is context, not a candidate head). Word ``i``
 (0-based) is at position ``i + 1``; its gold head (1-based word index ``h``, 0 = root)
 at position ``h``; root arcs are left out, as in UAS. Sentences longer than the
 context (``data.bptt - 1`` words) are skipped and counted. Per checkpoint the run's own
@@ -58,7 +59,9 @@ SPEC = CaptureSpec(
 @dataclasses.dataclass(frozen=True)
 class Parsed:
     """Padded sentences: ``inputs``/``heads`` ``(N, T)`` int32 (heads: position of each
-    position's syntactic head, -1 for none), ``valid`` ``(N, T)`` bool; ``skipped``:
+    position's syntactic head, -1 for none), ``valid`` ``(N, T)`` bool (the words: the
+    leading ``<eos>`` is input but never a key of the argmax, as special tokens are left
+    out by Clark et al. 2019 and Htut et al. 2019); ``skipped``:
     sentences left out for not fitting the context; ``unk``: fraction of words unknown."""
 
     inputs: np.ndarray
@@ -108,8 +111,8 @@ def parse_sentences(
         unk += int((ids == vocab.unk_id).sum())
         inputs[r, 1 : 1 + len(words)] = ids
         head_pos[r, 1 : 1 + len(words)] = [h if h > 0 else -1 for h in hs]
-        valid[r, : 1 + len(words)] = True
-    words = int(valid.sum()) - n
+        valid[r, 1 : 1 + len(words)] = True  # the words; <eos> is context, not a key
+    words = int(valid.sum())
     return Parsed(inputs, head_pos, valid, skipped, unk / max(words, 1))
 
 

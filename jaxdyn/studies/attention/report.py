@@ -193,7 +193,7 @@ every checkpoint, layer and head of the run's Transformer ({cfg.model.num_layers
 is compared with UD English-EWT `{acfg.split}` heads: {parsed.inputs.shape[0]:,} sentences
 ({parsed.skipped:,} longer than the context of {cfg.data.bptt} positions skipped),
 {arcs:,} arcs (root arcs excluded), {100 * parsed.unk:.1f}% of the words unknown to the
-run's vocabulary. Each sentence is fed as `<eos>` + words. An arc counts as recovered when
+run's vocabulary. Each sentence is fed as `<eos>` + words; the argmax runs over the words only. An arc counts as recovered when
 the dependent attends most to its head or the head most to the dependent (UAS "either";
 the two directions are also shown). A causal model can only recover an arc from its
 later word. Positional baseline (every word attends to the previous position): {base_txt}.
