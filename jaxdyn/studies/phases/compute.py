@@ -40,9 +40,9 @@ import numpy as np
 from jaxdyn.analysis import pairwise
 from jaxdyn.analysis.per_type import stats_from_trace
 from jaxdyn.analysis.weight_metrics import global_l2, tree_metrics
+from jaxdyn.config import PhasesConfig  # (first: the config tree imports study configs)
 from jaxdyn.models.kinds import layer_prefix
 from jaxdyn.models.taps import apply_model, initial_carry
-from jaxdyn.studies.phases.config import PhasesConfig
 from jaxdyn.studies.sparsity.compute import sparsity_spec
 from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.step import make_analysis_step, masked_xent
