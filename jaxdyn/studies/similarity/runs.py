@@ -31,7 +31,7 @@ import numpy as np
 from jaxdyn.data.corpora import TaggedCorpus
 from jaxdyn.models.kinds import layer_prefix, share_initialisation
 from jaxdyn.models.taps import initial_carry, is_recurrent
-from jaxdyn.studies._common import study_run_config
+from jaxdyn.studies._common import record_skipped, study_run_config
 from jaxdyn.studies.similarity.config import SimilarityConfig
 from jaxdyn.trace.spec import CaptureSpec
 from jaxdyn.train.loop import build_model, train
@@ -290,6 +290,7 @@ def collect_activations(run: Path, tokens: np.ndarray) -> tuple[list[int], dict[
         for s in range(0, t, width)
     ]
     epochs, stacks = [], {}
+    record_skipped(run, "similarity.checkpoints")  # warn about and list corrupt ones
     for ck in iter_checkpoints(run):
         parts: dict[str, list[np.ndarray]] = {}
         for batch in batches:
