@@ -139,7 +139,14 @@ def test_completeness_tagger():
     _check_complete(model, params, tokens, res, 1e-5)
 
 
-@pytest.mark.parametrize("bias,activation,positions", GRID)
+REF_FAST = [*FAST, ("separate", "shapley", "irrelevant")]
+REF_GRID = [
+    pytest.param(b, a, p, marks=() if (b, a, p) in REF_FAST else pytest.mark.slow)
+    for (b, a), p in itertools.product(RULES, ("bias", "irrelevant"))
+]
+
+
+@pytest.mark.parametrize("bias,activation,positions", REF_GRID)
 def test_against_numpy_reference_float64(setup, bias, activation, positions):
     _, params, tokens = setup
     span = [2, 5, 6]

@@ -58,8 +58,13 @@ def _reference(params, tokens, pairs, targets, **rules):
 
 @pytest.mark.parametrize(
     "rules",
-    [{}, {"bias": "proportional", "activation": "irrelevant_first"}],
-    ids=["default", "cdt"],
+    [
+        {},
+        {"bias": "proportional", "activation": "irrelevant_first"},
+        pytest.param({"positions": "irrelevant"}, marks=pytest.mark.slow),
+        pytest.param({"bias": "proportional", "positions": "irrelevant"}, marks=pytest.mark.slow),
+    ],
+    ids=["default", "cdt", "positions-irrelevant", "proportional-positions-irrelevant"],
 )
 def test_positions_against_numpy_reference_float64(setup, rules):
     params, tokens = setup

@@ -165,14 +165,23 @@ def forward(params: Mapping[str, Any], tokens: jax.Array, heads: int) -> Forward
 
 
 def share(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``|a| / (|a| + |b|)`` elementwise, ``1/2`` where both are 0."""
+    """``|a| / (|a| + |b|)`` elementwise, ``1/2`` where both are 0 (same shapes).
+
+    References:
+      Hsu et al. (2025), ICLR, Sec. 3 (bias split by the parts' magnitudes).
+    """
     tot = jnp.abs(a) + jnp.abs(b)
     ok = tot > 0
     return jnp.where(ok, jnp.abs(a) / jnp.where(ok, tot, 1.0), 0.5)
 
 
 def add_bias(parts, c, w_beta, w_gamma, bias: str):
-    """Add ``c`` to ``parts`` by the bias rule (weights ``w_beta``, ``w_gamma`` if proportional)."""
+    """Add ``c`` ``(D,)`` to parts ``(..., D)`` by the bias rule (separate: to ``iota``;
+    proportional: ``share(w_beta, w_gamma) c`` to ``beta``, the rest to ``gamma``).
+
+    References:
+      Hsu et al. (2025), ICLR, Sec. 3.
+    """
     b, g, i = parts
     if bias == "separate":
         return b, g, i + c
@@ -181,19 +190,33 @@ def add_bias(parts, c, w_beta, w_gamma, bias: str):
 
 
 def linear(parts, w, c, bias: str):
-    """``x W + c`` on parts."""
+    """``x W + c`` on parts ``(..., D_in)`` with ``W (D_in, D_out)``.
+
+    References:
+      Hsu et al. (2025), ICLR, Sec. 3 (linear layers).
+    """
     mapped = tuple(p @ w for p in parts)
     return add_bias(mapped, c, mapped[0], mapped[1], bias)
 
 
 def layer_norm(parts, p, sigma, bias: str):
-    """CD-T's LayerNorm: centre each part, divide by the full input's ``sigma``."""
+    """CD-T's LayerNorm of parts ``(T, D)``: ``scale (p - mean(p)) / sigma`` with the full
+    input's ``sigma (T, 1)``, the shift by the bias rule (weights: the input parts).
+
+    References:
+      Hsu et al. (2025), ICLR, Sec. 3 (LayerNorm); Ba et al. (2016), eq. 4.
+    """
     out = tuple(p["scale"] * (v - v.mean(-1, keepdims=True)) / sigma for v in parts)
     return add_bias(out, p["bias"], parts[0], parts[1], bias)
 
 
 def attention(parts, p, probs, bias: str):
-    """Attention with fixed probabilities ``(H, T, T)``: linear in the values."""
+    """Attention of parts ``(T, D)`` with the forward probabilities ``(H, T, T)``: values
+    and output projection by :func:`linear`, head ``h``'s context ``A_h v_h``.
+
+    References:
+      Hsu et al. (2025), ICLR, Sec. 3 (attention with the full input's probabilities).
+    """
     heads = probs.shape[0]
     vals = linear(parts, p["wv"], p["bv"], bias)
     ctx = tuple(
@@ -204,7 +227,11 @@ def attention(parts, p, probs, bias: str):
 
 
 def gelu_parts(parts, activation: str):
-    """GELU of ``beta + gamma + iota`` split by the ``activation`` rule."""
+    """GELU of ``beta + gamma + iota`` (any equal shapes) split by the ``activation`` rule.
+
+    References:
+      Murdoch et al. (2018), Eqs. 10-12 (``"shapley"``); Hsu et al. (2025), Sec. 3.
+    """
     b, g, i = parts
     f_i, f_all = gelu(i), gelu(b + g + i)
     f_gi = gelu(g + i)
@@ -224,7 +251,11 @@ def add(p, q):
 
 
 def embedding_parts(params, tokens, relevant, positions: str, bias: str):
-    """Parts of ``x_0`` for the source mask ``relevant`` ``(T,)`` (float mask)."""
+    """Parts ``(T, D)`` of ``x_0`` for the source mask ``relevant`` ``(T,)`` (float 0/1).
+
+    References:
+      Hsu et al. (2025), ICLR, Sec. 3 (the source positions' embeddings are relevant).
+    """
     e = params["embed"]["weight"][tokens]
     m = relevant[:, None]
     beta, gamma, iota = m * e, (1.0 - m) * e, jnp.zeros_like(e)
