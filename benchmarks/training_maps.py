@@ -114,10 +114,19 @@ def compare(n: int, repeats: int) -> None:
     )
 
 
-def _phases_cfg():
+def _phases_cfg(families: str):
     from jaxdyn.config import PhasesConfig
 
-    return PhasesConfig(max_chunks=1, grad_chunks=1, sim_tokens=600, max_states=4, restarts=2)
+    hmm = ",".join(f for f in families.split(",") if f != "sim")
+    return PhasesConfig(
+        max_chunks=1,
+        grad_chunks=1,
+        sim_tokens=600,
+        max_states=4,
+        restarts=2,
+        compute_families=families,
+        hmm_families=hmm,
+    )
 
 
 def generate(workdir: Path, n: int) -> None:
@@ -148,7 +157,7 @@ def generate(workdir: Path, n: int) -> None:
     )
 
 
-def process(workdir: Path) -> None:
+def process(workdir: Path, families: str) -> None:
     from jaxdyn.studies.phases.compute import read_rows, run_rows, write_rows
     from jaxdyn.studies.phases.report import fit_map
     from jaxdyn.train.tasks import load_task
@@ -156,7 +165,7 @@ def process(workdir: Path) -> None:
 
     cfg_run, _, _, _ = run_model(workdir)
     data = load_task(cfg_run.data)
-    cfg = _phases_cfg()
+    cfg = _phases_cfg(families)
     out = workdir / "phases"
     out.mkdir(exist_ok=True)
     t0 = time.perf_counter()
@@ -167,7 +176,7 @@ def process(workdir: Path) -> None:
     t2 = time.perf_counter()
     steps = len(fit["mm"].steps)
     print(
-        f"{steps} checkpoints, {n:,} rows: metric pass {t1 - t0:.0f} s ({1e3 * (t1 - t0) / steps:.0f} ms per checkpoint), HMM (K {cfg.min_states}..{cfg.max_states}, {cfg.restarts} restarts) {t2 - t1:.0f} s, BIC picks {fit['best'].num_states}"
+        f"families {families}: {steps} checkpoints, {n:,} rows: metric pass {t1 - t0:.0f} s ({1e3 * (t1 - t0) / steps:.0f} ms per checkpoint), HMM (K {cfg.min_states}..{cfg.max_states}, {cfg.restarts} restarts) {t2 - t1:.0f} s, BIC picks {fit['best'].num_states}"
     )
 
 
@@ -180,6 +189,11 @@ def main(argv=None) -> int:
     ap.add_argument("--process", type=Path)
     ap.add_argument("--checkpoints", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--families",
+        default="weights,grad,loss,te,sim",
+        help="--process: phases.compute_families (e.g. weights: the weight-metric pass only)",
+    )
     args = ap.parse_args(argv)
     tune_host_allocator()
     if args.compare:
@@ -187,7 +201,7 @@ def main(argv=None) -> int:
     if args.generate:
         generate(args.generate, args.checkpoints or 1000)
     if args.process:
-        process(args.process)
+        process(args.process, args.families)
     if not (args.compare or args.generate or args.process):
         ap.error("choose --compare, --generate DIR or --process DIR")
     return 0

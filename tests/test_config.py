@@ -79,6 +79,8 @@ def _a_new_value(key, value, t):
         return str(2 * value)
     if key == "phases.hmm_families":
         return "weights,sim" if value != "weights,sim" else "loss"
+    if key == "phases.compute_families":
+        return "weights,grad,loss,te,sim,weights"  # a superset of the HMM's families
     if key == "phases.covariance":
         return "full" if value != "full" else "diag"
     if key == "phases.coincide_quantile":

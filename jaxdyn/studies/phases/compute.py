@@ -158,59 +158,39 @@ def checkpoint_rows(
     )
     act_step = make_analysis_step(model, act_spec)
     grad_step = _grad_step(model)
+    families = cfg.computed()
     n_heldout = min(cfg.max_chunks, heldout.num_chunks(bptt))
     n_train = min(cfg.grad_chunks, train_stream.num_chunks(bptt))
     prev = None
     for ck in iter_checkpoints(workdir, kinds=ALL_KINDS, model=model, member=member):
         vals: dict[tuple[str, str], float] = {}
-        weights = jax.device_get(tree_metrics(ck.params))  # one compiled call
-        for path, stats in weights.items():
-            for stat, v in stats.items():
-                vals[("weights", f"{path}/{stat}")] = float(v)
-        # gradient norms on the first training chunks (from the initial carry)
-        carry = initial_carry(model, ck.params, train_stream.inputs.shape[0])
-        g_sum, total, count = None, 0.0, 0.0
-        for k in range(n_train):
-            t, c, carry, g = grad_step(ck.params, carry, train_stream.chunk(k, bptt))
-            g_sum = g if g_sum is None else jax.tree_util.tree_map(jnp.add, g_sum, g)
-            total, count = total + t, count + c
-        count = float(count)
-        grads = jax.tree_util.tree_map(lambda x, n=count: x / n, g_sum)
-        vals[("grad", "global_l2")] = float(global_l2(grads))
-        for path, stats in jax.device_get(tree_metrics(grads)).items():
-            vals[("grad", f"{path}/l2")] = float(stats["l2"])
-        vals[("loss", "train_batch")] = float(total) / count
-        # held-out: loss and token-mean TE of every module (act and act_grad)
-        carry = initial_carry(model, ck.params, heldout.inputs.shape[0])
-        loss_sum, tokens, te_sums, te_count = 0.0, 0.0, None, 0.0
-        for k in range(n_heldout):
-            metrics, trace, carry = te_step(ck.params, carry, heldout.chunk(k, bptt))
-            sums, cnt = _masked_means(trace)
-            te_sums = sums if te_sums is None else jax.tree_util.tree_map(jnp.add, te_sums, sums)
-            te_count += float(cnt)
-            loss_sum += float(metrics["loss_sum"])
-            tokens += float(metrics["tokens"])
-        vals[("loss", "valid")] = loss_sum / tokens
-        flat = {}
-        _flat("", jax.device_get(te_sums), flat)
-        for name, v in flat.items():
-            vals[("te", name)] = float(v) / te_count
-        i = np.searchsorted(logged_steps, ck.step, side="right") - 1
-        if i >= 0:
-            vals[("loss", "train_logged")] = float(logged_loss[i])
-        if ck.kind in ("init", "epoch") and ck.step in valid_epoch:
-            vals[("loss", "valid_epoch")] = valid_epoch[ck.step]
-        # similarity to the previous checkpoint, layer by layer
-        acts = _layer_activations(act_step, model, ck.params, heldout, bptt, cfg.sim_tokens)
-        if prev is not None:
-            for name, x in acts.items():
-                pair = np.array([[0, 1]])
-                xs = jnp.stack([prev[name], x])
-                sv = pairwise("svcca", xs, pairs=pair, keep=cfg.svcca_keep)
-                cka = pairwise("linear_cka", xs, pairs=pair)
-                vals[("sim", f"{name}/svcca_prev")] = float(sv[0])
-                vals[("sim", f"{name}/cka_prev")] = float(cka[0])
-        prev = acts
+        if "weights" in families:
+            weights = jax.device_get(tree_metrics(ck.params))  # one compiled call
+            for path, stats in weights.items():
+                for stat, v in stats.items():
+                    vals[("weights", f"{path}/{stat}")] = float(v)
+        if "grad" in families:
+            vals.update(_gradient_rows(grad_step, model, ck.params, train_stream, bptt, n_train))
+        if "loss" in families or "te" in families:
+            vals.update(
+                _heldout_rows(te_step, model, ck.params, heldout, bptt, n_heldout, families)
+            )
+        if "loss" in families:
+            i = np.searchsorted(logged_steps, ck.step, side="right") - 1
+            if i >= 0:
+                vals[("loss", "train_logged")] = float(logged_loss[i])
+            if ck.kind in ("init", "epoch") and ck.step in valid_epoch:
+                vals[("loss", "valid_epoch")] = valid_epoch[ck.step]
+        if "sim" in families:  # similarity to the previous checkpoint, layer by layer
+            acts = _layer_activations(act_step, model, ck.params, heldout, bptt, cfg.sim_tokens)
+            if prev is not None:
+                for name, x in acts.items():
+                    xs, pair = jnp.stack([prev[name], x]), np.array([[0, 1]])
+                    sv = pairwise("svcca", xs, pairs=pair, keep=cfg.svcca_keep)
+                    cka = pairwise("linear_cka", xs, pairs=pair)
+                    vals[("sim", f"{name}/svcca_prev")] = float(sv[0])
+                    vals[("sim", f"{name}/cka_prev")] = float(cka[0])
+            prev = acts
         base = {
             "run": workdir.name,
             "member": m,
@@ -225,6 +205,50 @@ def checkpoint_rows(
                     f"phases: metric {family}/{metric} is {v} at step {ck.step} (member {m})"
                 )
             yield {**base, "family": family, "metric": metric, "value": v}
+
+
+@jax.jit
+def _leaf_l2(tree):
+    return jax.tree_util.tree_map(lambda x: jnp.sqrt(jnp.sum(jnp.square(x))), tree)
+
+
+def _gradient_rows(grad_step, model, params, stream, bptt, n_chunks) -> dict:
+    """Global and per-tensor L2 of the mean loss gradient over the first training chunks."""
+    carry = initial_carry(model, params, stream.inputs.shape[0])
+    g_sum, total, count = None, 0.0, 0.0
+    for k in range(n_chunks):
+        t, c, carry, g = grad_step(params, carry, stream.chunk(k, bptt))
+        g_sum = g if g_sum is None else jax.tree_util.tree_map(jnp.add, g_sum, g)
+        total, count = total + t, count + c
+    count = float(count)
+    grads = jax.tree_util.tree_map(lambda x, n=count: x / n, g_sum)
+    out = {("grad", "global_l2"): float(global_l2(grads))}
+    flat = {}
+    _flat("", jax.device_get(_leaf_l2(grads)), flat)
+    out.update({("grad", f"{path}/l2"): float(v) for path, v in flat.items()})
+    out[("loss", "train_batch")] = float(total) / count
+    return out
+
+
+def _heldout_rows(te_step, model, params, stream, bptt, n_chunks, families) -> dict:
+    """Held-out loss and token-mean TE of every module (output and gradient)."""
+    carry = initial_carry(model, params, stream.inputs.shape[0])
+    loss_sum, tokens, te_sums, te_count = 0.0, 0.0, None, 0.0
+    for k in range(n_chunks):
+        metrics, trace, carry = te_step(params, carry, stream.chunk(k, bptt))
+        sums, cnt = _masked_means(trace)
+        te_sums = sums if te_sums is None else jax.tree_util.tree_map(jnp.add, te_sums, sums)
+        te_count += float(cnt)
+        loss_sum += float(metrics["loss_sum"])
+        tokens += float(metrics["tokens"])
+    out = {}
+    if "loss" in families:
+        out[("loss", "valid")] = loss_sum / tokens
+    if "te" in families:
+        flat = {}
+        _flat("", jax.device_get(te_sums), flat)
+        out.update({("te", name): float(v) / te_count for name, v in flat.items()})
+    return out
 
 
 def _layer_activations(act_step, model, params, stream, bptt, n_tokens) -> dict[str, jax.Array]:

@@ -20,6 +20,8 @@ class PhasesConfig:
       sim_tokens: held-out tokens (the first ones) whose layer activations are
         compared with the previous checkpoint's (SVCCA, linear CKA).
       svcca_keep: SVCCA's kept fraction of each view's variance (``pairwise`` ``keep``).
+      compute_families: metric families computed per checkpoint (comma-separated;
+        leaving out ``grad``, ``loss``/``te`` or ``sim`` skips that pass over the data).
       hmm_families: metric families the HMM sees (comma-separated; ``sim`` is
         left out by default: similarity to the *previous* checkpoint depends on the
         schedule's spacing and is undefined at the first checkpoint).
@@ -42,6 +44,7 @@ class PhasesConfig:
     grad_chunks: int = 2
     sim_tokens: int = 1000
     svcca_keep: float = 0.99
+    compute_families: str = "weights,grad,loss,te,sim"
     hmm_families: str = "weights,grad,loss,te"
     components: int = 4
     min_states: int = 1
@@ -70,11 +73,24 @@ class PhasesConfig:
             )
         if self.covariance not in ("diag", "full"):
             raise ValueError(f"phases.covariance must be diag or full, got {self.covariance!r}")
-        bad = [f for f in self.families() if f not in FAMILIES]
-        if bad or not self.families():
-            raise ValueError(f"phases.hmm_families: unknown {bad}; choose from {FAMILIES}")
+        for key, fams in (
+            ("compute_families", self.computed()),
+            ("hmm_families", self.families()),
+        ):
+            bad = [f for f in fams if f not in FAMILIES]
+            if bad or not fams:
+                raise ValueError(f"phases.{key}: unknown {bad}; choose from {FAMILIES}")
+        if not set(self.families()) <= set(self.computed()):
+            raise ValueError(
+                f"phases.hmm_families {self.hmm_families!r} must be among "
+                f"phases.compute_families {self.compute_families!r}"
+            )
         if not 0.0 < self.coincide_quantile < 1.0:
             raise ValueError("phases.coincide_quantile must be in (0, 1)")
+
+    def computed(self) -> tuple[str, ...]:
+        """The computed metric families as a tuple."""
+        return tuple(f.strip() for f in self.compute_families.split(",") if f.strip())
 
     def families(self) -> tuple[str, ...]:
         """The HMM's metric families as a tuple."""
