@@ -244,6 +244,14 @@ def vs_google(path, rounds, quick):
     print(f"# OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
     print(f"# XLA_FLAGS={os.environ.get('XLA_FLAGS', 'unset')}; allocator: {ALLOCATOR}")
     print(f"# load average at start: {os.getloadavg()}")
+    conds = []
+    for v in xs.astype(np.float64):  # which tier of the Gram method the views take
+        lam = np.linalg.eigvalsh(np.cov(v, rowvar=False))[::-1]
+        conds.append(np.sqrt(lam[0] / lam[-1]))
+    print(
+        f"# condition numbers of the centred views {min(conds):.1f}-{max(conds):.1f}: Gram "
+        f"method tier {'0 (basis never formed)' if max(conds) ** 2 < 1e3 else '1 or 2'}"
+    )
     try:
         cca_core, gpw = _load_google(path)
     except Exception as e:  # absent or unreadable: skip google's rows, say why
