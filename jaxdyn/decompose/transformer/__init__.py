@@ -8,7 +8,8 @@ Model-specific: the kernels read parameters in the layout of
   ``CDResult``.
 - :mod:`~jaxdyn.decompose.transformer.interdependence`: ``interdependence``,
   ``interdependence_batch``, ``all_pairs_interdependence`` (the LSTM engine's
-  signatures plus ``heads`` and the rule options).
+  signatures plus ``heads`` and the rule options); its compiled beta-only kernel is
+  :mod:`~jaxdyn.decompose.transformer.di_kernel`.
 
 References:
   Hsu et al. (2025), "Efficient automated circuit discovery in transformers using
