@@ -101,7 +101,7 @@ def test_training_lowers_the_loss_and_the_section_names_the_transformer(run, tmp
     assert (work / "report" / "training_curves.png").stat().st_size > 1000
 
 
-@pytest.mark.slow  # ~27 s on 2 busy cores (load 7.7): a population of two trains
+@pytest.mark.slow  # 27-52 s on 2 busy cores (load 8-10): a population of two trains
 def test_population_of_transformers_and_sparsity_per_member(tmp_path):
     cfg = dataclasses.replace(CFG, seeds=2, epochs=1)
     data = _data()
@@ -116,7 +116,7 @@ def test_population_of_transformers_and_sparsity_per_member(tmp_path):
     assert not np.allclose(a, b)
 
 
-@pytest.mark.slow  # ~60 s on 2 busy cores (load 7.7): an LM and a tagger train
+@pytest.mark.slow  # 60-110 s on 2 busy cores (load 8-10): an LM and a tagger train
 def test_similarity_stage_runs_on_transformer_lm_and_taggers(tmp_path):
     import csv
 
