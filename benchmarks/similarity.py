@@ -348,6 +348,18 @@ def vs_google(path, rounds, quick):
             f"values: svcca google {vals['g:svcca']:.6f} jaxdyn {float(vals['j:svcca']):.6f}; "
             f"pwcca google {vals['g:pwcca google']:.6f} jaxdyn {float(vals['j:pwcca google']):.6f}"
         )
+    import resource
+
+    temp = svcca.lower(xj, yj).compile().memory_analysis().temp_size_in_bytes
+    faults = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        jax.block_until_ready(svcca(xj, yj))
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    print(
+        f"svcca(x, y): compiled temp buffer {temp / 2**20:.1f} MiB; minor page faults per "
+        f"call {faults} (allocator: {ALLOCATOR})"
+    )
     print(f"# load average at end: {os.getloadavg()}")
 
 
