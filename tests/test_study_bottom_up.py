@@ -209,3 +209,28 @@ def test_stage_end_to_end_tiny(tmp_path):
     assert "## Bottom-up learning" in text and "(b) high interdependence" in text
     assert "single-seed" in text and "no interval across seeds is available" in text
     assert "None" not in text and "nan" not in text.replace("nats", "")
+
+
+def test_closing_measures_of_a_transformer_use_cd_t():
+    """model.kind=transformer: the measures come from CD-T (jaxdyn.decompose.engine) and
+    the full-model log p from the Transformer's own forward pass."""
+    from jaxdyn.decompose.transformer.cd import cd_batch as cdt_batch
+    from jaxdyn.models import transformer as tfm
+
+    seqs, op = DATA.eval_fresh, DATA.eval_open
+    n, S = seqs.shape
+    model = tfm.language_model(16, d_model=8, num_layers=1, heads=2, d_ff=16, context=S)
+    p = model.init(jax.random.PRNGKey(1), jnp.zeros((1, S), jnp.int32))["params"]
+    cfg = ModelConfig(kind="transformer", emb_dim=8, hidden=8, num_layers=1, heads=2, d_ff=16)
+    got = closing_measures(p, seqs, op, L, model=cfg)
+    t = op + L
+    logits = tfm.lm_apply(p, jnp.asarray(seqs), heads=2)
+    lp = np.asarray(jax.nn.log_softmax(logits, -1))[np.arange(n), t, CLOSE]
+    np.testing.assert_allclose(got["full_logp"], lp, rtol=1e-5, atol=1e-5)
+    pos = np.arange(S)
+    both = (pos[None] >= op[:, None]) & (pos[None] <= t[:, None])
+    cd = cdt_batch(p, jnp.asarray(seqs), jnp.asarray(both[:, None]), heads=2)
+    beta = np.asarray(cd.beta_logits)[np.arange(n), 0, t]
+    ref = np.asarray(jax.nn.log_softmax(beta, -1))[:, CLOSE]
+    np.testing.assert_allclose(got["cd_both"], ref, rtol=1e-4, atol=1e-5)
+    assert np.all(np.isfinite(got["di_hidden"])) and np.all(got["di_hidden"] >= 0)

@@ -156,3 +156,12 @@ def iter_selected(workdir, spec: str, key: str = "checkpoints", *, member: int |
     by_epoch = checkpoint_epochs(workdir)
     epochs = select_epochs(spec, list(by_epoch), key)
     yield from iter_checkpoints(workdir, steps=[by_epoch[e] for e in epochs], member=member)
+
+
+def model_text(m) -> str:
+    """The model family of a ``ModelConfig`` for report text (``LSTM`` or
+    ``Transformer (4 heads, d_ff 512, learned positions)``)."""
+    if m.kind == "transformer":
+        d_ff = 4 * m.hidden if m.d_ff is None else m.d_ff
+        return f"Transformer ({m.heads} heads, d_ff {d_ff}, {m.positions} positions)"
+    return "LSTM"

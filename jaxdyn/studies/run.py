@@ -18,6 +18,7 @@ from pathlib import Path
 from jaxdyn.config import RunConfig, describe
 from jaxdyn.report import assemble, table, training_curves, write_section
 from jaxdyn.report.format import fixed
+from jaxdyn.studies._common import model_text
 from jaxdyn.train.loop import TrainResult, train
 from jaxdyn.train.tasks import TaskData, load_task
 
@@ -79,7 +80,7 @@ def _train_stage(ctx: StudyContext) -> None:
 
 Language model on `{ctx.cfg.data.corpus}`: {len(ctx.task().vocab):,} types,
 {ctx.task().train.num_tokens:,} training tokens, {ctx.cfg.model.num_layers} x {ctx.cfg.model.hidden}
-{_kind_text(ctx.cfg.model)}, {ctx.cfg.optim.name} (lr {ctx.cfg.optim.lr}, clip {ctx.cfg.optim.clip}), {ctx.cfg.epochs} epochs.
+{model_text(ctx.cfg.model)}, {ctx.cfg.optim.name} (lr {ctx.cfg.optim.lr}, clip {ctx.cfg.optim.clip}), {ctx.cfg.epochs} epochs.
 Best validation perplexity {best["valid_ppl"]:.2f} at epoch {best["epoch"]}.
 {population}Checkpoints: `{ctx.workdir / "ckpt"}` (epoch 0 is the initialisation).
 
@@ -93,13 +94,6 @@ Best validation perplexity {best["valid_ppl"]:.2f} at epoch {best["epoch"]}.
         "tokens": ctx.task().train.num_tokens,
     }
     write_section(ctx.workdir, 10, "training", text, stage="train", scale=scale)
-
-
-def _kind_text(m) -> str:
-    if m.kind == "transformer":
-        d_ff = 4 * m.hidden if m.d_ff is None else m.d_ff
-        return f"Transformer ({m.heads} heads, d_ff {d_ff}, {m.positions} positions)"
-    return "LSTM"
 
 
 def _sparsity_stage(ctx: StudyContext) -> None:

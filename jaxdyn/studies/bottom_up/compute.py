@@ -41,10 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.config.sections import DataConfig
+from jaxdyn.config.sections import DataConfig, ModelConfig
 from jaxdyn.data.batching import batchify
 from jaxdyn.data.synthetic import CLOSE, BracketConfig, BracketData, as_vocab, generate_brackets
-from jaxdyn.decompose import interdependence_batch
+from jaxdyn.decompose import engine, interdependence_batch
 from jaxdyn.studies._common import iter_selected, study_run_config
 from jaxdyn.studies.bottom_up.config import EVAL_SETS, MEASURES, BottomUpConfig
 from jaxdyn.train.tasks import Stream, TaskData
@@ -124,7 +124,13 @@ def _scores(beta_logits, logits):
 
 
 def closing_measures(
-    params, sequences: np.ndarray, open_pos: np.ndarray, rule_length: int, *, chunk: int = 256
+    params,
+    sequences: np.ndarray,
+    open_pos: np.ndarray,
+    rule_length: int,
+    *,
+    chunk: int = 256,
+    model: ModelConfig | None = None,
 ) -> dict[str, np.ndarray]:
     """Measures at the closing symbol of every evaluation sequence.
 
@@ -139,6 +145,8 @@ def closing_measures(
       open_pos: ``(N,)`` positions of ``"("``.
       rule_length: ``L``.
       chunk: sequences per kernel call (the last call is padded to the same size).
+      model: the model's config; ``kind="transformer"`` uses CD-T's engine
+        (:func:`jaxdyn.decompose.engine`, with ``model.heads``), default the LSTM's.
 
     Returns:
       ``{measure: (N,)}`` for :data:`MEASURES` (NumPy float).
@@ -154,16 +162,20 @@ def closing_measures(
     if np.any(close >= seq.shape[1]) or np.any(seq[np.arange(n), close] != CLOSE):
         raise ValueError("sequences do not hold ')' at open_pos + rule_length + 1")
     size = min(chunk, n)
+    batch_fn, extra = interdependence_batch, {}
+    if model is not None and model.kind != "lstm":
+        batch_fn, extra = engine(model.kind).interdependence_batch, {"heads": model.heads}
     parts: dict[str, list] = {k: [] for k in MEASURES}
     for s in range(0, n, size):
         idx = np.arange(s, s + size) % n  # pad the last call by wrapping around
-        res = interdependence_batch(
+        res = batch_fn(
             params,
             seq[idx],
             closing_spans(op[idx], rule_length),
             (op[idx] + rule_length)[:, None],
             space=("hidden", "logits"),
             parts=True,
+            **extra,
         )
         lg = res["logits"]
         beta = jnp.stack([lg.beta_x[:, 0], lg.beta_y[:, 0], lg.beta_xy[:, 0]])
@@ -208,6 +220,7 @@ def condition_table(
     chunk: int,
     checkpoints: str = "all",
     member: int | None = None,
+    model: ModelConfig | None = None,
 ) -> dict:
     """Per-example measures at the selected checkpoints of one model (population ``member``):
     ``{epoch: {eval_set: {measure: (N,)}}}``."""
@@ -215,7 +228,12 @@ def condition_table(
     for ck in iter_selected(run_dir, checkpoints, "bottom_up.checkpoints", member=member):
         out[ck.epoch] = {
             s: closing_measures(
-                ck.params, getattr(data, f"eval_{s}"), data.eval_open, rule_length, chunk=chunk
+                ck.params,
+                getattr(data, f"eval_{s}"),
+                data.eval_open,
+                rule_length,
+                chunk=chunk,
+                model=model,
             )
             for s in EVAL_SETS
         }
@@ -254,7 +272,13 @@ def run_bottom_up(
                 "rule_length": rule_length,
                 "familiar_repeats": repeats,
                 "epochs": condition_table(
-                    root / name, data, rule_length, config.eval_chunk, config.checkpoints, m
+                    root / name,
+                    data,
+                    rule_length,
+                    config.eval_chunk,
+                    config.checkpoints,
+                    m,
+                    config.model,
                 ),
             }
         if progress:

@@ -13,6 +13,7 @@ import numpy as np
 from jaxdyn.report import combine, scale_text, table, verdict_text, write_section
 from jaxdyn.report import format as fmt
 from jaxdyn.report import row as summary_row
+from jaxdyn.studies._common import model_text
 from jaxdyn.studies.bottom_up import plots
 from jaxdyn.studies.bottom_up.config import EVAL_SETS, MEASURES
 from jaxdyn.studies.bottom_up.findings import ACC_MARGIN, across_seeds, findings, summarise
@@ -204,7 +205,7 @@ def write_outputs(workdir: Path, per_member, config, lm_cfg) -> dict:
 *bracket-only* = seen only inside brackets, *exposed* = also {config.familiar_repeats} times
 outside each), vocabulary {config.vocab_size}, {config.num_tokens:,} training tokens with
 {config.num_rules:,} rules over {config.bank_size} bank conduits; {lm_cfg.model.num_layers} x
-{lm_cfg.model.hidden} LSTM, {lm_cfg.epochs} epochs, data seed {config.seed}, {seeds_txt}.
+{lm_cfg.model.hidden} {model_text(lm_cfg.model)}, {lm_cfg.epochs} epochs, data seed {config.seed}, {seeds_txt}.
 Measured on {config.num_eval} evaluation sequences per set (*bank-conduit set* = conduits seen in
 training, *fresh-conduit set* = unseen conduits) at the position whose next token is `)`:
 full-model log p(`)`), CD log p(`)`) = log softmax of the relevant logits (decoder bias left out,

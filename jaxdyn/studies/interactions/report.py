@@ -14,6 +14,7 @@ from jaxdyn.report import format as fmt
 from jaxdyn.report import row as summary_row
 from jaxdyn.report import save, scale_text, table, verdict_text, write_section
 from jaxdyn.report.plots import band, cell_format, epoch_axis
+from jaxdyn.studies._common import model_text
 from jaxdyn.studies.interactions.findings import (
     SPACES,
     binned_means,
@@ -217,15 +218,20 @@ def write_outputs(workdir: Path, cols, config, lm_cfg, *, n_sentences: int, sour
         else f"seed {seeds[0]}: one seed, no interval across seeds is available, the verdict "
         "is **single-seed**"
     )
+    hidden_text = (
+        "top block's residual stream (CD-T rules, `jaxdyn/decompose/transformer/rules.py`)"
+        if lm_cfg.model.kind == "transformer"
+        else "top-layer hidden state"
+    )
     text = f"""## Interdependence and syntax
 
-Language model: {lm_cfg.model.num_layers} x {lm_cfg.model.hidden} LSTM trained on UD English-EWT train
+Language model: {lm_cfg.model.num_layers} x {lm_cfg.model.hidden} {model_text(lm_cfg.model)} trained on UD English-EWT train
 (lowercased; vocabulary {lm_cfg.data.max_vocab or "all types"}), {lm_cfg.epochs} epochs, {seeds_txt}; run folder
 `interactions/lm`. DI (Saphra & Lopez 2020, Eq. 1) of every word pair at sequential distance
 1-{config.max_seq_dist} in {n_sentences} parsed sentences of {source}
 ({config.min_words}-{config.max_words} words), measured at the **later word's** timestep
 (the thesis script's default), each sentence read from a zero state after `<eos>`;
-`di_hidden` = top-layer hidden state (primary), `di_logits` = decoder logits (no bias).
+`di_hidden` = {hidden_text} (primary), `di_logits` = decoder logits (no bias).
 Syntactic distance = dependency path length. Each sequential distance is decided against
 {base} with margin {config.rho_margin} in rho (significance alone is not the rule: with many
 pairs a tiny rho is significant even for an untrained model). Table:
