@@ -6,8 +6,10 @@ the similarity study's language model and taggers; each kind with its optimizer 
 ``jaxdyn.config.KIND_OPTIM``), into ``WORKDIR/lstm`` and ``WORKDIR/transformer``, and
 writes ``WORKDIR/comparison.md``: model sizes, perplexities, and every finding's verdict
 and key number for both kinds in one table (the attention study applies to the
-Transformer only). The interactions and bottom-up studies need contextual decomposition
-of the model and are not run here.
+Transformer only). The interactions and bottom-up studies decompose each kind with its own
+engine (the LSTM's CD, CD-T for the Transformer: ``jaxdyn.decompose.engine``); the
+Transformer's interactions model gets a context of at least ``interactions.max_words + 1``
+tokens (its sentences are read whole, from ``<eos>``, where the LSTM carries its state).
 
     python experiments/architectures.py --preset smoke --data-dir ../shared/data
     python experiments/architectures.py --preset default --data-dir ../shared/data \\
@@ -23,14 +25,20 @@ import sys
 from pathlib import Path
 
 KINDS = ("lstm", "transformer")
-DEFAULT_STAGES = ("sparsity", "similarity", "attention")
+DEFAULT_STAGES = ("sparsity", "similarity", "attention", "interactions", "bottom_up")
+#: The study sections whose models follow the compared kind.
+STUDY_MODELS = ("similarity", "interactions", "bottom_up")
 
 
 def kind_config(cfg, kind: str):
-    """``cfg`` with the run's and the similarity study's models of ``kind``."""
+    """``cfg`` with the run's and every study's models of ``kind``."""
     from jaxdyn.config import override
 
-    return override(cfg, [f"model.kind={kind}", f"similarity.model.kind={kind}"])
+    sets = [f"model.kind={kind}", *(f"{s}.model.kind={kind}" for s in STUDY_MODELS)]
+    if kind == "transformer":
+        bptt = max(cfg.interactions.data.bptt, cfg.interactions.max_words + 1)
+        sets.append(f"interactions.data.bptt={bptt}")
+    return override(cfg, sets)
 
 
 def _n_params(workdir: Path) -> int:

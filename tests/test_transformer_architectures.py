@@ -25,7 +25,9 @@ def test_kind_config_switches_both_models_and_their_optimizers():
     mod = _module()
     t = mod.kind_config(preset("smoke"), "transformer")
     assert t.model.kind == t.similarity.model.kind == "transformer"
+    assert t.interactions.model.kind == t.bottom_up.model.kind == "transformer"
     assert t.optim == t.similarity.optim == KIND_OPTIM["transformer"]
+    assert t.interactions.data.bptt >= t.interactions.max_words + 1
     lstm = mod.kind_config(preset("smoke"), "lstm")
     assert lstm == preset("smoke") and lstm.optim == OptimConfig()
     assert t.data == lstm.data and t.sparsity == lstm.sparsity and t.attention == lstm.attention
