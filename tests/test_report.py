@@ -119,3 +119,21 @@ def test_a_cached_section_is_current_and_says_when_it_was_computed(tmp_path):
     assert "From an earlier invocation" not in text
     assert "> Stage `sparsity` was not recomputed: its inputs are unchanged since" in text
     assert "| sparsity |" in text and "yes (cached: inputs unchanged since" in text
+
+
+def test_checkpoints_skipped_by_analyses_are_listed_in_the_summary(tmp_path):
+    import json
+
+    write_section(tmp_path, 10, "sparsity", "## S\n\nsparsity section\n")
+    assert "skipped as unreadable" not in assemble(tmp_path, "Run").read_text()
+    (tmp_path / "skipped_checkpoints.json").write_text(json.dumps({"sparsity.checkpoints": []}))
+    assert "skipped as unreadable" not in assemble(tmp_path, "Run").read_text()
+    sub = tmp_path / "interactions" / "lm"
+    sub.mkdir(parents=True)
+    entry = {"step": 40, "kind": "epoch", "epoch": 2, "problem": "checksum mismatch in x"}
+    (sub / "skipped_checkpoints.json").write_text(json.dumps({"interactions.checkpoints": [entry]}))
+    text = assemble(tmp_path, "Run").read_text()
+    summary = text.split("## Stages")[0]
+    assert "skipped as unreadable" in summary
+    assert "`interactions.checkpoints` left out the epoch 2 (step 40) of `interactions/lm`" in text
+    assert "checksum mismatch in x" in text

@@ -158,6 +158,9 @@ def assemble(
             + ", ".join(f"`{s['stage']}` ({s['written']})" for s in stale)
             + ".\n"
         )
+    skipped = skipped_note(workdir)
+    if skipped:
+        summ.append(skipped)
     parts.append("\n".join(summ))
     runs: dict[str, dict] = {}
     for s in secs:
@@ -191,6 +194,39 @@ def assemble(
     out = d / "README.md"
     out.write_text("\n".join(p for p in parts if p))
     return out
+
+
+#: What analyses write beside a run they analysed (``jaxdyn.studies._common.record_skipped``).
+SKIPPED_FILE = "skipped_checkpoints.json"
+
+
+def skipped_note(workdir: str | Path) -> str:
+    """A warning listing every checkpoint an analysis of ``workdir`` (or of a study's own
+    run below it) skipped as unreadable; ``""`` when none was."""
+    root = Path(workdir)
+    lines = []
+    for path in sorted(root.rglob(SKIPPED_FILE)):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            lines.append(f"- `{path.relative_to(root)}` is unreadable ({e})")
+            continue
+        where = path.parent.relative_to(root).as_posix()
+        for key, entries in sorted(rec.items()):
+            for e in entries:
+                what = f"epoch {e['epoch']}" if e.get("epoch") is not None else "checkpoint"
+                lines.append(
+                    f"- `{key}` left out the {what} (step {e['step']}) of "
+                    f"`{where if where != '.' else 'the run'}`: {e['problem']}"
+                )
+    if not lines:
+        return ""
+    return (
+        "> **Warning: checkpoints skipped as unreadable** (their analyses have fewer "
+        "epochs; rerun training in a fresh folder or restore the files):\n>\n"
+        + "\n".join("> " + x for x in lines)
+        + "\n"
+    )
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

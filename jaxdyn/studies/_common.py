@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jaxdyn.config.sections import CaptureConfig, DataConfig, ModelConfig, OptimConfig
+from jaxdyn.report.markdown import SKIPPED_FILE  # listing what analyses skipped
 
 
 def study_run_config(
@@ -81,10 +82,6 @@ def checkpoint_epochs(workdir) -> dict[int, int]:
             if meta.get("kind") in ("init", "epoch"):
                 out[int(meta["epoch"])] = step
     return out
-
-
-#: File in an analysed run's folder listing the checkpoints its analyses skipped.
-SKIPPED_FILE = "skipped_checkpoints.json"
 
 
 def skipped_checkpoints(workdir) -> list[dict]:
