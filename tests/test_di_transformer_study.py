@@ -28,6 +28,7 @@ TINY_TFM = InteractionsConfig(
 )
 
 
+@pytest.mark.slow  # ~12 s: the stage end to end; CD-T DI itself is tested in test_di_transformer.py
 def test_interactions_stage_on_a_transformer(tmp_path):
     splits = {"train": _toy_corpus(80, 0), "valid": _toy_corpus(20, 1), "test": _toy_corpus(5, 2)}
     f = run_interactions(tmp_path, None, TINY_TFM, progress=False, corpus_splits=splits)

@@ -203,6 +203,7 @@ def test_capture_spec_validation():
     assert hash(s) == hash(CaptureSpec(modules=("lstm",), gates=False))
 
 
+@pytest.mark.slow  # ~11 s; tests/test_readme.py trains a user model with plain optax.adam in the default suite
 def test_train_takes_a_model_and_any_optax_optimizer(tmp_path, capsys):
     """A custom recurrent model with plain Adam through the host loop, resumed exactly."""
     from jaxdyn.train import iter_checkpoints, lm_task, train
