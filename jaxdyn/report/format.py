@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 #: What a missing number means where no more specific reason is given.
 NA = "n/a"
 #: A statistic that needs more points than there were (a correlation of < 3 values).
@@ -113,3 +115,12 @@ def ranges(values: Sequence[int]) -> str:
 def per_part(d: Mapping[str, object], fmt=num) -> str:
     """``{"lstm_0": -0.1, ...}`` -> ``"lstm_0 -0.1, ..."`` with ``fmt`` per value."""
     return ", ".join(f"{k} {fmt(v)}" for k, v in d.items())
+
+
+def jsonable(o):
+    """``json.dumps(..., default=jsonable)``: verdicts (``as_dict``), NumPy scalars, else str."""
+    if hasattr(o, "as_dict"):
+        return o.as_dict()
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)

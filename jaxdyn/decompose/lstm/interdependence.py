@@ -306,6 +306,26 @@ def all_pairs(length: int, max_distance: int | None = None) -> np.ndarray:
     return np.stack([x[keep], y[keep]], axis=1).astype(np.int32)
 
 
+def pairs_and_targets(n: int, max_distance: int | None, target) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`all_pairs` of a valid length ``n`` and the position each is read at.
+
+    ``target``: ``"last"`` (``n - 1``), ``"pair_end"`` (each pair's ``y``) or an int
+    position (pairs with ``y > target`` are dropped). Returns ``(pairs (P, 2), targets (P,))``
+    int32 NumPy.
+    """
+    pairs = all_pairs(n, max_distance)
+    if isinstance(target, str) and target == "last":
+        return pairs, np.full(len(pairs), n - 1, np.int32)
+    if isinstance(target, str) and target == "pair_end":
+        return pairs, pairs[:, 1].copy()
+    if isinstance(target, int | np.integer) and not isinstance(target, bool):
+        if not 0 <= target < n:
+            raise ValueError(f"target must lie in [0, {n}) (the valid length), got {target}")
+        pairs = pairs[pairs[:, 1] <= target]
+        return pairs, np.full(len(pairs), target, np.int32)
+    raise ValueError(f"target must be 'last', 'pair_end' or an int, got {target!r}")
+
+
 def all_pairs_interdependence(
     params: Mapping[str, Any],
     tokens: jax.Array,
@@ -331,17 +351,6 @@ def all_pairs_interdependence(
       Saphra & Lopez (2020), Findings of EMNLP, Eq. 1.
     """
     n = int(tokens.shape[0] if length is None else length)
-    pairs = all_pairs(n, max_distance)
-    if target == "last":
-        tgt = np.full(len(pairs), n - 1, np.int32)
-    elif target == "pair_end":
-        tgt = pairs[:, 1].copy()
-    elif isinstance(target, int | np.integer):
-        if not 0 <= target < n:
-            raise ValueError(f"target must lie in [0, {n}) (the valid length), got {target}")
-        pairs = pairs[pairs[:, 1] <= target]
-        tgt = np.full(len(pairs), target, np.int32)
-    else:
-        raise ValueError(f"target must be 'last', 'pair_end' or an int, got {target!r}")
+    pairs, tgt = pairs_and_targets(n, max_distance, target)
     di = interdependence(params, tokens, pairs, tgt, length=length, **kwargs)
     return pairs, di

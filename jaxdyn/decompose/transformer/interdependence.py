@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.decompose.lstm._checks import as_int, check_pairs, host_value
-from jaxdyn.decompose.lstm.interdependence import SPACES, DIParts, all_pairs
+from jaxdyn.decompose.lstm.interdependence import SPACES, DIParts, pairs_and_targets
 from jaxdyn.decompose.transformer import rules as R
 from jaxdyn.decompose.transformer._checks import check_params, check_tokens, context_of
 from jaxdyn.decompose.transformer.di_kernel import di_batch_jit
@@ -230,17 +230,6 @@ def all_pairs_interdependence(
       Saphra & Lopez (2020), Findings of EMNLP, Eq. 1.
     """
     n = int(tokens.shape[0] if length is None else length)
-    pairs = all_pairs(n, max_distance)
-    if target == "last":
-        tgt = np.full(len(pairs), n - 1, np.int32)
-    elif target == "pair_end":
-        tgt = pairs[:, 1].copy()
-    elif isinstance(target, int | np.integer):
-        if not 0 <= target < n:
-            raise ValueError(f"target must lie in [0, {n}) (the valid length), got {target}")
-        pairs = pairs[pairs[:, 1] <= target]
-        tgt = np.full(len(pairs), target, np.int32)
-    else:
-        raise ValueError(f"target must be 'last', 'pair_end' or an int, got {target!r}")
+    pairs, tgt = pairs_and_targets(n, max_distance, target)
     di = interdependence(params, tokens, pairs, tgt, heads=heads, length=length, **kwargs)
     return pairs, di

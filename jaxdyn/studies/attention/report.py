@@ -6,8 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from jaxdyn.report import format as fmt
 from jaxdyn.report import line_plot, scale_text, table, verdict_text, write_section
 from jaxdyn.report import row as summary_row
@@ -85,19 +83,11 @@ def attention_report(ctx, parsed) -> dict:
     base_uas = base["either"] / arcs
     n_rows = write_table(out / "uas.csv", trajs, seeds, arcs)
     f = findings(trajs, arcs, base_uas, seeds=seeds, min_effect=acfg.min_effect)
-    (out / "findings.json").write_text(json.dumps(f, indent=1, default=_json))
+    (out / "findings.json").write_text(json.dumps(f, indent=1, default=fmt.jsonable))
     fig = _figure(ctx, f, seeds)
     text, summary = _section(ctx, f, parsed, base, n_rows, fig, seeds)
     write_section(ctx.workdir, ORDER, "attention", text, stage="attention", summary=summary)
     return f
-
-
-def _json(o):
-    if hasattr(o, "as_dict"):
-        return o.as_dict()
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
 
 
 def _figure(ctx, f, seeds):

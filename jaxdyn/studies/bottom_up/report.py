@@ -80,14 +80,6 @@ def mean_summary(summaries) -> list[dict]:
     return out
 
 
-def _json(o):
-    if hasattr(o, "as_dict"):
-        return o.as_dict()
-    if isinstance(o, np.generic):
-        return o.item()
-    return float(o) if isinstance(o, (int, float)) else str(o)
-
-
 def _per_seed(values, f=str) -> str:
     return ", ".join(f(v) for v in values)
 
@@ -130,7 +122,7 @@ def write_outputs(workdir: Path, per_member, config, lm_cfg) -> dict:
     cond = lambda n: plots.condition_name(n, results)  # noqa: E731
     for k in ("a", "a2"):  # the verdicts name the conditions as the report does
         f[k]["verdict"] = combine({cond(n): v for n, v in f[k]["per_condition"].items()})
-    (out / "findings.json").write_text(json.dumps(f, indent=1, default=_json))
+    (out / "findings.json").write_text(json.dumps(f, indent=1, default=fmt.jsonable))
     a_txt = "; ".join(
         f"{cond(n)} {v.label}: {describe(v)}; half-rise epoch bank vs fresh set per seed: "
         + _per_seed(

@@ -124,14 +124,6 @@ def write_skipped(workdir: Path, reason: str) -> None:
     )
 
 
-def _json(o):
-    if hasattr(o, "as_dict"):
-        return o.as_dict()
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
-
-
 def _over_training(by_epoch, final) -> str:
     other = {}
     for e, lab in sorted(by_epoch.items()):
@@ -167,7 +159,7 @@ def write_outputs(workdir: Path, cols, config, lm_cfg, *, n_sentences: int, sour
         "correlations": corr,
         "findings": fnd,
     }
-    (out / "findings.json").write_text(json.dumps(f, indent=1, default=_json))
+    (out / "findings.json").write_text(json.dumps(f, indent=1, default=fmt.jsonable))
     who = f"pooled over {S} seeds" if S > 1 else f"seed {seeds[0]}"
     heat = plot_heatmap(
         rep / "interactions_di_heatmap.png", cols, "di_hidden", last, config.syn_cap, who=who

@@ -185,7 +185,7 @@ def similarity_stage(ctx, *, cfg: SimilarityConfig | None = None, corpora=None) 
     f3 = fnd.finding_task_specific_embeddings(idx, cfg.min_effect)
     findings = {"f1": f1, "f1_probe": f1b, "f2": f2, "f3": f3}
     out = workdir / "similarity"
-    (out / "findings.json").write_text(json.dumps(findings, indent=1, default=_json))
+    (out / "findings.json").write_text(json.dumps(findings, indent=1, default=fmt.jsonable))
     rep = workdir / "report"
     figs = []
     for name in results:
@@ -252,12 +252,6 @@ def run_similarity_study(
     )
     similarity_stage(ctx)
     return assemble(workdir, "jaxdyn similarity report", f"Run folder `{workdir}`.\n")
-
-
-def _json(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
 
 
 def _fmt(v):

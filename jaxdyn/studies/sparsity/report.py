@@ -137,19 +137,11 @@ def sparsity_stage(ctx) -> dict:
         te_margin=scfg.te_margin,
         drop_margin=scfg.drop_margin,
     )
-    (out / "findings.json").write_text(json.dumps(f, indent=1, default=_json))
+    (out / "findings.json").write_text(json.dumps(f, indent=1, default=fmt.jsonable))
     figs = _figures(ctx, trajs, corrs, fcs, stats, f, vocab, seeds, min_count)
     text, summary = _section(ctx, f, corrs, stream, n_rows, figs, seeds)
     write_section(ctx.workdir, 20, "sparsity", text, stage="sparsity", summary=summary)
     return f
-
-
-def _json(o):
-    if hasattr(o, "as_dict"):
-        return o.as_dict()
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
 
 
 def _figures(ctx, trajs, corrs, fcs, stats, f, vocab, seeds, min_count):
