@@ -105,11 +105,14 @@ class Trajectory:
                 return step
             self._delete(step)
         meta = {**meta, "step": step}
+        return self._write(step, state, meta)
+
+    def _write(self, step: int, item: Any, meta: dict[str, Any]) -> int:
         self._mngr.save(  # force: an older step may follow a newer one (resume, demote)
             step,
             force=True,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                state=ocp.args.StandardSave(item), meta=ocp.args.JsonSave(meta)
             ),
         )
         self._mngr.wait_until_finished()
@@ -132,16 +135,7 @@ class Trajectory:
             self._delete(step)
         meta = {**meta, "step": step, "kind": PARAMS_KIND}
         item = {"params": params, "step": np.asarray(step, np.int32)}
-        self._mngr.save(  # force: an older step may follow a newer one (resume, demote)
-            step,
-            force=True,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(item), meta=ocp.args.JsonSave(meta)
-            ),
-        )
-        self._mngr.wait_until_finished()
-        self._write_manifest(step)
-        return step
+        return self._write(step, item, meta)
 
     def demote(self, step: int, target_params: Any) -> None:
         """Replace the full checkpoint at ``step`` by a parameters-only one (same parameters

@@ -90,3 +90,17 @@ def check_pairs(pairs, target, t_len: int, length, *, spans: bool) -> None:
         hi = hi[..., None] if np.ndim(hi) and tg.ndim > np.ndim(hi) else hi
         if np.any(tg < 0) or np.any(tg >= hi):
             raise ValueError(f"target positions must lie in [0, length), got {tg}")
+
+
+def check_batch_shapes(tokens, pairs) -> None:
+    """``tokens (B, T)`` with ``pairs (B, P, 2)`` or spans ``(B, P, 2, 2)``, else ValueError."""
+    if (
+        tokens.ndim != 2
+        or pairs.ndim not in (3, 4)
+        or pairs.shape[0] != tokens.shape[0]
+        or pairs.shape[2:] not in ((2,), (2, 2))
+    ):
+        raise ValueError(
+            "need tokens (B, T), pairs (B, P, 2) or spans (B, P, 2, 2); got "
+            f"{tokens.shape}, {pairs.shape}"
+        )

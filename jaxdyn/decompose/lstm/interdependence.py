@@ -53,7 +53,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.decompose.lstm._checks import as_int, check_inputs, check_pairs, require_host
+from jaxdyn.decompose.lstm._checks import (
+    as_int,
+    check_batch_shapes,
+    check_inputs,
+    check_pairs,
+    require_host,
+)
 from jaxdyn.decompose.lstm.cd import SPAN_BIAS
 from jaxdyn.decompose.lstm.di_dense import di_batch_jit, span_beta_jit
 from jaxdyn.decompose.lstm.di_packed import di_packed
@@ -219,16 +225,7 @@ def interdependence_batch(
       Saphra & Lopez (2020), Findings of EMNLP, Eq. 1.
     """
     tokens, pairs, target = as_int(tokens), as_int(pairs), as_int(target)
-    if (
-        tokens.ndim != 2
-        or pairs.ndim not in (3, 4)
-        or pairs.shape[0] != tokens.shape[0]
-        or pairs.shape[2:] not in ((2,), (2, 2))
-    ):
-        raise ValueError(
-            "need tokens (B, T), pairs (B, P, 2) or spans (B, P, 2, 2); got "
-            f"{tokens.shape}, {pairs.shape}"
-        )
+    check_batch_shapes(tokens, pairs)
     spaces, layer = _resolve(params, space, layer, span_bias, mask_chunk, schedule)
     b, t = tokens.shape
     spans = pairs.ndim == 4

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.decompose.lstm._checks import as_int, check_pairs, host_value
+from jaxdyn.decompose.lstm._checks import as_int, check_batch_shapes, check_pairs, host_value
 from jaxdyn.decompose.lstm.interdependence import SPACES, DIParts, pairs_and_targets
 from jaxdyn.decompose.transformer import rules as R
 from jaxdyn.decompose.transformer._checks import check_params, check_tokens, context_of
@@ -137,16 +137,7 @@ def interdependence_batch(
       Saphra & Lopez (2020), Findings of EMNLP, Eq. 1; Hsu et al. (2025), ICLR, Sec. 3.
     """
     tokens, pairs, target = as_int(tokens), as_int(pairs), as_int(target)
-    if (
-        tokens.ndim != 2
-        or pairs.ndim not in (3, 4)
-        or pairs.shape[0] != tokens.shape[0]
-        or pairs.shape[2:] not in ((2,), (2, 2))
-    ):
-        raise ValueError(
-            "need tokens (B, T), pairs (B, P, 2) or spans (B, P, 2, 2); got "
-            f"{tokens.shape}, {pairs.shape}"
-        )
+    check_batch_shapes(tokens, pairs)
     rules = R.check_rules(bias, activation, positions)
     check_params(params, heads)
     spaces, layer = _resolve(params, space, layer, mask_chunk, schedule)
