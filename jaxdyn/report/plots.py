@@ -25,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.collections import PolyCollection
 from matplotlib.ticker import LogFormatter, LogLocator, MaxNLocator
 
 #: Markers cycled with the colours: series ``i`` gets colour ``C{i % 10}`` and ``MARKERS[i]``.
@@ -124,19 +125,66 @@ def save_with_legend_space(fig, path, rows: int) -> Path:
     return path
 
 
-def band(ax, x, mean, lo=None, hi=None, *, i: int, label: str, clip=None) -> None:
-    """A series (colour and marker ``style(i)``) with a shaded interval when given.
+#: What the shaded band around a mean over seeds is, in every population trajectory plot
+#: (one rule for every n >= 2: the interval the verdicts use, not the min-max range).
+SEED_BAND = "95% t-interval across seeds"
+#: ``gid`` of the legend key naming the band (an empty artist: no data, no y-range).
+BAND_KEY = "seed-band-key"
 
-    The band has no legend entry of its own: say what it is in the title (e.g.
-    "band: 95% t-interval across seeds"). ``clip``: ``(lo, hi)`` range of the statistic
-    (a correlation's band stays within [-1, 1]).
+
+def seed_band(curves):
+    """Mean over seeds of ``curves`` ``(S, X)`` per x, and its 95% Student-t interval.
+
+    Returns ``(mean, lo, hi)``, each ``(X,)``; ``lo``/``hi`` are None when ``S == 1``
+    (no interval: no band). An x where any seed is non-finite (a failed member) gets
+    NaN in all three (the point is not drawn), never a mean of the remaining seeds.
     """
+    from jaxdyn.studies.verdicts import t_interval
+
+    c = np.asarray(curves, np.float64)
+    if c.ndim != 2 or c.shape[0] < 1:
+        raise ValueError(f"seed_band: curves must have shape (seeds, x), got {c.shape}")
+    ok = np.all(np.isfinite(c), axis=0)
+    mean = np.where(ok, np.mean(np.where(ok, c, 0.0), axis=0), np.nan)
+    if c.shape[0] < 2:
+        return mean, None, None
+    iv = [t_interval(c[:, k]) if ok[k] else None for k in range(c.shape[1])]
+    lo = np.array([np.nan if v is None else v.lo for v in iv])
+    hi = np.array([np.nan if v is None else v.hi for v in iv])
+    return mean, lo, hi
+
+
+def seed_label(n: int) -> str:
+    """Title phrase for ``n`` seeds: ``"mean of 3 seeds, band: 95% t-interval across seeds"``."""
+    return f"mean of {n} seeds, band: {SEED_BAND}" if n > 1 else "1 seed"
+
+
+def seed_series(ax, x, curves, *, i: int, label: str, clip=None, f=None) -> None:
+    """Series ``i`` of a population: the mean over seeds of ``curves`` ``(S, X)`` (or one
+    curve ``(X,)``) with its :func:`seed_band` band when ``S >= 2``, and one legend key per
+    panel naming the band ("shaded: 95% t-interval across seeds (3 seeds)").
+
+    ``f`` maps the statistic before drawing (e.g. ``np.exp`` for perplexity from loss:
+    applied to the mean and the interval ends); ``clip`` as in :func:`band`.
+    """
+    c = np.asarray(curves, np.float64)
+    mean, lo, hi = seed_band(c[None] if c.ndim == 1 else c)
+    x = np.asarray(x)
+    if f is not None:
+        mean = f(mean)
+        lo, hi = (None, None) if lo is None else (f(lo), f(hi))
+    ok = np.isfinite(mean)
     st = style(i)
-    ax.plot(x, mean, label=label, **st)
-    if lo is not None and hi is not None and np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)):
-        if clip is not None:
-            lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
-        ax.fill_between(x, lo, hi, color=st["color"], alpha=0.15, lw=0)
+    ax.plot(x[ok], mean[ok], label=label, **st)
+    if lo is None:
+        return
+    if clip is not None:
+        lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
+    okb = ok & np.isfinite(lo) & np.isfinite(hi)
+    ax.fill_between(x[okb], lo[okb], hi[okb], color=st["color"], alpha=0.15, lw=0)
+    if not any(a.get_gid() == BAND_KEY for a in ax.collections):
+        ax.fill_between([], [], [], color="0.5", alpha=0.3, lw=0, gid=BAND_KEY,
+                        label=f"shaded: {SEED_BAND} ({c.shape[0]} seeds)")  # fmt: skip
 
 
 def line_plot(
@@ -163,19 +211,15 @@ def line_plot(
     return save(fig, path)
 
 
-def _seed_mean(rows, key):
-    """Per-epoch mean over members of ``key`` and its 95% t-interval (None with one member)."""
-    from jaxdyn.studies.verdicts import t_interval
-
+def _seed_curves(rows, key):
+    """Epochs and ``(members, epochs)`` values of ``key`` from history rows (``member`` key
+    per row in a population; NaN where a member has no row for an epoch)."""
     epochs = sorted({r["epoch"] for r in rows})
-    by = {e: [float(r[key]) for r in rows if r["epoch"] == e] for e in epochs}
-    mean = np.array([np.mean(v) if np.all(np.isfinite(v)) else np.nan for v in by.values()])
-    if min(len(v) for v in by.values()) < 2:
-        return np.array(epochs), mean, None, None
-    iv = [t_interval(v) if np.all(np.isfinite(v)) else None for v in by.values()]
-    lo = np.array([np.nan if x is None else x.lo for x in iv])
-    hi = np.array([np.nan if x is None else x.hi for x in iv])
-    return np.array(epochs), mean, lo, hi
+    members = sorted({r.get("member", 0) for r in rows})
+    c = np.full((len(members), len(epochs)), np.nan)
+    for r in rows:
+        c[members.index(r.get("member", 0)), epochs.index(r["epoch"])] = float(r[key])
+    return np.array(epochs), c
 
 
 def training_curves(
@@ -188,30 +232,21 @@ def training_curves(
     """
     members = {r.get("member", 0) for r in history}
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    curves = {k: _seed_mean(history, k) for k in ("train_loss", "valid_loss")}
+    curves = {k: _seed_curves(history, k) for k in ("train_loss", "valid_loss")}
     names = {
         "train_loss": "train (running mean over the epoch)",
         "valid_loss": "validation (end of epoch)",
     }
-    for ax, f, ylabel in (
-        (a, lambda v: v, "cross-entropy (nats/token)"),
-        (b, np.exp, "perplexity"),
-    ):
-        for i, (k, (ep, m, lo, hi)) in enumerate(curves.items()):
-            ok = np.isfinite(m)
-            ax.plot(ep[ok], f(m[ok]), label=names[k], **style(i))
-            if lo is not None:
-                okb = ok & np.isfinite(lo) & np.isfinite(hi)
-                ax.fill_between(
-                    ep[okb], f(lo[okb]), f(hi[okb]), color=style(i)["color"], alpha=0.15, lw=0
-                )
+    for ax, f, ylabel in ((a, None, "cross-entropy (nats/token)"), (b, np.exp, "perplexity")):
+        for i, (k, (ep, c)) in enumerate(curves.items()):
+            seed_series(ax, ep, c, i=i, label=names[k], f=f)
         epoch_axis(ax)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
         legend(ax)
     log_axis(b)
     last = max((int(r["epoch"]) for r in history), default=0)
-    who = f", mean of {len(members)} seeds (band: 95% t-interval)" if len(members) > 1 else ""
+    who = f", {seed_label(len(members))}" if len(members) > 1 else ""
     a.set_title(f"Loss, epochs 0-{last}{who}{what}", fontsize=10)
     b.set_title(f"Perplexity (log scale), epochs 0-{last}{who}{what}", fontsize=10)
     return save(fig, path)
@@ -223,7 +258,8 @@ def check_figure(fig) -> list[str]:
     Checks every panel with data: x and y labels, a title (the panel's or the
     figure's), a legend when it has more than one labelled line, legend entries
     distinct in (colour, marker) and not relying on line style, integer ticks on
-    axes labelled "epoch".
+    axes labelled "epoch", every shaded band (``fill_between``) named in a legend entry,
+    title or axis label ("interval", "band", "range" or "shaded").
     """
     problems = []
     suptitle = fig._suptitle.get_text() if fig._suptitle is not None else ""
@@ -254,6 +290,16 @@ def check_figure(fig) -> list[str]:
                     f"{name}: {ln.get_label()!r} and {seen[key]!r} share colour and marker"
                 )
             seen[key] = ln.get_label()
+        bands = [
+            c
+            for c in ax.collections
+            if isinstance(c, PolyCollection) and c.get_paths() and c.get_gid() != BAND_KEY
+        ]
+        legend_texts = [t.get_text() for lg in [ax.get_legend(), *fig.legends] if lg
+                        for t in lg.get_texts()]  # fmt: skip
+        named = " ".join([ax.get_title(), suptitle, ax.get_ylabel(), *legend_texts]).lower()
+        if bands and not any(w in named for w in ("interval", "band", "range", "shaded")):
+            problems.append(f"{name}: a shaded band that no legend entry, title or label names")
         if "epoch" in ax.get_xlabel():
             ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
             if any(abs(t - round(t)) > 1e-9 for t in ticks):

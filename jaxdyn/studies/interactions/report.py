@@ -13,7 +13,7 @@ import numpy as np
 from jaxdyn.report import format as fmt
 from jaxdyn.report import row as summary_row
 from jaxdyn.report import save, scale_text, table, verdict_text, write_section
-from jaxdyn.report.plots import band, cell_format, epoch_axis
+from jaxdyn.report.plots import cell_format, epoch_axis, seed_label, seed_series
 from jaxdyn.studies._common import model_text
 from jaxdyn.studies.interactions.findings import (
     SPACES,
@@ -89,26 +89,16 @@ def plot_rho(path, corr_by_space, *, n_seeds: int):
             per = np.array([[r["rho"] for r in corr if r["seq_dist"] == d and r["member"] == m
                              and r["epoch"] == e] for m in sorted({r["member"] for r in corr})
                             for e in epochs], np.float64).reshape(-1, len(epochs))  # fmt: skip
-            mean, lo, hi = _band(per)
-            band(ax, epochs, mean, lo, hi, i=k, label=f"sequential distance {d}", clip=(-1, 1))
+            seed_series(ax, epochs, per, i=k, label=f"sequential distance {d}", clip=(-1, 1))
         ax.axhline(0, color="k", lw=0.5)
         epoch_axis(ax)
         ax.set_ylabel("Spearman(DI, syntactic distance)")
         ax.set_title(f"{space} over training", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    who = f"mean of {n_seeds} seeds, bands: 95% t-interval" if n_seeds > 1 else "1 seed"
+    who = seed_label(n_seeds)
     fig.suptitle(f"DI vs syntactic distance over training ({who})", fontsize=10)
     return save(fig, path)
-
-
-def _band(per):
-    from jaxdyn.studies.verdicts import t_interval
-
-    if per.shape[0] < 2 or not np.all(np.isfinite(per)):
-        return np.nanmean(per, axis=0), None, None
-    iv = [t_interval(per[:, k]) for k in range(per.shape[1])]
-    return per.mean(0), np.array([v.lo for v in iv]), np.array([v.hi for v in iv])
 
 
 def write_skipped(workdir: Path, reason: str) -> None:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from jaxdyn.report.plots import band, epoch_axis, legend, save, style
+from jaxdyn.report.plots import (
+    SEED_BAND,  # noqa: F401  (report.py names its error bars)
+    epoch_axis,
+    legend,
+    save,
+    seed_label,
+    seed_series,
+    style,
+)
+from jaxdyn.report.plots import seed_band as _seed_band  # noqa: F401  (report.py's error bars)
 from jaxdyn.studies.sparsity.compute import DIRECTIONS, modules_of, series
-from jaxdyn.studies.verdicts import t_interval
 
 DIR_NAME = {"act": "activation", "act_grad": "gradient"}
-SEED_BAND = "95% t-interval across seeds"
 
 
 def plot_te_vs_frequency(path, traj, vocab, epoch, *, who: str, stat="te", min_count=3):
@@ -46,15 +53,6 @@ def plot_te_vs_frequency(path, traj, vocab, epoch, *, who: str, stat="te", min_c
     return save(fig, path)
 
 
-def _seed_band(curves):
-    """Mean and t-interval over seeds, per epoch (``lo``/``hi`` None with one seed)."""
-    c = np.asarray(curves, np.float64)
-    if c.shape[0] < 2 or not np.all(np.isfinite(c)):
-        return np.nanmean(c, axis=0), None, None
-    iv = [t_interval(c[:, k]) for k in range(c.shape[1])]
-    return c.mean(0), np.array([v.lo for v in iv]), np.array([v.hi for v in iv])
-
-
 def plot_over_epochs(path, members_te, members_rho, epochs, mods, *, n_seeds: int):
     """Mean TE (relative to epoch 0) and Spearman rho per epoch, seed mean with a band.
 
@@ -63,12 +61,11 @@ def plot_over_epochs(path, members_te, members_rho, epochs, mods, *, n_seeds: in
       members_rho: ``{module: (S, E) rho}`` (input-keyed activations).
     """
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    who = f"mean of {n_seeds} seeds, band: {SEED_BAND}" if n_seeds > 1 else "1 seed"
+    who = seed_label(n_seeds)
     for d, ax in zip(DIRECTIONS, axes[:2]):
         for i, m in enumerate(mods):
             c = np.asarray(members_te[d][m], np.float64)
-            mean, lo, hi = _seed_band(c / c[:, :1])
-            band(ax, epochs, mean, lo, hi, i=i, label=m)
+            seed_series(ax, epochs, c / c[:, :1], i=i, label=m)
         ax.set_title(f"mean TE of {DIR_NAME[d]}s, epochs {epochs[0]}-{epochs[-1]}", fontsize=9)
         ax.set_ylabel(f"TE / TE at epoch {epochs[0]}")
         epoch_axis(ax)
@@ -76,8 +73,7 @@ def plot_over_epochs(path, members_te, members_rho, epochs, mods, *, n_seeds: in
         ax.grid(alpha=0.3)
     ax = axes[2]
     for i, m in enumerate(mods):
-        mean, lo, hi = _seed_band(members_rho[m])
-        band(ax, epochs, mean, lo, hi, i=i, label=m, clip=(-1, 1))
+        seed_series(ax, epochs, members_rho[m], i=i, label=m, clip=(-1, 1))
     ax.axhline(0, color="k", lw=0.5)
     ax.set_title("Spearman(TE of activation, log freq), input-keyed", fontsize=9)
     ax.set_ylabel("Spearman rho")
