@@ -108,13 +108,23 @@ def test_clear_effect_across_three_seeds_is_reproduced():
     assert verdict_word(v.verdict) == "**reproduced**"
 
 
-def test_two_of_three_seeds_with_wide_interval_follow_min_fraction():
+def test_seed_fraction_decides_an_uncertain_size_not_an_uncertain_sign():
     untrained = [0.0, 0.0, 0.0]
-    trained = [0.30, 0.25, -0.10]  # mean 0.15 > 0.05, interval wide, 2 of 3 beyond
+    # mean 0.15 > 0.05 and 2 of 3 beyond, but one seed goes the other way: the interval
+    # [-0.39, +0.69] crosses 0, so the sign is not established -> inconclusive
+    trained = [0.30, 0.25, -0.10]
     v = decide(trained, untrained, direction=+1, margin=0.05)
-    assert v.effect_lo < 0.05 < v.effect  # the interval alone would not decide
-    assert v.verdict is True and v.n_predicted == 2 and v.n_opposite == 1
+    assert v.effect_lo < 0 < 0.05 < v.effect and v.n_predicted == 2 and v.n_opposite == 1
+    assert v.verdict is None and "with the interval > 0" in v.rule
+    # interval above 0 but not above the margin (0.013 < 0.05), mean and 2 of 3 seeds beyond
+    trained = [0.09, 0.08, 0.045]
+    v = decide(trained, untrained, direction=+1, margin=0.05)
+    lo, hi = sps.t.interval(0.95, 2, loc=np.mean(trained), scale=sps.sem(trained))
+    assert 0 < lo < 0.05 and (v.effect_lo, v.effect_hi) == pytest.approx((lo, hi), abs=1e-12)
+    assert v.verdict is True and v.n_predicted == 2
     assert decide(trained, untrained, direction=+1, margin=0.05, min_fraction=1.0).verdict is None
+    # mirrored: contradicted by the same clause
+    assert decide(-np.asarray(trained), untrained, direction=+1, margin=0.05).verdict is False
     # 2 of 3 beyond the margin but the mean is not: inconclusive, not contradicted
     v = decide([0.06, 0.06, -0.5], untrained, direction=+1, margin=0.05)
     assert v.n_predicted == 2 and v.effect < 0 and v.verdict is None
@@ -132,9 +142,11 @@ def test_opposite_direction_is_contradicted():
     v = decide([-0.21, -0.19, -0.20], [0.0, 0.0, 0.0], direction=+1, margin=0.05)
     assert v.verdict is False and v.label == "contradicted"
     assert "contradicted if < -0.05" in v.rule
-    # by the seed fraction too
-    v = decide([-0.30, -0.25, 0.10], [0.0, 0.0, 0.0], direction=+1, margin=0.05)
-    assert v.effect_hi > -0.05 and v.verdict is False
+    # by the seed fraction too (interval below 0, not below the margin)
+    v = decide([-0.09, -0.08, -0.045], [0.0, 0.0, 0.0], direction=+1, margin=0.05)
+    assert -0.05 < v.effect_hi < 0 and v.verdict is False
+    # the same with a seed the other way: the interval crosses 0, inconclusive
+    assert decide([-0.30, -0.25, 0.10], 0.0, direction=+1, margin=0.05).verdict is None
     # mirror symmetry: flipping the data and the direction flips nothing else
     for tr in ([0.3, 0.25, -0.1], [0.2, 0.21, 0.19], [0.01, -0.02, 0.0]):
         a = decide(tr, 0.0, direction=1, margin=0.05)

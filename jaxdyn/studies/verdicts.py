@@ -6,8 +6,11 @@ and at the same seed's untrained (initial) checkpoint. The per-seed effect is
 initialisation). With ``o_i = direction * e_i`` (positive = the predicted way):
 
 * **reproduced** when the ``level`` (95%) interval of the mean of ``o`` lies above
-  ``margin``, or when mean(o) > margin and at least ``ceil(min_fraction * S)`` of the
-  ``S`` given seeds have ``o_i > margin`` (failed seeds count as not meeting it);
+  ``margin``, or when mean(o) > margin, at least ``ceil(min_fraction * S)`` of the
+  ``S`` given seeds have ``o_i > margin`` (failed seeds count as not meeting it) and
+  the interval still lies above 0 (the seed-fraction clause accepts an effect whose
+  size is uncertain, never one whose sign is: with 3 seeds, 2 beyond the margin and
+  one the other way leave an interval across 0, and that is inconclusive);
 * **contradicted** when the same holds with ``-o`` (the opposite direction);
 * **inconclusive** otherwise, and whenever fewer than ``min_seeds`` seeds are finite.
   With ``require_sign`` the trained mean itself must also lie on the verdict's side
@@ -16,8 +19,8 @@ initialisation). With ``o_i = direction * e_i`` (positive = the predicted way):
 The interval is Student's t interval of the mean, ``mean +- t_{1-a/2, n-1} s / sqrt(n)``
 over the ``n >= 2`` finite seeds. With one seed it is undefined (``None``, never NaN);
 with ``min_seeds=1`` a single seed then decides by the seed-fraction clause alone
-(1 of 1 >= 2/3: its effect beyond the margin), which is the old single-run rule with
-a margin; the default ``min_seeds=2`` makes one seed inconclusive.
+(1 of 1 >= 2/3: its effect beyond the margin; no interval to check), which is the old
+single-run rule with a margin; the default ``min_seeds=2`` makes one seed inconclusive.
 
 No bootstrap: with the 3-10 seeds a population holds, a percentile bootstrap of the
 mean has far less than its nominal coverage (3 seeds give 10 distinct resampled
@@ -217,6 +220,7 @@ def decide(
     rule = (
         f"reproduced if {quantity} {lt} {_num(direction * margin)} in its {100 * level:g}% "
         f"t-interval across {len(used)} seeds, or in its mean and in >= {need} of {S} seeds"
+        f" with the interval {lt} 0"
         + (f", with trained mean {lt} 0" if require_sign else "")
         + f"; contradicted if {gt} {_num(-direction * margin)} likewise"
         + (f" (trained mean {gt} 0)" if require_sign else "")
@@ -239,7 +243,7 @@ def decide(
         q = sgn * o
         q_lo = None if ei.lo is None else min(sgn * direction * ei.lo, sgn * direction * ei.hi)
         beyond = (q_lo is not None and q_lo > margin) or (
-            q.mean() > margin and (q > margin).sum() >= need
+            q.mean() > margin and (q > margin).sum() >= need and (q_lo is None or q_lo > 0)
         )
         if beyond and (not require_sign or sgn * direction * ti.mean > 0):
             verdict = outcome
