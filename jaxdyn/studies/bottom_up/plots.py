@@ -9,8 +9,16 @@ conduits that are **exposed** outside brackets (``L8-familiar``) or **bracket-on
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 
-from jaxdyn.report.plots import epoch_axis, figure_legend, save_with_legend_space, share_y, style
+from jaxdyn.report.plots import (
+    epoch_axis,
+    figure_legend,
+    save_with_legend_space,
+    seed_label,
+    seed_series,
+    share_y,
+)
 from jaxdyn.studies.bottom_up.config import EVAL_SETS
 from jaxdyn.studies.bottom_up.findings import curve
 
@@ -34,18 +42,36 @@ def condition_name(name: str, results) -> str:
     return f"L{r['rule_length']}, {kind} conduits"
 
 
-def plot_accuracy(path, results, summary, config, *, last_epoch: int):
-    """Accuracy per epoch, one panel per rule length; every (condition, set) its own series."""
+def _per_seed(summaries) -> list:
+    """``summaries``: one seed's :func:`summarise` rows, or a list of them (one per seed)."""
+    return [summaries] if summaries and isinstance(summaries[0], dict) else list(summaries)
+
+
+def _curves(summaries, name, s, key):
+    """Epochs and the ``(seeds, epochs)`` curves of ``key`` for condition ``name``, set ``s``."""
+    per = [curve(sm, name, s, key) for sm in summaries]
+    for ep, _ in per[1:]:
+        if not np.array_equal(ep, per[0][0]):
+            raise ValueError(f"bottom-up plots: seeds of {name!r} have different epochs")
+    return per[0][0], np.stack([v for _, v in per])
+
+
+def plot_accuracy(path, results, summaries, config, *, last_epoch: int):
+    """Accuracy per epoch, one panel per rule length; every (condition, set) its own series.
+
+    ``summaries``: one :func:`summarise` list per seed (or one list: a single model); with
+    several seeds each series is their mean with a 95% t-interval band.
+    """
+    summaries = _per_seed(summaries)
     n = len(config.rule_lengths)
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4.2), squeeze=False)
     k = 0
     for ax, L in zip(axes[0], config.rule_lengths):
         for name in (n_ for n_, r in results.items() if r["rule_length"] == L):
             for s in EVAL_SETS:
-                ep, acc = curve(summary, name, s, "correct")
-                ax.plot(
-                    ep, acc, label=f"{condition_name(name, results)}: {SET_NAME[s]}", **style(k)
-                )
+                ep, acc = _curves(summaries, name, s, "correct")
+                label = f"{condition_name(name, results)}: {SET_NAME[s]}"
+                seed_series(ax, ep, acc, i=k, label=label, clip=(0, 1))
                 k += 1
         epoch_axis(ax)
         ax.set_ylabel("accuracy: p(')') > 1/2")
@@ -53,20 +79,27 @@ def plot_accuracy(path, results, summary, config, *, last_epoch: int):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     share_y(axes)
-    fig.suptitle("Closing-bracket accuracy over training", fontsize=10)
+    fig.suptitle(
+        f"Closing-bracket accuracy over training ({seed_label(len(summaries))})", fontsize=10
+    )
     return save_with_legend_space(fig, path, 0)
 
 
-def plot_measures(path, results, summary, keys, ylabel, what, *, last_epoch: int):
-    """One panel per condition, one series per (measure, set), shared y-scale, one legend."""
+def plot_measures(path, results, summaries, keys, ylabel, what, *, last_epoch: int):
+    """One panel per condition, one series per (measure, set), shared y-scale, one legend.
+
+    ``summaries`` as in :func:`plot_accuracy` (several seeds: mean and 95% t-interval band).
+    """
+    summaries = _per_seed(summaries)
     names = list(results)
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
     for ax, name in zip(axes[0], names):
         k = 0
         for key in keys:
             for s in EVAL_SETS:
-                ep, v = curve(summary, name, s, key)
-                ax.plot(ep, v, label=f"{MEASURE_NAME.get(key, key)}, {SET_NAME[s]}", **style(k))
+                ep, v = _curves(summaries, name, s, key)
+                label = f"{MEASURE_NAME.get(key, key)}, {SET_NAME[s]}"
+                seed_series(ax, ep, v, i=k, label=label)
                 k += 1
         ax.set_title(f"{condition_name(name, results)}", fontsize=9)
         epoch_axis(ax)
@@ -75,5 +108,5 @@ def plot_measures(path, results, summary, keys, ylabel, what, *, last_epoch: int
     share_y(axes)  # panels are compared: one scale
     figure_legend(fig, axes, ncol=2)
     fig.suptitle(f"{what}, epochs 0-{last_epoch} (same y-scale in every panel)", fontsize=10)
-    rows = -(-len(keys) * len(EVAL_SETS) // 2)
+    rows = -(-(len(keys) * len(EVAL_SETS) + (len(summaries) > 1)) // 2)
     return save_with_legend_space(fig, path, rows)

@@ -108,14 +108,17 @@ def write_outputs(workdir: Path, per_member, config, lm_cfg) -> dict:
     S, last = len(seeds), max(max(r["epochs"]) for r in results.values())
     who = f"mean of {S} seeds" if S > 1 else f"seed {seeds[0]}"
     figs = [
-        plots.plot_accuracy(rep / "bottom_up_accuracy.png", results, mean, config, last_epoch=last),
+        plots.plot_accuracy(
+            rep / "bottom_up_accuracy.png", results, summaries, config, last_epoch=last
+        ),
         plots.plot_measures(
-            rep / "bottom_up_logp.png", results, mean,
+            rep / "bottom_up_logp.png", results, summaries,
             ("full_logp", "cd_open", "cd_conduit", "cd_both"), "log p(')') at the closing position",
             f"Log-probability of ')' ({who})", last_epoch=last,
         ),
         plots.plot_measures(
-            rep / "bottom_up_di.png", results, mean, ("di_hidden",), "DI(open, conduit), hidden",
+            rep / "bottom_up_di.png", results, summaries, ("di_hidden",),
+            "DI(open, conduit), hidden",
             f"Interdependence of open symbol and conduit ({who})", last_epoch=last,
         ),
     ]  # fmt: skip
