@@ -1,6 +1,8 @@
 """Attachment scores of attention heads (jaxdyn.analysis.attention) vs a float64 NumPy
 reference written from the definition, constructed parses, masks, jit/vmap."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +14,7 @@ from jaxdyn.analysis.attention import (
     attachment_scores,
     previous_token_pattern,
 )
+from jaxdyn.config import preset  # config first: the study modules import it
 
 
 def _reference(probs, heads, valid):
@@ -137,3 +140,82 @@ def test_invariances_vmap_equals_loop_and_errors():
         attachment_scores(probs, -np.ones_like(heads), valid)
     with pytest.raises(ValueError, match="must be"):
         attachment_scores(probs[0], heads, valid)
+
+
+# --- the study's tables over a population (constructed trajectories, no model) ---
+
+
+def _member_traj(rng, epochs=(0, 1, 2), layers=2, n_heads=3, arcs=40, rise=8):
+    """``attention_trajectory``-shaped rows: per-head arc counts rising over epochs."""
+    rows = []
+    for e in epochs:
+        lay = {}
+        for layer in range(layers):
+            dh = rng.integers(0, 10, n_heads) + rise * e * (np.arange(n_heads) == layer)
+            hd = rng.integers(0, 5, n_heads)
+            lay[layer] = {"either": dh + hd, "dep_to_head": dh, "head_to_dep": hd}
+        rows.append({"epoch": e, "step": 10 * e, "layers": lay})
+    return rows
+
+
+def _population_findings(n_members=3, arcs=40):
+    from jaxdyn.studies.attention.findings import findings
+
+    rng = np.random.default_rng(5)
+    trajs = {m: _member_traj(rng, arcs=arcs) for m in range(n_members)}
+    seeds = [1111 + m for m in range(n_members)]
+    return trajs, seeds, findings(trajs, arcs, 0.1, seeds=seeds, min_effect=0.05)
+
+
+def test_attention_tables_have_a_row_per_member():
+    from scipy import stats as sps
+
+    from jaxdyn.studies.attention.report import best_head_rows, mean_rows, onset_rows
+
+    arcs = 40
+    trajs, seeds, f = _population_findings(arcs=arcs)
+    head, rows = best_head_rows(f, seeds)
+    assert head[:3] == ["epoch", "step", "seed"] and len(rows) == 3 * 3  # epochs x members
+    for r in rows:
+        m = seeds.index(r[2])
+        t = next(x for x in trajs[m] if x["epoch"] == r[0])
+        for layer in (0, 1):  # best head and UAS from the raw counts
+            either = np.asarray(t["layers"][layer]["either"])
+            h = int(np.argmax(either))
+            assert r[3 + layer].startswith(f"h{h} {either[h] / arcs:.3f} (")
+    assert [r[2] for r in rows if r[0] == 2] == seeds
+    head, rows = onset_rows(f, seeds)
+    assert head[:2] == ["layer", "seed"] and len(rows) == 2 * 3  # layers x members
+    assert [r[1] for r in rows if r[0] == "layer 1"] == seeds
+    # the mean table: mean over members and Student's t interval (scipy as the reference)
+    head, rows = mean_rows(f)
+    assert len(rows) == 3 and len(head) == 3
+    for layer in (0, 1):
+        v = np.array([max(trajs[m][2]["layers"][layer]["either"]) / arcs for m in range(3)])
+        half = sps.t.ppf(0.975, 2) * v.std(ddof=1) / np.sqrt(3)
+        lo, hi = v.mean() - half, v.mean() + half
+        assert rows[2][1 + layer] == f"{v.mean():.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def test_attention_section_uses_every_member(tmp_path):
+    import types
+
+    from jaxdyn.studies.attention.compute import DIRECTIONS
+    from jaxdyn.studies.attention.report import _section
+
+    _, seeds, f = _population_findings()
+    cfg = preset("smoke")
+    ctx = types.SimpleNamespace(
+        cfg=dataclasses.replace(cfg, seeds=3),
+        workdir=tmp_path,
+        task=lambda: types.SimpleNamespace(train=types.SimpleNamespace(num_tokens=1000)),
+    )
+    parsed = types.SimpleNamespace(inputs=np.zeros((5, 7)), skipped=0, arcs=40, unk=0.0)
+    text, summary = _section(
+        ctx, f, parsed, dict.fromkeys(DIRECTIONS, 4), 10, tmp_path / "a.png", seeds
+    )
+    assert "member 0" not in text and "mean over the 3 seeds" in text
+    assert all(f"| 2 | 20 | {s} |" in text for s in seeds)  # last checkpoint, every seed
+    assert all(f"| layer 0 | {s} |" in text for s in seeds)  # onsets per seed
+    v = f["f1"]["per_layer"]["layer 0"]
+    assert f"layer 0 {v.mean:.3g} [{v.lo:.3g}, {v.hi:.3g}]" in summary[0]["number"]

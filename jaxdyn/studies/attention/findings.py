@@ -47,6 +47,12 @@ def best_heads(traj: Sequence[Mapping], arcs: int) -> dict[int, list[dict]]:
     return out
 
 
+def uas_curves(f: Mapping, layer: int) -> np.ndarray:
+    """``(members, checkpoints)`` best-head UAS of ``layer`` from :func:`findings` output
+    (members in ascending order; each member's best head may differ)."""
+    return np.array([[b["uas"] for b in f["best"][m][layer]] for m in sorted(f["best"])])
+
+
 def onset(epochs: Sequence[int], values: Sequence[float], min_effect: float) -> dict:
     """Onset, half-rise and steepest-rise epochs of a UAS curve (module docstring)."""
     v = np.asarray(values, np.float64)

@@ -6,9 +6,12 @@ import json
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+
 from jaxdyn.report import format as fmt
-from jaxdyn.report import line_plot, scale_text, table, verdict_text, write_section
 from jaxdyn.report import row as summary_row
+from jaxdyn.report import save, scale_text, table, verdict_text, write_section
+from jaxdyn.report.plots import epoch_axis, legend, seed_label, seed_series
 from jaxdyn.studies.attention.compute import (
     DIRECTIONS,
     attention_trajectory,
@@ -16,7 +19,8 @@ from jaxdyn.studies.attention.compute import (
     parse_sentences,
     write_table,
 )
-from jaxdyn.studies.attention.findings import findings
+from jaxdyn.studies.attention.findings import findings, uas_curves
+from jaxdyn.studies.verdicts import t_interval
 from jaxdyn.train.trajectory import run_model
 
 ORDER = 25  # report position: after sparsity (20), before similarity (30)
@@ -91,18 +95,86 @@ def attention_report(ctx, parsed) -> dict:
 
 
 def _figure(ctx, f, seeds):
-    best = f["best"][0]
-    series = {f"layer {l}, best head": [b["uas"] for b in best[l]] for l in f["layers"]}
-    series["previous-token baseline"] = [f["baseline_uas"]] * len(f["epochs"])
-    who = f"seed {seeds[0]}" + (f" (member 0 of {len(seeds)})" if len(seeds) > 1 else "")
-    return line_plot(
-        Path(ctx.workdir) / "report" / "attention_uas.png",
-        f["epochs"],
-        series,
-        xlabel="epoch (0 = initialisation)",
-        ylabel="UAS of the attention argmax (either direction)",
-        title=f"Best attention head per layer vs EWT heads over training, {who}",
+    return plot_uas(Path(ctx.workdir) / "report" / "attention_uas.png", f, len(seeds))
+
+
+def plot_uas(path, f, n_seeds: int):
+    """Best-head UAS per layer over training: the mean over the members with a 95%
+    t-interval band (one member: its curve), and the previous-token baseline."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, l in enumerate(f["layers"]):
+        label = f"layer {l}, best head" + (" of each seed" if n_seeds > 1 else "")
+        seed_series(ax, f["epochs"], uas_curves(f, l), i=i, label=label, clip=(0, 1))
+    ax.axhline(f["baseline_uas"], color="k", lw=0.8, ls="--", label="previous-token baseline")
+    epoch_axis(ax)
+    ax.set_ylabel("UAS of the attention argmax (either direction)")
+    ax.set_title(
+        f"Best attention head per layer vs EWT heads, epochs {f['epochs'][0]}-"
+        f"{f['epochs'][-1]} ({seed_label(n_seeds)})",
+        fontsize=9,
     )
+    legend(ax)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def best_head_rows(f, seeds) -> tuple[list[str], list[list]]:
+    """Header and rows of the best-head table: one row per checkpoint and member."""
+    heads = [
+        "epoch",
+        "step",
+        "seed",
+        *(f"layer {l}: best head (UAS; dep->head, head->dep)" for l in f["layers"]),
+    ]
+    rows = []
+    for i, e in enumerate(f["epochs"]):
+        for m in sorted(f["best"]):
+            cells = [e, f["best"][m][f["layers"][0]][i]["step"], seeds[m]]
+            for l in f["layers"]:
+                b = f["best"][m][l][i]
+                cells.append(
+                    f"h{b['head']} {b['uas']:.3f} ({b['dep_to_head']:.3f}; {b['head_to_dep']:.3f})"
+                )
+            rows.append(cells)
+    return heads, rows
+
+
+def mean_rows(f) -> tuple[list[str], list[list]]:
+    """Header and rows of the best-head UAS per checkpoint: mean over the members [95%
+    t-interval] per layer (members with different best heads are averaged as UAS)."""
+    heads = ["epoch", *(f"layer {l}: best-head UAS, mean [95% t-interval]" for l in f["layers"])]
+    curves = {l: uas_curves(f, l) for l in f["layers"]}
+    rows = []
+    for i, e in enumerate(f["epochs"]):
+        cells = [e]
+        for l in f["layers"]:
+            iv = t_interval(curves[l][:, i])
+            cells.append(fmt.mean_interval(iv.mean, iv.lo, iv.hi, signed=False))
+        rows.append(cells)
+    return heads, rows
+
+
+def onset_rows(f, seeds) -> tuple[list[str], list[tuple]]:
+    """Header and rows of the onset table: one row per layer and member."""
+    heads = ["layer", "seed", "untrained", "max", "gain", "onset epoch", "half-rise epoch",
+             "steepest rise epoch"]  # fmt: skip
+    rows = []
+    for l in f["layers"]:
+        for m in sorted(f["onset"]):
+            on = f["onset"][m][l]
+            rows.append(
+                (
+                    f"layer {l}",
+                    seeds[m],
+                    f"{on['untrained']:.3f}",
+                    f"{on['max']:.3f}",
+                    f"{on['gain']:+.3f}",
+                    fmt.epoch(on["onset"]),
+                    fmt.epoch(on["half"]),
+                    fmt.epoch(on["steepest"]),
+                )
+            )
+    return heads, rows
 
 
 def _v(v) -> str:
@@ -116,18 +188,19 @@ def _section(ctx, f, parsed, base, n_rows, fig, seeds):
     S = len(seeds)
     scale = scale_text(S, cfg.epochs, ctx.task().train.num_tokens)
     arcs = parsed.arcs
-    best0 = f["best"][0]
-    last = {l: best0[l][-1] for l in f["layers"]}
-    key1 = ", ".join(f"layer {l} {last[l]['uas']:.3f}" for l in f["layers"])
+    per1 = {l: f["f1"]["per_layer"][f"layer {l}"] for l in f["layers"]}
+    at_end = {  # trained mean over the members [95% interval] (the verdicts' numbers)
+        l: fmt.mean_interval(v.mean, v.lo, v.hi, signed=False) for l, v in per1.items()
+    }
+    key1 = ", ".join(f"layer {l} {at_end[l]}" for l in f["layers"])
+    untrained = ", ".join(fmt.num(per1[l].baseline) for l in f["layers"])
     # the rule is the same for every layer (per-layer numbers are in the section)
     rules = {k: next(iter(f[k]["per_layer"].values())).rule + " (per layer)" for k in ("f1", "f2")}
     summary = [
         summary_row(
             "attention: syntactic heads emerge (best-head UAS rises over training)",
             f["f1"]["verdict"],
-            f"best-head UAS at the end {key1} (untrained "
-            + ", ".join(f"{best0[l][0]['uas']:.3f}" for l in f["layers"])
-            + ")",
+            f"best-head UAS at the end {key1} (untrained {untrained})",
             seeds=S,
             scale=scale,
             rule=rules["f1"],
@@ -141,40 +214,20 @@ def _section(ctx, f, parsed, base, n_rows, fig, seeds):
             rule=rules["f2"],
         ),
     ]
-    heads = [
-        "epoch",
-        "step",
-        *(f"layer {l}: best head (UAS; dep->head, head->dep)" for l in f["layers"]),
-    ]
-    rows = []
-    for i, e in enumerate(f["epochs"]):
-        cells = [e, best0[f["layers"][0]][i]["step"]]
-        for l in f["layers"]:
-            b = best0[l][i]
-            cells.append(
-                f"h{b['head']} {b['uas']:.3f} ({b['dep_to_head']:.3f}; {b['head_to_dep']:.3f})"
-            )
-        rows.append(cells)
-    on = f["onset"][0]
-    onset_rows = [
-        (
-            f"layer {l}",
-            f"{on[l]['untrained']:.3f}",
-            f"{on[l]['max']:.3f}",
-            f"{on[l]['gain']:+.3f}",
-            fmt.epoch(on[l]["onset"]),
-            fmt.epoch(on[l]["half"]),
-            fmt.epoch(on[l]["steepest"]),
-        )
-        for l in f["layers"]
-    ]
     seeds_txt = (
         f"{S} seeds ({', '.join(map(str, seeds))}); verdicts across seeds with Student-t 95% "
-        "intervals; the table, onsets and figure show member 0"
+        "intervals; the figure shows the mean over the seeds with a 95% t-interval band, the "
+        "tables every seed"
         if S > 1
         else f"one seed ({seeds[0]}): no interval across seeds, every verdict is **single-seed**"
     )
     base_txt = ", ".join(f"{k} {base[k] / arcs:.3f}" for k in DIRECTIONS)
+    means = (
+        f"\nBest-head UAS per layer and checkpoint, mean over the {S} seeds:\n\n"
+        f"{table(*mean_rows(f))}\n"
+        if S > 1
+        else ""
+    )
     text = f"""## Syntactic attention structure
 
 Chen et al. (2024): attention heads come to track dependency syntax during training. For
@@ -195,15 +248,15 @@ later word. Positional baseline (every word attends to the previous position): {
 | 2. best heads beat the previous-token baseline | {verdict_text(f["f2"]["verdict"], S)} | {"; ".join(f"{k}: {_v(v)}" for k, v in f["f2"]["per_layer"].items())} |
 
 ![best head per layer]({fig.name})
+{means}
+Best head per layer, checkpoint and seed:
 
-Best head per layer and checkpoint (member 0):
-
-{table(heads, rows)}
+{table(*best_head_rows(f, seeds))}
 
 Onset of the rise (first checkpoint at least {acfg.min_effect} UAS above the untrained
-best head), half of the total rise, and the checkpoint ending the steepest rise:
+best head), half of the total rise, and the checkpoint ending the steepest rise, per seed:
 
-{table(["layer", "untrained", "max", "gain", "onset epoch", "half-rise epoch", "steepest rise epoch"], onset_rows)}
+{table(*onset_rows(f, seeds))}
 
 Tidy table: `{Path(ctx.workdir) / "attention" / "uas.csv"}` ({n_rows:,} rows: member, seed,
 epoch, step, layer, head, direction, recovered arcs, arcs, UAS).
