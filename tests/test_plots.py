@@ -7,10 +7,12 @@ import matplotlib.figure
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.collections import PolyCollection
+from scipy import stats as sps
 
 from jaxdyn.config import ModelConfig  # noqa: F401  (config first: study modules import it)
 from jaxdyn.report import check_figure, training_curves
-from jaxdyn.report.plots import cell_format, share_y, style
+from jaxdyn.report.plots import BAND_KEY, cell_format, seed_band, share_y, style
 from jaxdyn.studies.bottom_up import plots as bu_plots
 from jaxdyn.studies.bottom_up.config import MEASURES, BottomUpConfig
 from jaxdyn.studies.bottom_up.findings import summarise
@@ -225,3 +227,155 @@ def test_share_y_uses_the_union_of_the_panels():
     share_y([a, b])
     assert a.get_ylim() == b.get_ylim() and a.get_ylim()[1] >= 3.0
     plt.close(fig)
+
+
+# --- populations: the mean over seeds with a 95% t-interval band; one seed: no band ---
+
+
+def _bands(ax):
+    """The shaded seed bands of a panel (not the empty legend key)."""
+    return [
+        c
+        for c in ax.collections
+        if isinstance(c, PolyCollection) and c.get_paths() and c.get_gid() != BAND_KEY
+    ]
+
+
+def _assert_band(c, x, curves, f=lambda v: v, clip=None):
+    """At every x the band spans the 95% Student-t interval of ``curves[:, k]`` (scipy)."""
+    curves = np.asarray(curves, np.float64)
+    n = curves.shape[0]
+    half = sps.t.ppf(0.975, n - 1) * curves.std(0, ddof=1) / np.sqrt(n)
+    lo, hi = f(curves.mean(0) - half), f(curves.mean(0) + half)
+    if clip is not None:
+        lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
+    v = np.concatenate([p.vertices for p in c.get_paths()])
+    for k, xk in enumerate(x):
+        ys = v[np.isclose(v[:, 0], xk), 1]
+        np.testing.assert_allclose([ys.min(), ys.max()], [lo[k], hi[k]], rtol=1e-9, atol=1e-12)
+
+
+def _band_named(fig, n):
+    texts = [
+        t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
+    ]
+    texts += [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+    assert f"shaded: 95% t-interval across seeds ({n} seeds)" in texts, texts
+
+
+def test_seed_band_and_an_unnamed_band(figures):
+    c = np.array([[1.0, 2.0, 3.0], [1.5, np.nan, 3.5], [0.5, 2.5, 2.5]])
+    mean, lo, hi = seed_band(c)
+    assert mean[0] == pytest.approx(1.0) and np.isnan(mean[1])  # a failed seed: no mean there
+    assert np.isnan(lo[1]) and np.isnan(hi[1]) and np.all(np.isfinite(hi[[0, 2]]))
+    assert seed_band(c[:1])[1:] == (None, None)
+    with pytest.raises(ValueError, match="seeds, x"):
+        seed_band(np.ones((2, 2, 2)))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 2], label="a", **style(0))
+    ax.fill_between([0, 1], [0, 1], [2, 3])
+    ax.set(xlabel="x", ylabel="y", title="t")
+    assert any("shaded band" in p for p in check_figure(fig))
+
+
+def test_training_curves_of_a_population(tmp_path, figures):
+    rng = np.random.default_rng(3)
+    valid = 7.0 - np.arange(3) + rng.normal(0, 0.2, (3, 3))
+    hist = [
+        {"member": m, "epoch": e, "train_loss": np.nan if e == 0 else 6.0 - e + 0.1 * m,
+         "valid_loss": valid[m, e]}
+        for m in range(3) for e in range(3)
+    ]  # fmt: skip
+    training_curves(tmp_path / "t.png", hist)
+    fig = _ok(figures[-1])
+    a, b = fig.axes
+    assert "mean of 3 seeds" in a.get_title() and len(_bands(a)) == len(_bands(b)) == 2
+    _band_named(fig, 3)
+    _assert_band(_bands(a)[1], range(3), valid)
+    _assert_band(_bands(b)[1], range(3), valid, f=np.exp)  # perplexity: exp of the interval
+    training_curves(tmp_path / "t1.png", [r for r in hist if r["member"] == 0])
+    assert not any(_bands(ax) for ax in _ok(figures[-1]).axes)
+
+
+def test_sparsity_and_interactions_bands(tmp_path, figures):
+    _, mods = _traj()
+    rng = np.random.default_rng(4)
+    te = {d: {m: rng.uniform(2, 3, (3, 3)) for m in mods} for d in sp_plots.DIRECTIONS}
+    rho = {m: rng.uniform(-0.9, 0.9, (3, 3)) for m in mods}
+    sp_plots.plot_over_epochs(tmp_path / "b.png", te, rho, [0, 1, 2], mods, n_seeds=3)
+    fig = _ok(figures[-1])
+    assert [len(_bands(ax)) for ax in fig.axes] == [4, 4, 4]
+    _assert_band(_bands(fig.axes[2])[1], range(3), rho[mods[1]], clip=(-1, 1))
+    c = te["act"][mods[0]]
+    _assert_band(_bands(fig.axes[0])[0], range(3), c / c[:, :1])
+    one = {d: {m: v[:1] for m, v in te[d].items()} for d in te}
+    sp_plots.plot_over_epochs(tmp_path / "c.png", one, {m: v[:1] for m, v in rho.items()},
+                              [0, 1, 2], mods, n_seeds=1)  # fmt: skip
+    assert not any(_bands(ax) for ax in _ok(figures[-1]).axes)
+    n = 360
+    cols = {
+        "member": np.repeat([0, 1, 2], n // 3),
+        "epoch": np.tile(np.repeat([0, 1, 2], n // 9), 3),
+        "seq_dist": rng.integers(1, 3, n),
+        "syn_dist": rng.integers(1, 6, n),
+        "di_hidden": rng.uniform(size=n),
+    }
+    corr = correlations(cols, "di_hidden")
+    ia_report.plot_rho(tmp_path / "r.png", {"di_hidden": corr}, n_seeds=3)
+    fig = _ok(figures[-1])
+    per = [[r["rho"] for r in corr if r["seq_dist"] == 1 and r["member"] == m] for m in range(3)]
+    _assert_band(_bands(fig.axes[0])[0], range(3), per, clip=(-1, 1))
+    _band_named(fig, 3)
+
+
+def test_bottom_up_figures_of_a_population(tmp_path, figures):
+    cfg = BottomUpConfig(rule_lengths=(2,))
+    seeds = []
+    for k in range(3):
+        res = {
+            "L2-unfamiliar": _condition([0, 0.5, 0.8 + 0.05 * k], [0, 0.3, 0.5], [0.1, 0.2, 0.6],
+                                        2, 0),
+            "L2-familiar": _condition([0, 0.4 + 0.1 * k, 0.9], [0, 0.3, 0.3], [0.1, 0.2, k], 2, 5),
+        }  # fmt: skip
+        seeds.append(summarise(res))
+    bu_plots.plot_accuracy(tmp_path / "a.png", res, seeds, cfg, last_epoch=2)
+    fig = _ok(figures[-1])
+    ax = fig.axes[0]
+    assert len(_bands(ax)) == 4 and "mean of 3 seeds" in fig._suptitle.get_text()
+    _band_named(fig, 3)
+    _assert_band(_bands(ax)[0], range(3), [[0, 0.5, 0.8 + 0.05 * k] for k in range(3)], clip=(0, 1))
+    bu_plots.plot_measures(tmp_path / "c.png", res, seeds, ("di_hidden",), "DI", "DI", last_epoch=2)
+    fig = _ok(figures[-1])
+    _band_named(fig, 3)
+    _assert_band(_bands(fig.axes[1])[0], range(3), [[0.1, 0.2, k] for k in range(3)])
+    bu_plots.plot_measures(tmp_path / "d.png", res, seeds[:1], ("di_hidden",), "DI", "DI",
+                           last_epoch=2)  # fmt: skip
+    assert not any(_bands(ax) for ax in _ok(figures[-1]).axes)
+
+
+def test_attention_figure_of_a_population(tmp_path, figures):
+    from jaxdyn.studies.attention.findings import findings, uas_curves
+    from jaxdyn.studies.attention.report import plot_uas
+
+    rng = np.random.default_rng(6)
+    trajs = {
+        m: [
+            {"epoch": e, "step": 5 * e, "layers": {
+                layer: {"either": (c := rng.integers(0, 20, 3) + 10 * e), "dep_to_head": c,
+                        "head_to_dep": 0 * c} for layer in (0, 1)}}
+            for e in range(3)
+        ]
+        for m in range(3)
+    }  # fmt: skip
+    f = findings(trajs, 40, 0.2, seeds=[1, 2, 3], min_effect=0.05)
+    plot_uas(tmp_path / "u.png", f, 3)
+    fig = _ok(figures[-1])
+    ax = fig.axes[0]
+    assert len(_bands(ax)) == 2 and "mean of 3 seeds" in ax.get_title()
+    _band_named(fig, 3)
+    _assert_band(_bands(ax)[1], range(3), uas_curves(f, 1), clip=(0, 1))
+    _integer_epochs(ax)
+    f1 = findings({0: trajs[0]}, 40, 0.2, seeds=[1], min_effect=0.05)
+    plot_uas(tmp_path / "u1.png", f1, 1)
+    fig = _ok(figures[-1])
+    assert not _bands(fig.axes[0]) and "1 seed" in fig.axes[0].get_title()
