@@ -161,10 +161,13 @@ def _population_notice(workdir: Path, cfg: RunConfig, names: list[str]) -> None:
         own = cfg.seeds if own is None else own  # a study's seeds = None follows the run's
         if name == "train":
             what = f"trains all {cfg.seeds} members (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1})"
-        elif name == "sparsity":
+        elif name in NEEDS_TRAIN:  # sparsity, attention, phases: every member, in turn
             what = (
                 f"analyses every member (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}) as its "
                 "own model and decides each finding across seeds"
+                if name != "phases"
+                else f"analyses every member (seeds {cfg.seed}..{cfg.seed + cfg.seeds - 1}): "
+                "one map over all members' checkpoints"
             )
         elif name in ("interactions", "bottom_up"):
             what = (
@@ -173,8 +176,6 @@ def _population_notice(workdir: Path, cfg: RunConfig, names: list[str]) -> None:
                 if own > 1
                 else f"trains its own single-seed models ({name}.seeds = {own})"
             )
-        elif name in NEEDS_TRAIN:
-            what = f"analyses member 0 only (seed {cfg.seed})"
         else:
             what = "trains its own single-seed models (seeds applies to the run's model only)"
         lines.append(f"- `{name}`: {what}")
