@@ -379,3 +379,22 @@ def test_attention_figure_of_a_population(tmp_path, figures):
     plot_uas(tmp_path / "u1.png", f1, 1)
     fig = _ok(figures[-1])
     assert not _bands(fig.axes[0]) and "1 seed" in fig.axes[0].get_title()
+
+
+def test_phases_figures(tmp_path, figures):
+    from jaxdyn.studies.phases import plots as ph_plots
+
+    steps = np.array([0, 10, 20, 40, 80, 160])
+    states = np.array([[0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 2], [0, 0, 0, 1, 1, 2]])
+    loss = 5.0 - np.log1p(steps)[None] + 0.1 * np.arange(3)[:, None]
+    ph_plots.phases_on_loss(tmp_path / "l.png", steps, loss, states, [1111, 1112, 1113])
+    fig = _ok(figures[-1])
+    assert len(fig.axes) == 3  # every seed its own panel (states differ per seed)
+    assert [ax.get_title().split(":")[0] for ax in fig.axes] == ["seed 1111", "seed 1112",
+                                                                 "seed 1113"]  # fmt: skip
+    tm = np.array([[0.5, 0.5, 0.0], [0.0, 0.6, 0.4], [0.0, 0.0, 1.0]])
+    ph_plots.transition_graph(tmp_path / "g.png", tm, {(0, 1): 3, (1, 2): 3})
+    _ok(figures[-1])
+    means = {k: np.linspace(-1, 1, 5) * (k - 1) for k in range(3)}
+    ph_plots.state_means(tmp_path / "m.png", means, [f"metric {i}" for i in range(5)])
+    _ok(figures[-1])

@@ -264,8 +264,8 @@ def check_figure(fig) -> list[str]:
     problems = []
     suptitle = fig._suptitle.get_text() if fig._suptitle is not None else ""
     for k, ax in enumerate(fig.axes):
-        if not ax.has_data() or ax.get_label() == "<colorbar>":
-            continue
+        if not ax.has_data() or ax.get_label() == "<colorbar>" or not ax.axison:
+            continue  # an axis turned off (a drawn graph) has no axes to label
         name = ax.get_title() or f"panel {k}"
         if not ax.get_xlabel():
             problems.append(f"{name}: no x label")

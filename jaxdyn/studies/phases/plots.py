@@ -38,15 +38,22 @@ def phases_on_loss(
                 ax.axvline(steps[t], color="k", ls="--", lw=0.8)
         ax.plot(steps, ys, color="k", marker="o", ms=2)
         ax.set_xscale("symlog", linthresh=max(1, int(steps[1]) if len(steps) > 1 else 1))
+        ax.set_xlabel("optimizer step (symlog)", fontsize=8)
         ax.set_ylabel("valid loss")
-        ax.set_title(f"seed {seed}", fontsize=9)
+        ax.set_title(
+            f"seed {seed}: held-out loss, steps {steps[0]}-{steps[-1]}, background = HMM state",
+            fontsize=9,
+        )
         ax.grid(alpha=0.3)
     handles = [
         plt.Rectangle((0, 0), 1, 1, color=_colour(k), alpha=0.4)
         for k in range(int(states.max()) + 1)
     ]
     axes[0, 0].legend(handles, [f"state {k}" for k in range(len(handles))], fontsize=7, ncol=6)
-    axes[-1, 0].set_xlabel("optimizer step")
+    fig.suptitle(
+        f"Training phases of each of {len(seeds)} seed(s) (one HMM over all; dashed: change)",
+        fontsize=10,
+    )
     return save(fig, path)
 
 
@@ -107,5 +114,8 @@ def state_means(
     im = ax.imshow(m[:, order].T, cmap="coolwarm", vmin=-2.5, vmax=2.5, aspect="auto")
     ax.set_xticks(range(len(ks)), [f"state {k}" for k in ks], fontsize=8)
     ax.set_yticks(range(len(order)), [names[i] for i in order], fontsize=6)
+    ax.set_xlabel("HMM state")
+    ax.set_ylabel(f"metric (the {len(order)} that differ most)", fontsize=8)
+    ax.set_title("mean standardised metric per state, over every seed's checkpoints", fontsize=9)
     fig.colorbar(im, ax=ax, label="mean z-score")
     return save(fig, path)
