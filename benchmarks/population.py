@@ -7,7 +7,9 @@ one step on the same batch:
 * jaxdyn population: one ``make_population_step`` call on a 4-member state;
 * jaxdyn sequential: ``make_train_step`` called once per model (4 calls);
 * PyTorch: 4 ``nn.LSTM`` models (same layout as ``benchmarks/train_step.py``)
-  stepped in turn.
+  stepped in turn;
+* floor: the 4 models' GEMMs and decoder softmax alone (:func:`floor_contender`), the time no
+  contender can beat on this machine; the last line compares it with the goal.
 
 They run alternately in rounds (interleaved, so load changes on a shared
 machine hit all of them alike); each round times ``--steps`` consecutive
@@ -125,6 +127,59 @@ def torch_contender(batches, p, threads=None):
     return run
 
 
+def floor_contender(p):
+    """The unavoidable work of ``p`` thesis-shape train steps: a lower bound on any step.
+
+    Per model, written by hand (no autodiff, no recurrence): the decoder with its
+    softmax cross-entropy forward and backward (logits ``(B T, V)``, softmax, the
+    gradient ``softmax - onehot``, then the input and weight gradients: 3 GEMMs of
+    ``(B T) x H x V``), and for each of the ``L`` LSTM layers its input and recurrent
+    projections ``(B T, E|H) x (E|H, 4H)`` as whole-sequence GEMMs, forward and
+    backward (the real recurrence runs them as ``T`` smaller GEMMs, which is no
+    faster). Gates, dropout, clipping and the update are left out. Each model's work
+    is separate in one compiled call: members do not share weights, so no contender
+    can merge their GEMMs into larger ones.
+    """
+    rng = np.random.default_rng(1)
+    n = B * T
+    proj = [(E if layer == 0 else H, 4 * H) for layer in range(L)] + [(H, 4 * H)] * L
+
+    def arrays(*shape):
+        return jnp.asarray(rng.standard_normal(shape, np.float32) * 0.05)
+
+    models = [
+        {
+            "h": arrays(n, H),
+            "w": arrays(V, H),
+            "y": jnp.asarray(rng.integers(0, V, n).astype(np.int32)),
+            "proj": [(arrays(n, k), arrays(k, m), arrays(n, m)) for k, m in proj],
+        }
+        for _ in range(p)
+    ]
+    flops = 3 * 2 * n * p * (H * V + sum(k * m for k, m in proj))
+
+    @jax.jit
+    def work(models):
+        out = []
+        for m in models:
+            logits = m["h"] @ m["w"].T
+            prob = jax.nn.softmax(logits)
+            loss = jnp.mean(jax.nn.logsumexp(logits, -1) - logits[jnp.arange(n), m["y"]])
+            g = (prob - jax.nn.one_hot(m["y"], V)) / n
+            out += [loss, g @ m["w"], g.T @ m["h"]]
+            for x, w, gy in m["proj"]:
+                out += [x @ w, gy @ w.T, x.T @ gy]  # forward, input grad, weight grad
+        return out
+
+    def run(n_steps):
+        for _ in range(n_steps):
+            r = work(models)
+        jax.block_until_ready(r)
+
+    run.flops = flops
+    return run
+
+
 def _mesh_check(args) -> None:
     """In a 4-device process: sharded vs unsharded population step (difference, overhead)."""
     assert len(jax.devices()) == 4, jax.devices()
@@ -191,6 +246,7 @@ def main():
         f"jaxdyn, {p} sequential steps": sequential_contender(batches, p),
         f"PyTorch, {p} nn.LSTM models in turn": torch_contender(batches, p),
         f"PyTorch, {p} nn.LSTM models in turn, 1 thread": torch_contender(batches, p, 1),
+        f"floor: the GEMMs and softmax of {p} steps alone": floor_contender(p),
     }
     load0 = os.getloadavg()
     compile_s = {}
@@ -227,6 +283,14 @@ def main():
         print(
             f"| {name} | {compile_s[name]:.2f} | {m * 1e3:.1f} | {tok / m:,.0f} | {seq / m:.2f}x |"
         )
+    floor = med[f"floor: the GEMMs and softmax of {p} steps alone"]
+    flops = contenders[f"floor: the GEMMs and softmax of {p} steps alone"].flops
+    print(
+        f"floor: {flops / 1e9:.1f} GFLOP of GEMMs and the softmax in {floor * 1e3:.1f} ms "
+        f"({flops / floor / 1e9:.0f} GFLOP/s); the goal (population >= 1.5x the sequential "
+        f"steps) needs <= {seq / 1.5 * 1e3:.1f} ms for {p} model steps, "
+        + ("below the floor" if floor > seq / 1.5 else "above the floor")
+    )
     if args.mesh:
         env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
         cmd = [sys.executable, __file__, "--mesh-child", "--members", str(p)]
