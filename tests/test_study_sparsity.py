@@ -129,3 +129,31 @@ def test_findings_across_seeds_name_the_layers_that_disagree():
     assert one["f1"]["per_layer"]["lstm_0"].label == "reproduced"
     with pytest.raises(ValueError, match="different epochs"):
         findings([members[0], {**members[1], "epochs": [0, 2]}], seeds=[1, 2])
+
+
+def test_finding_2_is_judged_at_every_trained_epoch():
+    from jaxdyn.studies.sparsity.report import _f2_text
+
+    members = [
+        _member(
+            {"lstm_0": [0.0, -0.3, -0.3], "lstm_1": [0.0, -0.3, -0.3]},
+            # lstm_0: target activations dispersed at the end but concentrated at epoch 1
+            {"lstm_0": [0.0, -0.2 - j, 0.3 + j], "lstm_1": [0.0, 0.2, 0.3 + j]},
+            {"lstm_0": [0.0, -0.2, -0.3 - j], "lstm_1": [0.0, -0.2 - j, -0.3]},
+            {"lstm_0": (-0.5, 0.0), "lstm_1": (-0.5, 0.0)},
+            {"lstm_0": [3.0, 2.5, 2.0], "lstm_1": [3.0, 2.5, 2.0]},
+        )
+        for j in (0.0, 0.01, 0.02)
+    ]
+    f = findings(members, seeds=[1, 2, 3])
+    assert f["f2"]["verdict"] == "reproduced"
+    assert f["f2"]["by_epoch"] == {
+        "lstm_0": {1: "contradicted", 2: "reproduced"},
+        "lstm_1": {1: "reproduced", 2: "reproduced"},
+    }
+    text = _f2_text(f["f2"])
+    assert (
+        "lstm_0: activations" in text
+        and "(both halves over training: contradicted at epoch 1)" in text
+    )
+    assert text.count("over training") == 1  # lstm_1 agrees at every epoch

@@ -13,9 +13,11 @@ across seeds), and the layers' verdicts are combined without voting
    input-keyed, log freq) < 0, below the untrained rho by ``rho_margin``; judged at the
    last epoch and at every trained epoch (epochs where the verdict differs are listed);
 2. frequent target words have dispersed activations (target-keyed rho > 0) and
-   concentrated gradients (rho < 0): both halves per layer;
+   concentrated gradients (rho < 0): both halves per layer; judged at the last epoch
+   and at every trained epoch, as finding 1;
 3. function words' gradients are more concentrated than content words' at matched
-   frequency: difference < untrained difference - ``te_margin``;
+   frequency: difference < untrained difference - ``te_margin`` (last epoch only: the
+   matched difference is computed at the first and last epochs);
 4. concentration emerges over training: mean activation TE at the last epoch over
    epoch 0 below ``1 - drop_margin``; the epoch by which half of the drop happened.
 
@@ -111,7 +113,8 @@ def _rho_verdict(members, cell, epoch, base_epoch, direction, margin, seeds):
     return decide_correlation(tr, un, margin=margin, direction=direction, min_seeds=1, seeds=seeds)
 
 
-def _both(a, b) -> str:
+def both_halves(a, b) -> str:
+    """Finding 2's label from its two halves: reproduced only when both are."""
     if a.verdict is True and b.verdict is True:
         return "reproduced"
     if a.verdict is False or b.verdict is False:
@@ -130,7 +133,8 @@ def findings(members, *, seeds, rho_margin=0.05, te_margin=0.05, drop_margin=0.0
     Returns:
       ``{"epochs", "base_epoch", "layers", "f1".."f4"}``; each finding has ``verdict``
       (a label or ``mixed (...)``) and ``per_layer``: ``{layer: Verdict}`` (``f2``: a pair
-      per layer; ``f1``: also ``by_epoch``: ``{layer: {epoch: label}}``).
+      per layer; ``f1`` and ``f2``: also ``by_epoch``: ``{layer: {epoch: label}}``, every
+      epoch but the untrained one).
     """
     if not members:
         raise ValueError("findings: no members")
@@ -164,6 +168,17 @@ def findings(members, *, seeds, rho_margin=0.05, te_margin=0.05, drop_margin=0.0
             _rho_verdict(members, ("target", m, "act"), last, base, +1, rho_margin, seeds),
             _rho_verdict(members, ("target", m, "act_grad"), last, base, -1, rho_margin, seeds),
         )
+        for m in rep
+    }
+    f2_epochs = {
+        m: {
+            e: both_halves(
+                _rho_verdict(members, ("target", m, "act"), e, base, +1, rho_margin, seeds),
+                _rho_verdict(members, ("target", m, "act_grad"), e, base, -1, rho_margin, seeds),
+            )
+            for e in epochs
+            if e != base
+        }
         for m in rep
     }
     have_fc = all(m["fc"] for m in members)
@@ -204,7 +219,11 @@ def findings(members, *, seeds, rho_margin=0.05, te_margin=0.05, drop_margin=0.0
         "seeds": list(seeds),
         "layers": rep,
         "f1": {"verdict": combine(f1), "per_layer": f1, "by_epoch": f1_epochs},
-        "f2": {"verdict": combine({m: _both(*v) for m, v in f2.items()}), "per_layer": f2},
+        "f2": {
+            "verdict": combine({m: both_halves(*v) for m, v in f2.items()}),
+            "per_layer": f2,
+            "by_epoch": f2_epochs,
+        },
         "f3": {
             "verdict": combine(f3) if f3 else "skipped",
             "per_layer": f3,

@@ -14,6 +14,7 @@ from jaxdyn.report import scale_text, table, verdict_text, write_section
 from jaxdyn.studies.sparsity import plots
 from jaxdyn.studies.sparsity.compute import member_trajectories, modules_of, write_table
 from jaxdyn.studies.sparsity.findings import (
+    both_halves,
     differing_epochs,
     findings,
     frequency_correlations,
@@ -44,9 +45,16 @@ def _f1_text(f1) -> str:
 
 
 def _f2_text(f2) -> str:
-    return "; ".join(
-        f"{m}: activations {_v(a)}; gradients {_v(g)}" for m, (a, g) in f2["per_layer"].items()
-    )
+    parts = []
+    for m, (a, g) in f2["per_layer"].items():
+        other = differing_epochs(f2["by_epoch"][m], both_halves(a, g))
+        over = "; ".join(
+            f"{lab} at epoch{'s' if len(es) > 1 else ''} {fmt.ranges(es)}"
+            for lab, es in other.items()
+        )
+        over = f" (both halves over training: {over})" if over else ""
+        parts.append(f"{m}: activations {_v(a)}; gradients {_v(g)}{over}")
+    return "; ".join(parts)
 
 
 def _f4_text(f4, epochs) -> str:
