@@ -11,7 +11,10 @@ The standard every report figure follows (and :func:`check_figure` tests):
 * heatmap cell labels with enough significant digits to tell the cells apart
   (:func:`cell_format`);
 * error bars and bands name what they are in the legend or the axis label
-  (e.g. "95% bootstrap interval", "95% t-interval across seeds").
+  (e.g. "95% bootstrap interval", "95% t-interval across seeds");
+* a trajectory of a population is drawn by :func:`seed_series`: the mean over seeds
+  with its 95% Student-t band (every n >= 2; the verdicts' interval) and a legend key
+  naming it; one seed: the plain curve, no band.
 """
 
 from __future__ import annotations
@@ -90,11 +93,17 @@ def cell_format(values) -> str:
     return f".{min(decimals, 6)}f"
 
 
+def _band_key_last(handles, labels):
+    """Legend entries with the seed-band key (:func:`seed_series`) moved to the end."""
+    pairs = sorted(zip(handles, labels), key=lambda hl: hl[0].get_gid() == BAND_KEY)
+    return [h for h, _ in pairs], [lb for _, lb in pairs]
+
+
 def legend(ax, **kw) -> None:
-    """A legend when the panel has more than one labelled artist."""
-    _, labels = ax.get_legend_handles_labels()
+    """A legend when the panel has more than one labelled artist (the band key last)."""
+    handles, labels = ax.get_legend_handles_labels()
     if len([lb for lb in labels if not lb.startswith("_")]) > 1:
-        ax.legend(fontsize=kw.pop("fontsize", 8), **kw)
+        ax.legend(*_band_key_last(handles, labels), fontsize=kw.pop("fontsize", 8), **kw)
 
 
 def figure_legend(fig, axes, *, ncol: int = 4, fontsize: int = 8) -> None:
@@ -105,9 +114,10 @@ def figure_legend(fig, axes, *, ncol: int = 4, fontsize: int = 8) -> None:
             if not lb.startswith("_") and lb not in seen:
                 seen[lb] = h
     if seen:
+        handles, labels = _band_key_last(list(seen.values()), list(seen))
         fig.legend(
-            list(seen.values()),
-            list(seen),
+            handles,
+            labels,
             loc="lower center",
             ncol=min(ncol, len(seen)),
             fontsize=fontsize,
@@ -246,9 +256,9 @@ def training_curves(
         legend(ax)
     log_axis(b)
     last = max((int(r["epoch"]) for r in history), default=0)
-    who = f", {seed_label(len(members))}" if len(members) > 1 else ""
-    a.set_title(f"Loss, epochs 0-{last}{who}{what}", fontsize=10)
-    b.set_title(f"Perplexity (log scale), epochs 0-{last}{who}{what}", fontsize=10)
+    who = f"\n({seed_label(len(members))})" if len(members) > 1 else ""
+    a.set_title(f"Loss, epochs 0-{last}{what}{who}", fontsize=10)
+    b.set_title(f"Perplexity (log scale), epochs 0-{last}{what}{who}", fontsize=10)
     return save(fig, path)
 
 

@@ -110,7 +110,7 @@ def plot_uas(path, f, n_seeds: int):
     ax.set_ylabel("UAS of the attention argmax (either direction)")
     ax.set_title(
         f"Best attention head per layer vs EWT heads, epochs {f['epochs'][0]}-"
-        f"{f['epochs'][-1]} ({seed_label(n_seeds)})",
+        f"{f['epochs'][-1]}\n({seed_label(n_seeds)})",
         fontsize=9,
     )
     legend(ax)

@@ -14,6 +14,7 @@ import numpy as np
 from jaxdyn.report.plots import (
     epoch_axis,
     figure_legend,
+    legend,
     save_with_legend_space,
     seed_label,
     seed_series,
@@ -77,7 +78,7 @@ def plot_accuracy(path, results, summaries, config, *, last_epoch: int):
         ax.set_ylabel("accuracy: p(')') > 1/2")
         ax.set_title(f"rule length {L}: accuracy, epochs 0-{last_epoch}", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     share_y(axes)
     fig.suptitle(
         f"Closing-bracket accuracy over training ({seed_label(len(summaries))})", fontsize=10

@@ -13,7 +13,7 @@ import numpy as np
 from jaxdyn.report import format as fmt
 from jaxdyn.report import row as summary_row
 from jaxdyn.report import save, scale_text, table, verdict_text, write_section
-from jaxdyn.report.plots import cell_format, epoch_axis, seed_label, seed_series
+from jaxdyn.report.plots import cell_format, epoch_axis, legend, seed_label, seed_series
 from jaxdyn.studies._common import model_text
 from jaxdyn.studies.interactions.findings import (
     SPACES,
@@ -95,7 +95,7 @@ def plot_rho(path, corr_by_space, *, n_seeds: int):
         ax.set_ylabel("Spearman(DI, syntactic distance)")
         ax.set_title(f"{space} over training", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     who = seed_label(n_seeds)
     fig.suptitle(f"DI vs syntactic distance over training ({who})", fontsize=10)
     return save(fig, path)
