@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
+import shutil
 import types
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -79,8 +82,9 @@ def _read(path):
 
 @pytest.fixture(scope="module")
 def toy_stage(tmp_path_factory):
+    """The stage with two seeds (the run's ``seeds``: ``similarity.seeds`` is None)."""
     wd = tmp_path_factory.mktemp("sim")
-    ctx = types.SimpleNamespace(cfg=RunConfig(), workdir=wd, progress=False, data_dir=None)
+    ctx = types.SimpleNamespace(cfg=RunConfig(seeds=2), workdir=wd, progress=False, data_dir=None)
     findings = similarity_stage(ctx, cfg=TOY_CFG, corpora={"toy": toy_corpus()})
     return wd, findings
 
@@ -226,16 +230,30 @@ def test_stage_end_to_end_on_toy_corpus(toy_stage):
             assert float(r["value"]) == pytest.approx(1, abs=1e-3)
         if r["comparison"] == "lm-vs-tagger" and r["init"] == "shared" and r["epoch"] == "0":
             assert float(r["value"]) == pytest.approx(1, abs=1e-3)
+    assert {(r["member"], r["seed"]) for r in rows} == {("0", "1111"), ("1", "1112")}
     probes = _read(wd / "similarity" / "toy" / "probes.csv")
-    assert len(probes) == 2 * 3 * 2  # tasks x layers x checkpoints
+    assert len(probes) == 2 * 3 * 2 * 2  # tasks x layers x checkpoints x seeds
     assert all(0 <= float(p["test_acc"]) <= 1 for p in probes)
     text = (wd / "report" / "sections" / "30-similarity.md").read_text()
     assert "| 1. part of speech stabilises before topic" in text
     assert "**inconclusive**" in text  # one epoch cannot show stabilisation order
+    assert "single-seed" not in text and "2 seeds per corpus (1111, 1112)" in text
+    rules = text.count("reproduced if ") + text.count("no part could be measured: inconclusive")
+    assert rules >= 4  # a rule next to every finding's verdict
     for name in ("lm_vs_tagger", "stability", "cross_task", "probes"):
         assert (wd / "report" / f"similarity_toy_{name}.png").stat().st_size > 1000
-    assert (wd / "similarity" / "findings.json").exists()
-    assert findings["f1"]["ok"] is None
+    assert json.loads((wd / "similarity" / "findings.json").read_text())["seeds"] == [1111, 1112]
+    assert findings["f1"]["ok"] is None and findings["seeds"] == [1111, 1112]
+    v = findings["f2"]["per_part"]["lstm_0"]  # decided across both seeds, with their numbers
+    assert v.n == 2 and v.seeds_used == (1111, 1112) and len(v.effects) == 2
+    meta = json.loads((wd / "report" / "sections" / "30-similarity.json").read_text())
+    assert [r["seeds"] for r in meta["summary"]] == [2, 2, 2, 2]
+    from jaxdyn.report.results import single_seed_rows, verdict_rows
+
+    sim_rows = [r for r in verdict_rows(wd) if r.startswith("| similarity |")]
+    assert sim_rows and all(r.rstrip(" |").endswith("| 2") for r in sim_rows)
+    assert any("| 2. recurrent more tagger-like | lstm_0 |" in r for r in sim_rows)
+    assert single_seed_rows(wd) == []
 
 
 def test_stage_skips_without_data_dir(tmp_path):
@@ -326,3 +344,144 @@ def test_corpus_without_tasks_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match="no tasks configured for corpus 'other'"):
         similarity_stage(ctx, cfg=TOY_CFG, corpora={"other": toy_corpus()})
     assert not (tmp_path / "similarity" / "other" / "lm").exists()  # no model trained in vain
+
+
+def test_each_seed_trains_its_own_models_in_its_own_folders(toy_stage):
+    from jaxdyn.train.loop import optimizer_for
+    from jaxdyn.train.state import init_train_state
+
+    wd, _ = toy_stage
+    root = wd / "similarity" / "toy"
+    for m, folder in enumerate((root, root / "member-1")):
+        seed = 1111 + m
+        seeds = {r: json.loads((folder / r / "config.json").read_text())["seed"]
+                 for r in ("lm", "pos-shared", "genre-shared", "pos-own")}  # fmt: skip
+        # shared taggers keep the member's seed (dropout); own-init: seed + 101 k (pos: k = 1)
+        assert seeds == {
+            "lm": seed,
+            "pos-shared": seed,
+            "genre-shared": seed,
+            "pos-own": seed + 101,
+        }
+        assert not (folder / "genre-own").exists()  # own_init=("pos",)
+    assert not (root / "member-1" / "member-1").exists()
+    # member 1's language model is a seeds=1 run with seed 1112: its epoch-0 parameters are
+    # that seed's initialisation, and they differ from member 0's
+    cfg, model, _, _ = run_model(root / "member-1" / "lm")
+    assert cfg.seed == 1112 and cfg.seeds == 1
+    init = lambda folder: next(iter_checkpoints(folder, kinds=("init",))).params  # noqa: E731
+    b = cfg.data.batch_size
+    want = init_train_state(model, optimizer_for(cfg.optim), 1112, b).params
+    got = init(root / "member-1" / "lm")
+    for x, y in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert not np.allclose(
+        got["rnn"]["l0"]["weight_ih"], init(root / "lm")["rnn"]["l0"]["weight_ih"]
+    )
+    # member 1's shared taggers start from member 1's language model (all but the decoder)
+    tag = init(root / "member-1" / "pos-shared")
+    np.testing.assert_array_equal(tag["rnn"]["l0"]["weight_ih"], got["rnn"]["l0"]["weight_ih"])
+    np.testing.assert_array_equal(tag["encoder"]["weight"], got["encoder"]["weight"])
+
+
+def test_one_seed_reuses_seed_0s_runs_and_is_single_seed(toy_stage, tmp_path):
+    wd, _ = toy_stage
+    shutil.copytree(wd / "similarity", tmp_path / "similarity")
+    before = sorted(
+        p.name for p in (tmp_path / "similarity" / "toy" / "lm" / "manifests").iterdir()
+    )
+    ctx = types.SimpleNamespace(cfg=RunConfig(), workdir=tmp_path, progress=False, data_dir=None)
+    findings = similarity_stage(ctx, cfg=TOY_CFG, corpora={"toy": toy_corpus()})
+    after = sorted(p.name for p in (tmp_path / "similarity" / "toy" / "lm" / "manifests").iterdir())
+    assert before == after  # seed 0's runs are the single-seed study's: nothing retrained
+    assert findings["seeds"] == [1111]
+    rows = _read(tmp_path / "similarity" / "toy" / "similarity.csv")
+    assert {r["member"] for r in rows} == {"0"}
+    both = _read(wd / "similarity" / "toy" / "similarity.csv")
+    first = {(r["comparison"], r["task"], r["init"], r["layer"], r["epoch"], r["metric"]):
+             r["value"] for r in both if r["member"] == "0"}  # fmt: skip
+    assert first == {(r["comparison"], r["task"], r["init"], r["layer"], r["epoch"], r["metric"]):
+                     r["value"] for r in rows}  # fmt: skip
+    text = (tmp_path / "report" / "sections" / "30-similarity.md").read_text()
+    assert "single-seed" in text and "one seed (1111)" in text
+
+
+def _seed_rows(emb, rec, pair, order):
+    """One seed's rows: LM-vs-own-tagger SVCCA changes (embedding, lstm_0), the change of a
+    shared-init task pair's embedding SVCCA after epoch 1, and POS-vs-topic stability."""
+    rows = _rows({0: 0.5, 3: 0.5 + emb}, "lm-vs-tagger", "pos", "own", "lm", "embedding")
+    rows += _rows({0: 0.5, 3: 0.5 + rec}, "lm-vs-tagger", "pos", "own", "lm", "lstm_0")
+    rows += _rows({0: 1.0, 1: 0.9, 3: 0.9 + pair}, "tagger-vs-tagger", "pos", "shared", "genre",
+                  "embedding")  # fmt: skip
+    early, late = {0: 0.3, 1: 0.95, 2: 0.97, 3: 1.0}, {0: 0.3, 1: 0.5, 2: 0.95, 3: 1.0}
+    pos, topic = (early, late) if order > 0 else (late, early) if order < 0 else (early, early)
+    rows += _rows(pos, "vs-own-final", "pos", "own", "final", "lstm_0")
+    rows += _rows(topic, "vs-own-final", "genre", "own", "final", "lstm_0")
+    return rows
+
+
+def test_findings_across_seeds_on_constructed_numbers():
+    from jaxdyn.studies.similarity import findings as fnd
+
+    cfg = SimilarityConfig(pos_tasks=("pos",), min_effect=0.01)
+
+    def decide(*seeds_rows):
+        idxs = [fnd.index(r) for r in seeds_rows]
+        return fnd.across_seeds(idxs, [[] for _ in idxs], (7, 8)[: len(idxs)], cfg)
+
+    # two seeds agreeing (closely enough for the 95% t-interval of 2 seeds to clear the margin)
+    agree = decide(_seed_rows(-0.2, +0.2, -0.1, +1), _seed_rows(-0.19, +0.21, -0.11, +1))
+    assert agree["f2"]["verdict"] == "reproduced"
+    assert agree["f3"]["verdict"] == "reproduced" and agree["f1"]["verdict"] == "reproduced"
+    v = agree["f2"]["per_part"]["embedding"]
+    assert v.seeds_used == (7, 8) and v.effects == pytest.approx((-0.2, -0.19))
+    assert v.baseline == pytest.approx(0.5)  # the same seeds' epoch-0 (untrained) values
+    assert "t-interval across 2 seeds" in v.rule and "last epoch - epoch 0" in v.rule
+    assert agree["f3"]["per_part"]["pos vs genre"].baseline == pytest.approx(0.9)  # epoch 1
+    assert agree["f1"]["per_part"]["lstm_0"].baseline == 0.0  # shared baseline: said in the rule
+    assert "shared baseline 0" in agree["f1"]["per_part"]["lstm_0"].rule
+    both_no = decide(_seed_rows(+0.2, -0.2, +0.1, -1), _seed_rows(+0.21, -0.19, +0.11, -1))
+    assert [both_no[k]["verdict"] for k in ("f1", "f2", "f3")] == ["contradicted"] * 3
+    split = decide(_seed_rows(-0.2, +0.2, -0.1, +1), _seed_rows(+0.2, -0.2, +0.1, -1))
+    assert [split[k]["verdict"] for k in ("f1", "f2", "f3")] == ["inconclusive"] * 3
+    half = decide(_seed_rows(-0.2, +0.2, -0.1, +1), _seed_rows(-0.2, +0.2, -0.1, 0))
+    assert half["f1"]["verdict"] == "inconclusive"  # one seed's cells tie: not reproduced
+    tiny = decide(_seed_rows(-0.005, +0.2, -0.1, +1), _seed_rows(-0.004, +0.2, -0.1, +1))
+    assert tiny["f2"]["per_part"]["embedding"].label == "inconclusive"  # within the margin
+    assert tiny["f2"]["verdict"] == "mixed (embedding inconclusive, lstm_0 yes)"
+    # a part missing in one seed: that seed is failed for the part, never averaged away
+    gone = [r for r in _seed_rows(-0.2, +0.2, -0.1, +1) if r["layer"] != "lstm_0"]
+    miss = decide(_seed_rows(-0.2, +0.2, -0.1, +1), gone)
+    assert miss["f2"]["per_part"]["lstm_0"].failed == (8,)
+    # one seed: the single-seed rule (the seed decides alone), as before seeds existed
+    one = decide(_seed_rows(-0.2, +0.2, -0.1, +1))
+    assert [one[k]["verdict"] for k in ("f1", "f2", "f3")] == ["reproduced"] * 3
+    with pytest.raises(ValueError, match="2 seeds but 1"):
+        fnd.across_seeds([fnd.index(gone)], [[]], (7, 8), cfg)
+
+
+def test_figures_over_seeds_have_named_bands(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from jaxdyn.report import check_figure
+    from jaxdyn.studies.similarity import findings as fnd
+    from jaxdyn.studies.similarity import plots
+
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    idxs = [fnd.index(_seed_rows(-0.2, +0.2, -0.1, +1)), fnd.index(_seed_rows(-0.1, 0.3, 0, 0))]
+    plots.plot_series(tmp_path / "a.png", idxs, "c", "lm-vs-tagger", ("svcca",), "c: LM")
+    probes = [
+        {"member": m, "corpus": "c", "task": t, "layer": lay, "epoch": e,
+         "test_acc": 0.3 + 0.1 * e + 0.05 * m, "majority": 0.2}
+        for m in (0, 1) for t in ("pos", "genre") for lay in ("embedding", "lstm_0")
+        for e in (0, 1, 2)
+    ]  # fmt: skip
+    plots.plot_probes(tmp_path / "b.png", probes, "c")
+    for fig in kept:
+        assert check_figure(fig) == []
+        assert "mean of 2 seeds, band: 95% t-interval across seeds" in fig._suptitle.get_text()
+        assert any(c.get_paths() for ax in fig.axes for c in ax.collections)  # the bands
+    texts = [t.get_text() for t in kept[0].legends[0].get_texts()]
+    assert "shaded: 95% t-interval across seeds (2 seeds)" in texts
+    plt.close("all")

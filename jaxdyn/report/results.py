@@ -3,7 +3,9 @@
 ``python -m jaxdyn.report.results RUN_DIR`` prints one Markdown row per finding and
 part (layer, sequential distance, condition): verdict, trained mean, its 95% interval
 across seeds, the untrained baseline, the effect with its interval, and the seeds.
-This is the table ``docs/results.md`` records.
+This is the table ``docs/results.md`` records. (The similarity study's "untrained"
+column is a shared 0 for findings 1/1b, which have no untrained counterpart, and the
+epoch-1 value for finding 3; its report states each rule.)
 """
 
 from __future__ import annotations
@@ -73,18 +75,25 @@ def verdict_rows(workdir: str | Path) -> list[str]:
         for k, key in (("a", "per_condition"), ("a2", "per_condition"), ("b", "per_rule_length")):
             for part, v in bu[k][key].items():
                 rows.append(_row("bottom_up", names[k], part, v))
+    sim = _load(wd / "similarity" / "findings.json")
+    if sim and "seeds" in sim:  # decided across seeds (older files: single_seed_rows)
+        for k, name in _SIMILARITY:
+            for part, v in (sim[k].get("per_part") or {}).items():
+                rows.append(_row("similarity", name, part, v))
     return rows
+
+
+_SIMILARITY = (("f1", "1. POS before topic"), ("f1_probe", "1b. probe view"),
+               ("f2", "2. recurrent more tagger-like"), ("f3", "3. task-specific embeddings"))  # fmt: skip
 
 
 def single_seed_rows(workdir: str | Path) -> list[str]:
     """``| study | finding | part | verdict |`` rows of findings without seed statistics
-    (the similarity study: single-seed)."""
+    (a similarity ``findings.json`` written before the study decided across seeds)."""
     sim = _load(Path(workdir) / "similarity" / "findings.json")
     rows = []
-    if sim:
-        for k, name in (("f1", "1. POS before topic"), ("f1_probe", "1b. probe view"),
-                        ("f2", "2. recurrent more tagger-like"),
-                        ("f3", "3. task-specific embeddings")):  # fmt: skip
+    if sim and "seeds" not in sim:
+        for k, name in _SIMILARITY:
             for part, lab in (sim[k].get("per_part") or {}).items():
                 rows.append(f"| similarity | {name} | {part} | {lab} (single-seed) |")
     return rows

@@ -21,7 +21,13 @@ import numpy as np
 from jaxdyn.analysis import pairwise
 
 METRICS = ("svcca", "pwcca", "cka")
-COLUMNS = ("corpus", "comparison", "task", "init", "other", "layer", "epoch", "metric", "value")
+COLUMNS = (
+    "member", "seed", "corpus", "comparison", "task", "init", "other", "layer", "epoch",
+    "metric", "value",
+)  # fmt: skip
+PROBE_COLUMNS = (
+    "member", "seed", "corpus", "task", "layer", "epoch", "train_acc", "test_acc", "majority"
+)  # fmt: skip
 
 
 #: The study's metric names -> ``pairwise`` metric and options (PWCCA at full rank,
@@ -92,8 +98,8 @@ def _row(comparison, task, init, other, epoch, a, b):
     }
 
 
-def compare_runs(corpus: str, runs, epochs, acts, cfg) -> list[dict]:
-    """All comparisons of one corpus, every layer and metric, as tidy rows.
+def compare_runs(corpus: str, runs, epochs, acts, cfg, *, member: int = 0, seed=None) -> list[dict]:
+    """All comparisons of one corpus (one member), every layer and metric, as tidy rows.
 
     Args:
       corpus: corpus name.
@@ -101,6 +107,7 @@ def compare_runs(corpus: str, runs, epochs, acts, cfg) -> list[dict]:
       epochs: shared checkpoint epochs.
       acts: ``{run name: {layer: (C, N, D)}}``.
       cfg: :class:`~jaxdyn.studies.similarity.SimilarityConfig`.
+      member, seed: the member whose runs these are (recorded in every row).
     """
     from jaxdyn.studies.similarity.runs import layer_order
 
@@ -121,6 +128,8 @@ def compare_runs(corpus: str, runs, epochs, acts, cfg) -> list[dict]:
             for p, v in zip(pairs, vals):
                 rows.append(
                     {
+                        "member": member,
+                        "seed": seed,
                         "corpus": corpus,
                         **{k: p[k] for k in ("comparison", "task", "init", "other", "epoch")},
                         "layer": layer,
@@ -141,4 +150,118 @@ def write_rows(path: Path, rows: list[dict], columns) -> None:
             w.writerow([f"{r[c]:.6g}" if isinstance(r[c], float) else r[c] for c in columns])
 
 
-# ----------------------------------------------------------------------------- probes
+# ----------------------------------------------------------------------------- one member
+
+
+def run_member(
+    corpus: str, splits, cfg, root: Path, *, member: int, seed: int, run=None, progress=True
+) -> dict:
+    """Train one member's models on a corpus, collect activations, compare and probe.
+
+    Args:
+      corpus: corpus name.
+      splits: prepared ``train``/``valid``/``test`` splits
+        (:func:`~jaxdyn.studies.similarity.runs.prepare_corpus`).
+      cfg: the study's section.
+      root: the member's folder (:func:`~jaxdyn.studies.similarity.runs.member_root`).
+      member, seed: the member's index and seed (its models' seeds follow from it).
+      run: the run's config (fills the section's ``None`` epochs).
+
+    Returns:
+      ``{"runs", "epochs", "rows", "probes", "heldout"}`` (rows and probes carry
+      ``member`` and ``seed``).
+    """
+    from jaxdyn.studies.similarity import runs as sim
+    from jaxdyn.studies.similarity.probes import majority_accuracy, probe_accuracy, row_split
+
+    runs, tasks = sim.train_corpus(corpus, splits, cfg, root, run=run, progress=progress, seed=seed)
+    tokens = sim.heldout_tokens(tasks["lm"].valid, cfg.heldout_tokens)
+    acts, epochs = {}, None
+    for r in runs:
+        ep, acts[r.name] = sim.collect_activations(r.path, tokens)
+        if epochs is not None and ep != epochs:
+            raise ValueError(f"{r.path}: checkpoints at epochs {ep}, expected {epochs}")
+        epochs = ep
+    who = f"{corpus}, seed {seed}"
+    sim._log(
+        progress, f"[similarity] {who}: comparing {len(runs)} runs x {len(epochs)} checkpoints"
+    )
+    rows = compare_runs(corpus, runs, epochs, acts, cfg, member=member, seed=seed)
+    sim._log(progress, f"[similarity] {who}: probes")
+    b, t = tokens.shape
+    sel = row_split(b, t, cfg.probe_train_frac)
+    names = [k for k in tasks if k != "lm"]
+    classes = max(len(tasks[k].out_vocab) for k in names)
+    probes = []
+    for task in names:
+        y, mask = sim.heldout_labels(
+            tasks[task].valid, cfg.heldout_tokens, tasks[task].out_vocab.eos_id
+        )
+        base = majority_accuracy(y, mask, sel)
+        for layer, feats in acts["lm"].items():
+            tr, te = probe_accuracy(
+                feats, y, mask, sel, classes=classes, hidden=cfg.probe_hidden,
+                steps=cfg.probe_steps, lr=cfg.probe_lr, weight_decay=cfg.probe_weight_decay,
+                seed=seed,
+            )  # fmt: skip
+            for e, a, c in zip(epochs, tr, te):
+                probes.append(
+                    {
+                        "member": member,
+                        "seed": seed,
+                        "corpus": corpus,
+                        "task": task,
+                        "layer": layer,
+                        "epoch": e,
+                        "train_acc": float(a),
+                        "test_acc": float(c),
+                        "majority": base,
+                    }
+                )
+    return {"runs": runs, "epochs": epochs, "rows": rows, "probes": probes, "heldout": b * t}
+
+
+def run_corpus(corpus: str, splits, cfg, root: Path, *, run=None, progress: bool = True) -> dict:
+    """Every member of one corpus (:func:`run_member`); writes the corpus's two CSVs.
+
+    Args:
+      corpus: corpus name.
+      splits: raw ``train``/``valid``/``test`` tagged splits.
+      cfg: the study's section.
+      root: ``workdir/similarity/<corpus>``; member ``m``'s runs go to
+        :func:`~jaxdyn.studies.similarity.runs.member_root` ``(root, m)``.
+      run: the run's config (fills the section's ``None`` epochs/seed/seeds).
+
+    Returns:
+      ``{"members": [run_member dicts], "seeds", "rows", "probes", "heldout"}``; also
+      writes ``root/similarity.csv`` and ``root/probes.csv`` (every member, with
+      ``member``/``seed`` columns).
+    """
+    from jaxdyn.studies.similarity import runs as sim
+
+    splits = sim.prepare_corpus(splits, cfg)
+    seeds = sim.member_seeds(cfg, run)
+    members = [
+        run_member(
+            corpus,
+            splits,
+            cfg,
+            sim.member_root(root, m),
+            member=m,
+            seed=s,
+            run=run,
+            progress=progress,
+        )
+        for m, s in enumerate(seeds)
+    ]
+    rows = [r for res in members for r in res["rows"]]
+    probes = [r for res in members for r in res["probes"]]
+    write_rows(root / "similarity.csv", rows, COLUMNS)
+    write_rows(root / "probes.csv", probes, PROBE_COLUMNS)
+    return {
+        "members": members,
+        "seeds": seeds,
+        "rows": rows,
+        "probes": probes,
+        "heldout": members[0]["heldout"],
+    }

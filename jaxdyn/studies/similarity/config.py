@@ -25,13 +25,20 @@ class SimilarityConfig:
       data: truncation and batching of every run (``corpus`` is set per corpus;
         ``max_train_tokens`` / ``max_eval_tokens`` cut the train and valid/test streams).
       epochs: training epochs of every run (checkpoints at 0..epochs); None: the run's.
-      seed: the language model's (and shared taggers') seed; own-init taggers use
-        ``seed + 101 k``; None: the run's ``seed``.
+      seed: member 0's language-model (and shared taggers') seed; own-init taggers use
+        ``seed + 101 k`` (k = 1, 2, ... over the corpus's tasks); None: the run's ``seed``.
+      seeds: S, the study's members per corpus (None: the run's ``seeds``). Member ``m``
+        trains its own language model and taggers with seed ``seed + m`` (own-init
+        taggers ``seed + m + 101 k``; shared-init taggers start from member ``m``'s
+        language-model initialisation), each as its own run; the findings are computed
+        per member and decided across them (:mod:`jaxdyn.studies.verdicts`). Member 0's
+        runs are the single-seed study's (same folders).
       heldout_tokens: N, the held-out tokens the activations are compared on (first
         ``heldout_tokens // data.eval_batch_size`` positions of each valid-stream row).
       svcca_keep: SVCCA's variance fraction; cca_method: ``svd`` or ``gram``.
       stable_threshold: SVCCA with the own final checkpoint that counts as "stable".
-      min_effect: similarity differences within this count as ties in the findings.
+      min_effect: similarity differences within this count as ties in the findings, and
+        the margin (SVCCA units) that findings 2 and 3 must exceed across seeds.
       probe_*: the diagnostic MLP probes (hidden width, full-batch AdamW steps,
         learning rate, weight decay, fraction of each held-out row used for training).
       pair_chunk: comparisons evaluated together (memory ~ pair_chunk * 2 * N * D).
@@ -54,6 +61,7 @@ class SimilarityConfig:
     optim: OptimConfig = OptimConfig()
     epochs: int | None = 4
     seed: int | None = None
+    seeds: int | None = None
     heldout_tokens: int = 2_000
     svcca_keep: float = 0.99
     cca_method: str = "svd"
@@ -80,6 +88,10 @@ class SimilarityConfig:
                 raise ValueError(f"similarity.{k} must be >= 1, got {getattr(self, k)}")
         if self.epochs is not None and self.epochs < 0:
             raise ValueError("similarity.epochs must be >= 0 or none")
+        if self.seeds is not None and self.seeds < 1:
+            raise ValueError(f"similarity.seeds must be >= 1 or none, got {self.seeds}")
+        if not self.min_effect >= 0:
+            raise ValueError(f"similarity.min_effect must be >= 0, got {self.min_effect}")
 
     def tasks_of(self, corpus: str) -> tuple[str, ...]:
         """Tag layers trained for ``corpus``."""

@@ -23,8 +23,25 @@ with SVCCA") and how this study tests them:
    is trivially 1) and at the last epoch, per task pair: falls by more than
    ``min_effect`` = yes, rises = no; pairs combined as above.
 
-Every model of the study is trained from one seed (the study's ``seed``), so each
-verdict is single-seed; the report says so.
+Across seeds (:func:`across_seeds`): each finding is computed per member (seed) from
+that member's own models, then every part (layer; task pair for 3) is decided across
+the S seeds by :func:`jaxdyn.studies.verdicts.decide` (``min_seeds=1``: with one
+seed the seed decides alone, exactly as the single-seed rule above, and the report
+calls it single-seed):
+
+* 1 and 1b: the seed's statistic is the part's agreed order, +1 (every cell: POS
+  first), -1 (every cell: POS later) or 0 (cells split or tied), against a shared
+  baseline of 0 (a stabilisation order has no untrained counterpart), margin 0;
+* 2: LM-vs-own-tagger SVCCA at the last epoch against the same seed's epoch-0
+  (untrained) value, predicted down for the embedding and up for every LSTM layer,
+  margin ``min_effect``;
+* 3: embedding SVCCA of two shared-init taggers at the last epoch against the same
+  seed's epoch-1 value (at epoch 0 both are the language model's initialisation and
+  the similarity is 1 by construction), predicted down, margin ``min_effect``.
+
+A part missing or non-finite in a seed makes that seed failed for the part (listed,
+never averaged away). Parts are combined without voting
+(:func:`jaxdyn.report.summary.combine`).
 """
 
 from __future__ import annotations
@@ -65,9 +82,12 @@ def _pre_final_mean(series):
     return float(np.mean([series[e] for e in epochs])) if epochs else float("nan")
 
 
+def _layer_key(name: str) -> int:
+    return -1 if name == "embedding" else int(name.split("_")[-1])
+
+
 def _layers(idx):
-    names = {k[5] for k in idx}
-    return sorted(names, key=lambda n: -1 if n == "embedding" else int(n.split("_")[-1]))
+    return sorted({k[5] for k in idx}, key=_layer_key)
 
 
 def _part(corpora, corpus, layer) -> str:
@@ -232,6 +252,132 @@ def finding_task_specific_embeddings(idx, tol: float) -> dict:
             key = f"{task} vs {other}" if len(corpora) == 1 else f"{corpus} {task} vs {other}"
             parts[key] = [True if d < -tol else (False if d > tol else None)]
     return {"cells": cells, "fell": fell, "rose": rose, **_combined(parts)}
+
+
+# ----------------------------------------------------------------------------- across seeds
+
+#: A single seed's part verdict as the across-seed statistic of findings 1 and 1b.
+ORDER_VALUE = {"reproduced": 1.0, "contradicted": -1.0, "inconclusive": 0.0}
+
+
+def per_seed_findings(idx, probes, cfg) -> dict:
+    """Findings 1, 1b, 2 and 3 of one seed (its ``index`` of rows and its probe rows)."""
+    return {
+        "f1": finding_pos_before_topic(idx, cfg),
+        "f1_probe": finding_probe_view(probes, cfg),
+        "f2": finding_recurrent_vs_embedding(idx, cfg.min_effect),
+        "f3": finding_task_specific_embeddings(idx, cfg.min_effect),
+    }
+
+
+def recurrent_ends(idx) -> dict:
+    """Finding 2's numbers: ``{part: (last, epoch 0)}``, LM-vs-tagger SVCCA averaged over
+    the own-init taggers of each (corpus, layer) (parts named as the verdicts)."""
+    ends = defaultdict(lambda: ([], []))
+    for k, s in idx.items():
+        corpus, comp, _, init, _, layer, metric = k
+        epochs = sorted(s)
+        if comp == "lm-vs-tagger" and metric == "svcca" and init == "own" and len(epochs) > 1:
+            ends[(corpus, layer)][0].append(s[epochs[-1]])
+            ends[(corpus, layer)][1].append(s[epochs[0]])
+    corpora = sorted({c for c, _ in ends})
+    return {
+        (_part(corpora, c, l), l): tuple(float(np.mean(v)) for v in ends[(c, l)])
+        for c, l in sorted(ends, key=lambda cl: (cl[0], _layer_key(cl[1])))
+    }
+
+
+def task_pair_ends(idx) -> dict:
+    """Finding 3's numbers: ``{part: (last, epoch 1)}``, embedding SVCCA of each pair of
+    shared-init taggers (>= 3 checkpoints)."""
+    corpora = sorted({k[0] for k in idx})
+    out = {}
+    for k, s in sorted(idx.items()):
+        corpus, comp, task, init, other, layer, metric = k
+        epochs = sorted(s)
+        if (comp, init, layer, metric) != ("tagger-vs-tagger", "shared", "embedding", "svcca"):
+            continue
+        if len(epochs) >= 3:
+            key = f"{task} vs {other}" if len(corpora) == 1 else f"{corpus} {task} vs {other}"
+            out[key] = (s[epochs[-1]], s[epochs[1]])
+    return out
+
+
+def _parts(dicts) -> list:
+    """Union of the keys of several dicts, in order of first appearance."""
+    return list(dict.fromkeys(k for d in dicts for k in d))
+
+
+def _result(per: dict) -> dict:
+    from jaxdyn.report.summary import combine
+
+    verdict = combine(per)
+    return {
+        "verdict": verdict,
+        "ok": {"reproduced": True, "contradicted": False}.get(verdict),
+        "per_part": per,
+    }
+
+
+def across_seeds(per_seed_idx, per_seed_probes, seeds, cfg) -> dict:
+    """Decide findings 1, 1b, 2 and 3 per part across seeds (module docstring).
+
+    Args:
+      per_seed_idx: one :func:`index` of the comparison rows per seed (member).
+      per_seed_probes: one list of probe rows per seed.
+      seeds: the members' seeds ``(S,)`` (labels of the verdicts).
+      cfg: the study's section (``min_effect`` is the margin of findings 2 and 3).
+
+    Returns:
+      ``{"seeds", "f1", "f1_probe", "f2", "f3", "per_seed"}``: each finding
+      ``{"verdict" (combined), "ok", "per_part": {part: Verdict}}``; ``per_seed``: one
+      :func:`per_seed_findings` dict per seed.
+    """
+    from jaxdyn.studies.verdicts import decide
+
+    seeds = tuple(seeds)
+    if len(per_seed_idx) != len(seeds) or len(per_seed_probes) != len(seeds):
+        raise ValueError(
+            f"across_seeds: {len(seeds)} seeds but {len(per_seed_idx)} indexes and "
+            f"{len(per_seed_probes)} probe tables"
+        )
+    per_seed = [per_seed_findings(i, p, cfg) for i, p in zip(per_seed_idx, per_seed_probes)]
+    nan = float("nan")
+    out = {"seeds": list(seeds)}
+    for key, what in (("f1", "POS first"), ("f1_probe", "POS probe first")):
+        parts = [f[key]["per_part"] for f in per_seed]
+        out[key] = _result({
+            part: decide(
+                [ORDER_VALUE[p[part]] if part in p else nan for p in parts], 0.0, direction=1,
+                margin=0.0, min_seeds=1, seeds=seeds,
+                quantity=f"the seed's agreed order (+1 {what} in every cell, -1 later, 0 split; "
+                "shared baseline 0: no untrained counterpart)",
+            )
+            for part in _parts(parts)
+        })  # fmt: skip
+    ends = [recurrent_ends(i) for i in per_seed_idx]
+    out["f2"] = _result({
+        part: decide(
+            [e[(part, l)][0] if (part, l) in e else nan for e in ends],
+            [e[(part, l)][1] if (part, l) in e else nan for e in ends],
+            direction=-1 if l == "embedding" else 1, margin=cfg.min_effect, min_seeds=1,
+            seeds=seeds, quantity="LM-vs-own-tagger SVCCA, last epoch - epoch 0 (untrained)",
+        )
+        for part, l in _parts(ends)
+    })  # fmt: skip
+    pairs = [task_pair_ends(i) for i in per_seed_idx]
+    out["f3"] = _result({
+        part: decide(
+            [e[part][0] if part in e else nan for e in pairs],
+            [e[part][1] if part in e else nan for e in pairs],
+            direction=-1, margin=cfg.min_effect, min_seeds=1, seeds=seeds,
+            quantity="embedding SVCCA of the two shared-init taggers, last epoch - epoch 1 "
+            "(epoch 0 is 1 by construction)",
+        )
+        for part in _parts(pairs)
+    })  # fmt: skip
+    out["per_seed"] = per_seed
+    return out
 
 
 # ----------------------------------------------------------------------------- plots

@@ -2,11 +2,12 @@
 
 Files under the run folder::
 
-    similarity/<corpus>/lm, <task>-shared, <task>-own     training runs (resumable)
-    similarity/<corpus>/similarity.csv                   tidy comparisons
-    similarity/<corpus>/probes.csv                       probe accuracies
-    similarity/findings.json
-    report/similarity_<corpus>_*.png
+    similarity/<corpus>/lm, <task>-shared, <task>-own     seed 0's training runs (resumable)
+    similarity/<corpus>/member-<m>/lm, ...               member m's (seeds > 1)
+    similarity/<corpus>/similarity.csv                   tidy comparisons (every member)
+    similarity/<corpus>/probes.csv                       probe accuracies (every member)
+    similarity/findings.json                             verdicts across seeds, per-seed detail
+    report/similarity_<corpus>_*.png                     means over seeds, range bands
 """
 
 from __future__ import annotations
@@ -16,89 +17,25 @@ import time
 import types
 from pathlib import Path
 
-import numpy as np
-
-from jaxdyn.report import assemble, table, verdict_text, write_section
+from jaxdyn.report import assemble, scale_text, table, verdict_text, write_section
 from jaxdyn.report import format as fmt
 from jaxdyn.report import row as summary_row
 from jaxdyn.studies.similarity import findings as fnd
 from jaxdyn.studies.similarity import plots
 from jaxdyn.studies.similarity import runs as sim
-from jaxdyn.studies.similarity.compute import COLUMNS, compare_runs, write_rows
+from jaxdyn.studies.similarity.compute import run_corpus
 from jaxdyn.studies.similarity.config import SimilarityConfig
-from jaxdyn.studies.similarity.probes import majority_accuracy, probe_accuracy, row_split
+from jaxdyn.studies.verdicts import describe
 
 ORDER = 30
-PROBE_COLUMNS = ("corpus", "task", "layer", "epoch", "train_acc", "test_acc", "majority")
 
-
-def run_corpus(corpus: str, splits, cfg, root: Path, *, run=None, progress: bool = True) -> dict:
-    """Train, collect activations, compare and probe for one corpus; writes its CSVs.
-
-    Args:
-      corpus: corpus name.
-      splits: raw ``train``/``valid``/``test`` tagged splits.
-      cfg: the study's section (:class:`~jaxdyn.studies.similarity.config.SimilarityConfig`).
-      root: ``workdir/similarity/<corpus>``.
-      run: the run's config (fills the section's ``None`` epochs/seed).
-
-    Returns:
-      ``{"runs", "epochs", "rows", "probes", "heldout"}``; also writes
-      ``root/similarity.csv`` and ``root/probes.csv``.
-    """
-    splits = sim.prepare_corpus(splits, cfg)
-    runs, tasks = sim.train_corpus(corpus, splits, cfg, root, run=run, progress=progress)
-    seed = sim.resolve_seed(cfg, run)
-    tokens = sim.heldout_tokens(tasks["lm"].valid, cfg.heldout_tokens)
-    acts, epochs = {}, None
-    for r in runs:
-        ep, acts[r.name] = sim.collect_activations(r.path, tokens)
-        if epochs is not None and ep != epochs:
-            raise ValueError(f"{r.path}: checkpoints at epochs {ep}, expected {epochs}")
-        epochs = ep
-    sim._log(
-        progress, f"[similarity] {corpus}: comparing {len(runs)} runs x {len(epochs)} checkpoints"
-    )
-    rows = compare_runs(corpus, runs, epochs, acts, cfg)
-    write_rows(root / "similarity.csv", rows, COLUMNS)
-    sim._log(progress, f"[similarity] {corpus}: probes")
-    b, t = tokens.shape
-    sel = row_split(b, t, cfg.probe_train_frac)
-    names = [k for k in tasks if k != "lm"]
-    classes = max(len(tasks[k].out_vocab) for k in names)
-    probes = []
-    for task in names:
-        y, mask = sim.heldout_labels(
-            tasks[task].valid, cfg.heldout_tokens, tasks[task].out_vocab.eos_id
-        )
-        base = majority_accuracy(y, mask, sel)
-        for layer, feats in acts["lm"].items():
-            tr, te = probe_accuracy(
-                feats,
-                y,
-                mask,
-                sel,
-                classes=classes,
-                hidden=cfg.probe_hidden,
-                steps=cfg.probe_steps,
-                lr=cfg.probe_lr,
-                weight_decay=cfg.probe_weight_decay,
-                seed=seed,
-            )
-            for e, a, c in zip(epochs, tr, te):
-                probes.append(
-                    {
-                        "corpus": corpus,
-                        "task": task,
-                        "layer": layer,
-                        "epoch": e,
-                        "train_acc": float(a),
-                        "test_acc": float(c),
-                        "majority": base,
-                    }
-                )
-    write_rows(root / "probes.csv", probes, PROBE_COLUMNS)
-    return {"runs": runs, "epochs": epochs, "rows": rows, "probes": probes, "heldout": b * t}
+#: The findings as the report and the summary name them.
+NAMES = {
+    "f1": "1. part of speech stabilises before topic (SVCCA)",
+    "f1_probe": "1b. same, probe view",
+    "f2": "2. recurrent layers more tagger-like, embeddings less",
+    "f3": "3. embeddings of different tasks become task-specific",
+}
 
 
 def _final_losses(run: Path) -> tuple[float, float]:
@@ -106,27 +43,31 @@ def _final_losses(run: Path) -> tuple[float, float]:
     return rows[0]["valid_loss"], rows[-1]["valid_loss"]
 
 
-def _summary(cfg, run, f) -> list[dict]:
-    """Summary rows (single-seed: the study's models are trained from one seed)."""
-    scale = (
-        f"1 seed, {sim.resolve_epochs(cfg, run)} epochs, "
-        + (f"{cfg.data.max_train_tokens:,}" if cfg.data.max_train_tokens else "all")
-        + " training tokens per corpus"
+def _rule(finding: dict) -> str:
+    """The rule of a finding's parts (the first part's; they differ only in failed seeds)."""
+    per = finding["per_part"]
+    return next(iter(per.values())).rule if per else "no part could be measured: inconclusive"
+
+
+def _key_numbers(finding: dict) -> str:
+    """Per part: the effect (trained - baseline) mean [interval] across seeds."""
+    return (
+        "; ".join(
+            f"{part}: {fmt.mean_interval(v.effect, v.effect_lo, v.effect_hi, single='1 seed')}"
+            for part, v in finding["per_part"].items()
+        )
+        or "n/a"
     )
-    f1, f1b, f2, f3 = f["f1"], f["f1_probe"], f["f2"], f["f3"]
+
+
+def _summary(cfg, run, f) -> list[dict]:
+    """Summary rows (one per finding, decided across the study's seeds)."""
+    S = len(f["seeds"])
+    scale = scale_text(S, sim.resolve_epochs(cfg, run), cfg.data.max_train_tokens) + " per corpus"
     return [
-        summary_row("1. part of speech stabilises before topic (SVCCA)", f1["verdict"],
-                    f"POS earlier in {f1['earlier']}, later in {f1['later']} of "
-                    f"{len(f1['cells'])} cells", seeds=1, scale=scale),
-        summary_row("1b. same, probe view", f1b["verdict"],
-                    f"POS earlier in {f1b['earlier']}, later in {f1b['later']} of "
-                    f"{len(f1b['cells'])} cells", seeds=1, scale=scale),
-        summary_row("2. recurrent layers more tagger-like, embeddings less", f2["verdict"],
-                    "SVCCA change epoch 0 -> last (own init): " + (_changes(f2, "own") or "n/a"),
-                    seeds=1, scale=scale),
-        summary_row("3. embeddings of different tasks become task-specific", f3["verdict"],
-                    f"embedding SVCCA fell in {f3['fell']}, rose in {f3['rose']} task pairs",
-                    seeds=1, scale=scale),
+        summary_row(NAMES[k], f[k]["verdict"], _key_numbers(f[k]), seeds=S, scale=scale,
+                    rule=_rule(f[k]))
+        for k in ("f1", "f1_probe", "f2", "f3")
     ]  # fmt: skip
 
 
@@ -176,14 +117,12 @@ def similarity_stage(ctx, *, cfg: SimilarityConfig | None = None, corpora=None) 
         )
         for name, splits in corpora.items()
     }
+    seeds = sim.member_seeds(cfg, run)
     rows = [r for res in results.values() for r in res["rows"]]
     probes = [r for res in results.values() for r in res["probes"]]
-    idx = fnd.index(rows)
-    f1 = fnd.finding_pos_before_topic(idx, cfg)
-    f1b = fnd.finding_probe_view(probes, cfg)
-    f2 = fnd.finding_recurrent_vs_embedding(idx, cfg.min_effect)
-    f3 = fnd.finding_task_specific_embeddings(idx, cfg.min_effect)
-    findings = {"f1": f1, "f1_probe": f1b, "f2": f2, "f3": f3}
+    idxs = [fnd.index([r for r in rows if r["member"] == m]) for m in range(len(seeds))]
+    probes_m = [[r for r in probes if r["member"] == m] for m in range(len(seeds))]
+    findings = fnd.across_seeds(idxs, probes_m, seeds, cfg)
     out = workdir / "similarity"
     (out / "findings.json").write_text(json.dumps(findings, indent=1, default=fmt.jsonable))
     rep = workdir / "report"
@@ -192,7 +131,7 @@ def similarity_stage(ctx, *, cfg: SimilarityConfig | None = None, corpora=None) 
         figs.append(
             plots.plot_series(
                 rep / f"similarity_{name}_lm_vs_tagger.png",
-                idx,
+                idxs,
                 name,
                 "lm-vs-tagger",
                 ("svcca", "pwcca", "cka"),
@@ -202,18 +141,18 @@ def similarity_stage(ctx, *, cfg: SimilarityConfig | None = None, corpora=None) 
         figs.append(
             plots.plot_series(
                 rep / f"similarity_{name}_stability.png",
-                idx,
+                idxs,
                 name,
                 "vs-own-final",
                 ("svcca",),
                 f"{name}: SVCCA with the model's own final checkpoint",
             )
         )
-        if any(k[0] == name and k[1] == "tagger-vs-tagger" for k in idx):
+        if any(k[0] == name and k[1] == "tagger-vs-tagger" for k in idxs[0]):
             figs.append(
                 plots.plot_series(
                     rep / f"similarity_{name}_cross_task.png",
-                    idx,
+                    idxs,
                     name,
                     "tagger-vs-tagger",
                     ("svcca",),
@@ -268,79 +207,113 @@ def _changes(f2, init) -> str:
     return "; ".join(parts)
 
 
+def _parts_text(finding: dict, per_seed: str = "effect") -> str:
+    """Per part: label, mean [interval], baseline, effect [interval], and each seed's effect."""
+    out = []
+    for part, v in finding["per_part"].items():
+        f = (lambda e: f"{e:+.0f}") if per_seed == "order" else _fmt
+        seeds = ", ".join(f"{s}: {f(e)}" for s, e in zip(v.seeds_used, v.effects))
+        out.append(f"{part} {v.label}: {describe(v)}; {per_seed} per seed {seeds or 'n/a'}")
+    return "; ".join(out) or "no part could be measured"
+
+
 def _section(cfg, run, results, f, figs, seconds) -> str:
-    f1, f1b, f2, f3 = f["f1"], f["f1_probe"], f["f2"], f["f3"]
-    thr = cfg.stable_threshold
-    f2_text = _changes(f2, "own") or "no own-initialisation taggers with >= 2 checkpoints"
-    f2_shared = _changes(f2, "shared")
-    emb3 = [c for c in f3["cells"] if c[1] == "embedding"]
-    f3_text = (
-        f"embedding SVCCA fell in {f3['fell']} and rose in {f3['rose']} of {len(emb3)} task pairs; "
-        "mean "
-        + (
-            f"{fmt.fixed(np.mean([c[3] for c in emb3]))} -> {fmt.fixed(np.mean([c[4] for c in emb3]))}"
-            if emb3
-            else "n/a"
-        )
+    seeds, per_seed = f["seeds"], f["per_seed"]
+    S, thr = len(seeds), cfg.stable_threshold
+    f2_shared = "; ".join(
+        f"seed {sd}: {_changes(p['f2'], 'shared') or 'n/a'}" for sd, p in zip(seeds, per_seed)
     )
     runs_rows = []
     for name, res in results.items():
-        for r in res["runs"]:
-            a, b = _final_losses(r.path)
-            runs_rows.append((name, r.name, r.init, fmt.fixed(a), fmt.fixed(b)))
+        for sd, mem in zip(res["seeds"], res["members"]):
+            for r in mem["runs"]:
+                a, b = _final_losses(r.path)
+                runs_rows.append((name, sd, r.name, r.init, fmt.fixed(a), fmt.fixed(b)))
     f1_rows = [
-        (c, i, l, p, ep, fmt.fixed(mp), t, et, fmt.fixed(mt))
-        for c, i, l, p, ep, mp, t, et, mt in f1["cells"]
+        (sd, c, i, l, p, ep, fmt.fixed(mp), t, et, fmt.fixed(mt))
+        for sd, ps in zip(seeds, per_seed)
+        for c, i, l, p, ep, mp, t, et, mt in ps["f1"]["cells"]
+    ]
+    f1b_rows = [
+        (sd, c, l, p, fmt.epoch(e), t, fmt.epoch(e2))
+        for sd, ps in zip(seeds, per_seed)
+        for c, l, p, e, t, e2 in ps["f1_probe"]["cells"]
     ]
     f3_rows = [
-        (c, l, pair, fmt.fixed(a), fmt.fixed(b), _fmt(d)) for c, l, pair, a, b, d in f3["cells"]
+        (sd, c, l, pair, fmt.fixed(a), fmt.fixed(b), _fmt(d))
+        for sd, ps in zip(seeds, per_seed)
+        for c, l, pair, a, b, d in ps["f3"]["cells"]
     ]
     corp = ", ".join(
         f"{n} ({', '.join(t for t in cfg.tasks_of(n))}; {res['heldout']:,} held-out tokens)"
         for n, res in results.items()
     )
+    seeds_txt = (
+        f"{S} seeds per corpus ({', '.join(map(str, seeds))}): seed *m* trains its own language "
+        "model and taggers (folders `similarity/<corpus>/member-<m>/` for m >= 1), every "
+        "finding is computed per seed and decided across seeds with Student-t 95% intervals "
+        "(rule next to each verdict)"
+        if S > 1
+        else f"one seed ({seeds[0]}): no interval across seeds is available and every verdict is "
+        "**single-seed**"
+    )
+    rows = "\n".join(
+        f"| {NAMES[k]} | {verdict_text(f[k]['verdict'], S)} | {_parts_text(f[k], what)} | "
+        f"{_rule(f[k])} |"
+        for k, what in (("f1", "order"), ("f1_probe", "order"), ("f2", "change"),
+                        ("f3", "change"))
+    )  # fmt: skip
     return f"""## Representation similarity (SVCCA, PWCCA, linear CKA)
 
 {cfg.model.num_layers} x {cfg.model.hidden} {"Transformers" if cfg.model.kind == "transformer" else "LSTMs"} (embedding {cfg.model.emb_dim}), {sim.resolve_epochs(cfg, run)} epochs,
-{cfg.data.max_train_tokens or "all"} training tokens, seed {sim.resolve_seed(cfg, run)}, corpora {corp}. Per corpus a language model and a tagger
+{cfg.data.max_train_tokens or "all"} training tokens, {seeds_txt}; corpora {corp}. Per corpus and seed a language model and a tagger
 per task (predicting the next token's tag), each tagger from the language model's initialisation
 (*shared*) and{"" if cfg.own_init is None else f" (for {', '.join(cfg.own_init)})"} from its own seed
-(*own*). Every checkpoint is evaluated on the same held-out tokens (identical inputs for all models);
+(*own*: seed + 101 k). Every checkpoint is evaluated on the same held-out tokens (identical inputs for all models);
 comparisons per layer: SVCCA (keep {cfg.svcca_keep} of the variance), PWCCA (weights on the first
 model: the language model, or the earlier checkpoint), linear CKA. Probes: {cfg.probe_hidden}-unit MLPs
 on the language model's frozen activations predicting the current token's tag, trained on the first
 {cfg.probe_train_frac:.0%} of each held-out row and tested on the rest. Tables:
-`similarity/<corpus>/similarity.csv`, `probes.csv`; findings: `similarity/findings.json`
-({seconds:.0f} s in this invocation).
+`similarity/<corpus>/similarity.csv`, `probes.csv` (with `member`/`seed` columns); findings:
+`similarity/findings.json` ({seconds:.0f} s in this invocation).
 
-| finding (thesis) | this run | numbers |
-|---|---|---|
-| 1. part of speech stabilises before topic (taggers, SVCCA with own final checkpoint) | {verdict_text(f1["verdict"], 1)} | POS earlier in {f1["earlier"]}, later in {f1["later"]} of {len(f1["cells"])} (corpus, init, layer, task pair) cells; stable = SVCCA >= {thr} from that epoch on, ties broken by mean SVCCA before the last epoch (table below) |
-| 1b. same, probe view (LM probe reaches 90% of its best gain) | {verdict_text(f1b["verdict"], 1)} | POS earlier in {f1b["earlier"]}, later in {f1b["later"]} of {len(f1b["cells"])} (corpus, layer, task pair) cells: {"; ".join(f"{c} {l}: {p} {e} vs {t} {e2}" for c, l, p, e, t, e2 in f1b["cells"])} |
-| 2. recurrent layers grow more tagger-like, embeddings less (LM vs tagger) | {verdict_text(f2["verdict"], 1)} | mean SVCCA change epoch 0 -> last, own-init taggers: {f2_text}. (Shared init, epoch 1 -> last: {f2_shared or "n/a"}) |
-| 3. embeddings of different tasks start similar, become task-specific (shared-init taggers) | {verdict_text(f3["verdict"], 1)} | epoch 1 -> last: {f3_text} |
+| finding (thesis) | verdict | per part: trained mean [interval], baseline, effect [interval] across seeds; each seed's value | rule |
+|---|---|---|---|
+{rows}
 
-Every model here is trained from one seed ({sim.resolve_seed(cfg, run)}; the run's `seeds` does not
-apply to this study): no interval across seeds is available and every verdict is
-**single-seed**. Verdicts are decided per layer (per task pair for 3); parts that disagree are
-shown as "mixed". Changes within {cfg.min_effect} SVCCA count as no change (ties). With a shared initialisation every layer of a tagger equals the language model's at epoch 0
-(similarity exactly 1), so finding 2 starts from the own-initialisation taggers at epoch 0 and
-finding 3 from epoch 1.
+How each seed's value is measured. 1: per (corpus, init, layer, POS task, topic task) cell, the
+stabilisation epoch is the first from which SVCCA with the tagger's own final checkpoint stays
+>= {thr}, ties broken by the mean SVCCA before the last epoch (within {cfg.min_effect}: a tie); a
+layer's cells must agree within a seed (+1 POS first, -1 POS later, 0 otherwise). 1b: the same
+with the epoch at which the language model's probe reaches 90% of its best gain over epoch 0.
+Neither has an untrained counterpart, so their baseline is a shared 0. 2: LM-vs-tagger SVCCA
+averaged over the own-initialisation taggers, last epoch against epoch 0 (the untrained
+checkpoints), predicted down for the embedding and up for every LSTM layer (with a shared
+initialisation every layer is identical at epoch 0; shared init, epoch 1 -> last, per seed:
+{f2_shared or "n/a"}). 3: embedding SVCCA of two shared-init taggers of different tasks, last epoch
+against epoch 1 (epoch 0 is 1 by construction), predicted down. Margins: 0 for the orders of 1
+and 1b, `similarity.min_effect` = {cfg.min_effect} SVCCA for 2 and 3. Parts (layers; task pairs
+for 3) that disagree are shown as "mixed".
 
 {chr(10).join(f"![similarity]({p.name})" for p in figs)}
 
-<details><summary>finding 1: stabilisation epochs (SVCCA with own final >= {thr})</summary>
+<details><summary>finding 1: stabilisation epochs per seed (SVCCA with own final >= {thr})</summary>
 
-{table(["corpus", "init", "layer", "POS task", "epoch", "mean before last", "topic task", "epoch", "mean before last"], f1_rows)}
+{table(["seed", "corpus", "init", "layer", "POS task", "epoch", "mean before last", "topic task", "epoch", "mean before last"], f1_rows)}
 </details>
 
-<details><summary>finding 3: SVCCA between shared-init taggers of different tasks</summary>
+<details><summary>finding 1b: probe stabilisation epochs per seed</summary>
 
-{table(["corpus", "layer", "pair", "epoch 1", "last", "change"], f3_rows)}
+{table(["seed", "corpus", "layer", "POS task", "epoch", "topic task", "epoch"], f1b_rows)}
+</details>
+
+<details><summary>finding 3: SVCCA between shared-init taggers of different tasks, per seed</summary>
+
+{table(["seed", "corpus", "layer", "pair", "epoch 1", "last", "change"], f3_rows)}
 </details>
 
 <details><summary>runs (validation loss at epoch 0 and at the end)</summary>
 
-{table(["corpus", "run", "init", "valid loss, epoch 0", "valid loss, last"], runs_rows)}
+{table(["corpus", "seed", "run", "init", "valid loss, epoch 0", "valid loss, last"], runs_rows)}
 </details>
 """

@@ -11,6 +11,18 @@ token for token), giving ``(checkpoints, N, D)`` activation stacks per run and
 layer (embedding, each LSTM layer) for the comparisons in
 :mod:`jaxdyn.studies.similarity_analysis`.
 
+With ``similarity.seeds = S > 1`` the whole design is repeated per member: member
+``m`` (seed ``seed + m``) trains its own language model, its shared-init taggers
+(from THAT language model's initialisation) and its own-init taggers (seeds
+``seed + m + 101 k``) in ``member_root(root, m)``: ``root`` itself for member 0 (so a
+single-seed study's runs are member 0's, and raising S reuses them) and
+``root/member-<m>`` for the others. Each is an ordinary single-model run (resumable,
+checked against its config like any run). They are not trained as one population:
+:func:`jaxdyn.train.loop.train` gives every population member the same
+``init_params``, while member ``m``'s shared taggers need member ``m``'s language-model
+initialisation; and on the 2-core CPU a population step measured 0.94x the sequential
+steps (``benchmarks/RESULTS.md``), so separate runs cost nothing there.
+
 Topic-ordered corpora (EWT and Brown are stored genre by genre) are cut into
 spans of consecutive sentences and interleaved round-robin over genres
 (:func:`interleave_topics`), so that a truncated training prefix and the
@@ -45,6 +57,25 @@ def resolve_seed(cfg: SimilarityConfig, run=None) -> int:
     if cfg.seed is not None:
         return cfg.seed
     return 1111 if run is None else run.seed
+
+
+def resolve_seeds(cfg: SimilarityConfig, run=None) -> int:
+    """S, the study's members per corpus: its own ``seeds``, or the run's when it is None."""
+    if cfg.seeds is not None:
+        return cfg.seeds
+    return 1 if run is None else getattr(run, "seeds", 1)
+
+
+def member_seeds(cfg: SimilarityConfig, run=None) -> list[int]:
+    """Member ``m``'s seed: the study's seed + ``m`` (as a population's members)."""
+    seed = resolve_seed(cfg, run)
+    return [seed + m for m in range(resolve_seeds(cfg, run))]
+
+
+def member_root(root: Path, member: int) -> Path:
+    """Member ``member``'s run folders: ``root`` for member 0 (the single-seed study's
+    folders), ``root/member-<m>`` for the others."""
+    return Path(root) if member == 0 else Path(root) / f"member-{member}"
 
 
 def resolve_epochs(cfg: SimilarityConfig, run=None) -> int:
@@ -162,26 +193,31 @@ def train_corpus(
     *,
     run=None,
     progress: bool = True,
+    seed: int | None = None,
 ) -> tuple[list[RunSpec], dict[str, TaskData]]:
-    """Train (or resume) the language model and every tagger of one corpus.
+    """Train (or resume) the language model and every tagger of one corpus (one member).
 
     Args:
       corpus: corpus name (recorded in the run configs).
       splits: prepared ``train``/``valid``/``test`` splits (see :func:`prepare_corpus`).
       cfg: the study configuration.
-      root: ``workdir/similarity/<corpus>``; runs go to ``root/<run name>``.
+      root: the member's folder (:func:`member_root`); runs go to ``root/<run name>``.
       run: the run's config (fills the section's ``None`` epochs/seed).
+      seed: the member's seed (default: the study's, :func:`resolve_seed`); the shared
+        taggers start from this seed's language-model initialisation, the own-init
+        taggers use ``seed + 101 k``.
 
     Returns:
       ``(runs, tasks)``: the runs (language model first) and each task's
       ``TaskData`` keyed by task name (``lm`` included).
     """
-    seed = resolve_seed(cfg, run)
+    seed = resolve_seed(cfg, run) if seed is None else seed
     base = run_config(cfg, corpus, seed, run)
     lm_data = lm_task_from_tagged(splits, base.data)
     tasks = {"lm": lm_data}
     runs = [RunSpec("lm", "lm", "-", root / "lm")]
-    _log(progress, f"[similarity] {corpus}: training lm")
+    who = f"{corpus}, seed {seed}"
+    _log(progress, f"[similarity] {who}: training lm")
     train(base, runs[0].path, lm_data, progress=progress)
     lm_init = next(iter_checkpoints(runs[0].path, kinds=("init",))).params
     for k, task in enumerate(cfg.tasks_of(corpus)):
@@ -194,7 +230,7 @@ def train_corpus(
             jnp.zeros((base.data.batch_size, 1), jnp.int32),
         )["params"]
         shared = RunSpec(f"{task}-shared", task, "shared", root / f"{task}-shared")
-        _log(progress, f"[similarity] {corpus}: training {shared.name}")
+        _log(progress, f"[similarity] {who}: training {shared.name}")
         train(
             base,
             shared.path,
@@ -205,7 +241,7 @@ def train_corpus(
         runs.append(shared)
         if cfg.has_own(task):
             own = RunSpec(f"{task}-own", task, "own", root / f"{task}-own")
-            _log(progress, f"[similarity] {corpus}: training {own.name}")
+            _log(progress, f"[similarity] {who}: training {own.name}")
             own_cfg = dataclasses.replace(base, seed=seed + 101 * (k + 1))
             train(own_cfg, own.path, data, progress=progress)
             runs.append(own)
