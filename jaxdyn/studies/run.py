@@ -176,6 +176,13 @@ def _population_notice(workdir: Path, cfg: RunConfig, names: list[str]) -> None:
                 if own > 1
                 else f"trains its own single-seed models ({name}.seeds = {own})"
             )
+        elif name == "similarity":
+            what = (
+                f"trains its own models for each of {own} seeds (similarity.seeds; separate "
+                "runs per seed) and decides each finding across them"
+                if own > 1
+                else f"trains its own single-seed models (similarity.seeds = {own})"
+            )
         else:
             what = "trains its own single-seed models (seeds applies to the run's model only)"
         lines.append(f"- `{name}`: {what}")
