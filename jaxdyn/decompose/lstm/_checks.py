@@ -47,6 +47,29 @@ def require_host(what: str, name: str, **arrays) -> dict[str, np.ndarray]:
     return out
 
 
+def one_sentence(tokens, pairs, target, length):
+    """One sentence's DI arguments as a batch of one, for ``interdependence_batch``.
+
+    Args:
+      tokens: ``(T,)``; pairs: ``(P, 2)`` positions or ``(P, 2, 2)`` spans; target: int
+        or ``(P,)``; length: None or a scalar.
+
+    Returns:
+      ``(tokens (1, T), pairs (1, P, ...), target (1, P), lengths None or (1,))``, int32
+      (host arrays where the values are known, see :func:`as_int`).
+    """
+    tokens, pairs, target = as_int(tokens), as_int(pairs), as_int(target)
+    if tokens.ndim != 1 or pairs.ndim not in (2, 3) or pairs.shape[1:] not in ((2,), (2, 2)):
+        raise ValueError(
+            f"need tokens (T,), pairs (P, 2) or spans (P, 2, 2); got {tokens.shape}, {pairs.shape}"
+        )
+    target = (np if isinstance(target, np.ndarray) else jnp).broadcast_to(target, pairs.shape[:1])
+    if length is not None and np.ndim(length) != 0:
+        raise ValueError(f"length must be a scalar (one sentence), got shape {np.shape(length)}")
+    lengths = None if length is None else as_int(length).reshape(1)
+    return tokens[None], pairs[None], target[None], lengths
+
+
 def check_inputs(params, tokens, length, logit_ids=None) -> None:
     """Raise ValueError for out-of-range tokens, lengths or ``logit_ids`` (when their
     values are on the host; JAX would clamp a decoder row silently), or a length not

@@ -58,6 +58,7 @@ from jaxdyn.decompose.lstm._checks import (
     check_batch_shapes,
     check_inputs,
     check_pairs,
+    one_sentence,
     require_host,
 )
 from jaxdyn.decompose.lstm.cd import SPAN_BIAS
@@ -162,20 +163,11 @@ def interdependence(
     References:
       Saphra & Lopez (2020), Findings of EMNLP, Eq. 1; Murdoch et al. (2018), Eqs. 8-19.
     """
-    tokens, pairs, target = as_int(tokens), as_int(pairs), as_int(target)
-    if tokens.ndim != 1 or pairs.ndim not in (2, 3) or pairs.shape[1:] not in ((2,), (2, 2)):
-        raise ValueError(
-            f"need tokens (T,), pairs (P, 2) or spans (P, 2, 2); got {tokens.shape}, {pairs.shape}"
-        )
-    target = (np if isinstance(target, np.ndarray) else jnp).broadcast_to(target, pairs.shape[:1])
-    if length is not None and np.ndim(length) != 0:
-        raise ValueError(f"length must be a scalar (one sentence), got shape {np.shape(length)}")
+    tokens, pairs, target, lengths = one_sentence(tokens, pairs, target, length)
     if init_carry is not None:
         init_carry = jax.tree_util.tree_map(lambda z: jnp.asarray(z)[None], init_carry)
     out = interdependence_batch(
-        params, tokens[None], pairs[None], target[None],
-        lengths=None if length is None else as_int(length).reshape(1),
-        init_carry=init_carry, space=space, layer=layer, logit_ids=logit_ids,
+        params, tokens, pairs, target, lengths=lengths, init_carry=init_carry, space=space, layer=layer, logit_ids=logit_ids,
         decompose_output_gate=decompose_output_gate, span_bias=span_bias,
         upper_bias_in_span=upper_bias_in_span, mask_chunk=mask_chunk, schedule=schedule,
         parts=parts,

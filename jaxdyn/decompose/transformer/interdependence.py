@@ -44,7 +44,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.decompose.lstm._checks import as_int, check_batch_shapes, check_pairs, host_value
+from jaxdyn.decompose.lstm._checks import (
+    as_int,
+    check_batch_shapes,
+    check_pairs,
+    host_value,
+    one_sentence,
+)
 from jaxdyn.decompose.lstm.interdependence import SPACES, DIParts, pairs_and_targets
 from jaxdyn.decompose.transformer import rules as R
 from jaxdyn.decompose.transformer._checks import check_params, check_tokens, context_of
@@ -182,18 +188,10 @@ def interdependence(
     References:
       Saphra & Lopez (2020), Findings of EMNLP, Eq. 1; Hsu et al. (2025), ICLR, Sec. 3.
     """
-    tokens, pairs, target = as_int(tokens), as_int(pairs), as_int(target)
-    if tokens.ndim != 1 or pairs.ndim not in (2, 3) or pairs.shape[1:] not in ((2,), (2, 2)):
-        raise ValueError(
-            f"need tokens (T,), pairs (P, 2) or spans (P, 2, 2); got {tokens.shape}, {pairs.shape}"
-        )
-    target = (np if isinstance(target, np.ndarray) else jnp).broadcast_to(target, pairs.shape[:1])
-    if length is not None and np.ndim(length) != 0:
-        raise ValueError(f"length must be a scalar (one sentence), got shape {np.shape(length)}")
+    tokens, pairs, target, lengths = one_sentence(tokens, pairs, target, length)
     out = interdependence_batch(
-        params, tokens[None], pairs[None], target[None], heads=heads,
-        lengths=None if length is None else as_int(length).reshape(1), **kwargs,
-    )  # fmt: skip
+        params, tokens, pairs, target, heads=heads, lengths=lengths, **kwargs
+    )
     return jax.tree_util.tree_map(lambda v: v[0], out)
 
 
