@@ -456,6 +456,20 @@ def test_findings_across_seeds_on_constructed_numbers():
     # one seed: the single-seed rule (the seed decides alone), as before seeds existed
     one = decide(_seed_rows(-0.2, +0.2, -0.1, +1))
     assert [one[k]["verdict"] for k in ("f1", "f2", "f3")] == ["reproduced"] * 3
+
+    # probe view: POS probe first in seed 7; in seed 8 the POS probe never learns (no order:
+    # 0, not a failed seed), so the two seeds do not agree
+    def probes(pos, genre):
+        return [{"corpus": "c", "task": t, "layer": "lstm_0", "epoch": e, "test_acc": acc[e]}
+                for t, acc in (("pos", pos), ("genre", genre)) for e in range(4)]  # fmt: skip
+
+    fast, slow, flat = [0.1, 0.5, 0.5, 0.5], [0.1, 0.2, 0.3, 0.5], [0.1, 0.1, 0.1, 0.1]
+    idx = [fnd.index(_seed_rows(-0.2, +0.2, -0.1, +1))] * 2
+    pv = fnd.across_seeds(idx, [probes(fast, slow), probes(fast, slow)], (7, 8), cfg)
+    assert pv["f1_probe"]["verdict"] == "reproduced"
+    pv = fnd.across_seeds(idx, [probes(fast, slow), probes(flat, slow)], (7, 8), cfg)
+    v = pv["f1_probe"]["per_part"]["lstm_0"]
+    assert v.label == "inconclusive" and v.failed == () and v.effects == (1.0, 0.0)
     with pytest.raises(ValueError, match="2 seeds but 1"):
         fnd.across_seeds([fnd.index(gone)], [[]], (7, 8), cfg)
 

@@ -40,7 +40,8 @@ calls it single-seed):
   the similarity is 1 by construction), predicted down, margin ``min_effect``.
 
 A part missing or non-finite in a seed makes that seed failed for the part (listed,
-never averaged away). Parts are combined without voting
+never averaged away), except in 1b, where a part is missing when that seed's probes
+never gain ``min_effect`` over epoch 0: no order, so 0. Parts are combined without voting
 (:func:`jaxdyn.report.summary.combine`).
 """
 
@@ -344,11 +345,11 @@ def across_seeds(per_seed_idx, per_seed_probes, seeds, cfg) -> dict:
     per_seed = [per_seed_findings(i, p, cfg) for i, p in zip(per_seed_idx, per_seed_probes)]
     nan = float("nan")
     out = {"seeds": list(seeds)}
-    for key, what in (("f1", "POS first"), ("f1_probe", "POS probe first")):
+    for key, what, missing in (("f1", "POS first", nan), ("f1_probe", "POS probe first", 0.0)):
         parts = [f[key]["per_part"] for f in per_seed]
         out[key] = _result({
             part: decide(
-                [ORDER_VALUE[p[part]] if part in p else nan for p in parts], 0.0, direction=1,
+                [ORDER_VALUE[p[part]] if part in p else missing for p in parts], 0.0, direction=1,
                 margin=0.0, min_seeds=1, seeds=seeds,
                 quantity=f"the seed's agreed order (+1 {what} in every cell, -1 later, 0 split; "
                 "shared baseline 0: no untrained counterpart)",

@@ -285,7 +285,8 @@ How each seed's value is measured. 1: per (corpus, init, layer, POS task, topic 
 stabilisation epoch is the first from which SVCCA with the tagger's own final checkpoint stays
 >= {thr}, ties broken by the mean SVCCA before the last epoch (within {cfg.min_effect}: a tie); a
 layer's cells must agree within a seed (+1 POS first, -1 POS later, 0 otherwise). 1b: the same
-with the epoch at which the language model's probe reaches 90% of its best gain over epoch 0.
+with the epoch at which the language model's probe reaches 90% of its best gain over epoch 0
+(a seed whose probes never gain {cfg.min_effect} in a layer gives that layer the order 0).
 Neither has an untrained counterpart, so their baseline is a shared 0. 2: LM-vs-tagger SVCCA
 averaged over the own-initialisation taggers, last epoch against epoch 0 (the untrained
 checkpoints), predicted down for the embedding and up for every LSTM layer (with a shared

@@ -218,7 +218,8 @@ def train_corpus(
     runs = [RunSpec("lm", "lm", "-", root / "lm")]
     who = f"{corpus}, seed {seed}"
     _log(progress, f"[similarity] {who}: training lm")
-    train(base, runs[0].path, lm_data, progress=progress)
+    label = lambda name, s: f"{corpus} {name}, seed {s}"  # noqa: E731  (epoch lines)
+    train(base, runs[0].path, lm_data, progress=progress, label=label("lm", seed))
     lm_init = next(iter_checkpoints(runs[0].path, kinds=("init",))).params
     for k, task in enumerate(cfg.tasks_of(corpus)):
         data = tagger_task(splits, task, base.data, lm_data.vocab)
@@ -237,13 +238,14 @@ def train_corpus(
             data,
             progress=progress,
             init_params=share_initialisation(build_model(base, data), lm_init, own_tagger),
+            label=label(shared.name, seed),
         )
         runs.append(shared)
         if cfg.has_own(task):
             own = RunSpec(f"{task}-own", task, "own", root / f"{task}-own")
             _log(progress, f"[similarity] {who}: training {own.name}")
             own_cfg = dataclasses.replace(base, seed=seed + 101 * (k + 1))
-            train(own_cfg, own.path, data, progress=progress)
+            train(own_cfg, own.path, data, progress=progress, label=label(own.name, own_cfg.seed))
             runs.append(own)
     return runs, tasks
 
