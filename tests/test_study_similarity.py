@@ -336,7 +336,8 @@ def test_smoke_preset_on_real_ewt(data_dir, tmp_path):
     assert min(float(p["test_acc"]) for p in xpos) > float(
         xpos[0]["majority"]
     )  # trained LM activations beat the baseline
-    assert set(findings) == {"f1", "f1_probe", "f2", "f3"}
+    assert set(findings) == {"f1", "f1_probe", "f2", "f3", "seeds", "per_seed"}
+    assert len(findings["seeds"]) == 1  # the smoke preset's seeds = 1: one seed, as before
 
 
 def test_corpus_without_tasks_fails_before_training(tmp_path):
