@@ -66,6 +66,18 @@ def test_stage_key_parts():
     assert c == a
     # studies with their own models do not depend on the run's checkpoints
     assert cache.stage_key(cfg, "interactions", "/x", None)["checkpoints"] == ""
+    # a section with its own epochs and seed still follows the run's seeds (seeds=None)
+    own = override(cfg, ["interactions.epochs=2", "interactions.seed=5"])
+    one, three = (
+        cache.stage_key(override(own, [f"seeds={s}"]), "interactions", "/x", None)["config"]
+        for s in (1, 3)
+    )
+    assert one != three
+    fixed = override(own, ["interactions.seeds=2"])
+    assert (
+        cache.stage_key(fixed, "interactions", "/x", None)["config"]
+        == cache.stage_key(override(fixed, ["seeds=3"]), "interactions", "/x", None)["config"]
+    )
 
 
 def test_bad_data_dir_fails_before_training_naming_what_is_missing(tmp_path, capsys):

@@ -6,7 +6,7 @@ last successful run. The key has three parts, each a SHA-256 digest:
 
 - ``config``: the stage's config section (``cfg.<stage>``), plus the run's
   ``epochs``/``seed``/``seeds`` when the section inherits them (a ``None``
-  ``epochs`` or ``seed`` anywhere in it), plus the corpora folder;
+  ``epochs``, ``seed`` or ``seeds`` anywhere in it), plus the corpora folder;
 - ``checkpoints``: the run's checkpoint manifests (the SHA-256 of every
   checkpoint file, ``jaxdyn.checkpoint``) and training config, for stages that
   analyse the run's own model (every stage except those in :data:`OWN_MODELS`,
@@ -54,10 +54,12 @@ def code_digest() -> str:
 
 
 def _inherits(section: Any) -> bool:
-    """Whether a section dict has ``epochs``/``seed`` left ``None`` (following the run's)."""
+    """Whether a section dict has ``epochs``/``seed``/``seeds`` left ``None`` (following
+    the run's)."""
     if isinstance(section, dict):
         return any(
-            (k in ("epochs", "seed") and v is None) or _inherits(v) for k, v in section.items()
+            (k in ("epochs", "seed", "seeds") and v is None) or _inherits(v)
+            for k, v in section.items()
         )
     return False
 
