@@ -66,7 +66,7 @@ def test_findings_are_computed_from_the_table(run):
     work, data = run
     traj = per_type_trajectory(work, data.valid, progress=False)
     corr = frequency_correlations(traj, data.vocab, min_count=1)
-    f = findings([member_statistics(traj, corr, [], [])], seeds=[CFG.seed])
+    f = findings([member_statistics(traj, corr, {})], seeds=[CFG.seed])
     assert set(f["f1"]["per_layer"]) == {"embedding", "lstm_0", "lstm_1"}
     assert f["f3"]["verdict"] == "skipped"  # no POS classes given
     assert len(f["f4"]["te"]["lstm_0"]) == 3 and f["base_epoch"] == 0
@@ -92,6 +92,8 @@ def _member(rho_in, rho_t_act, rho_t_grad, fc, te):
         rho[("input", m, "act")] = dict(enumerate(rho_in[m]))
         rho[("target", m, "act")] = dict(enumerate(rho_t_act[m]))
         rho[("target", m, "act_grad")] = dict(enumerate(rho_t_grad[m]))
+    # fc: {layer: {epoch: diff}}, or (last, epoch 0) with epoch 1 equal to the last
+    fc = {m: v if isinstance(v, dict) else {0: v[1], 1: v[0], 2: v[0]} for m, v in fc.items()}
     return {"epochs": [0, 1, 2], "rho": rho, "fc": fc, "te": te}
 
 
@@ -157,3 +159,32 @@ def test_finding_2_is_judged_at_every_trained_epoch():
         and "(both halves over training: contradicted at epoch 1)" in text
     )
     assert text.count("over training") == 1  # lstm_1 agrees at every epoch
+
+
+def test_finding_3_is_judged_at_every_trained_epoch():
+    from jaxdyn.studies.sparsity.report import _f3_text
+
+    flat = {"lstm_0": [0.0, -0.3, -0.3], "lstm_1": [0.0, -0.3, -0.3]}
+    members = [
+        _member(
+            flat,
+            flat,
+            flat,
+            # lstm_0: function words' gradients more concentrated at the end, not at epoch 1
+            {"lstm_0": {0: 0.0, 1: 0.2 + j, 2: -0.5 - j}, "lstm_1": {0: 0.0, 1: -0.4, 2: -0.5 + j}},
+            {"lstm_0": [3.0, 2.5, 2.0], "lstm_1": [3.0, 2.5, 2.0]},
+        )
+        for j in (0.0, 0.01, 0.02)
+    ]
+    f = findings(members, seeds=[1, 2, 3])
+    assert f["f3"]["verdict"] == "reproduced"
+    assert f["f3"]["by_epoch"] == {
+        "lstm_0": {1: "contradicted", 2: "reproduced"},
+        "lstm_1": {1: "reproduced", 2: "reproduced"},
+    }
+    text = _f3_text(f["f3"])
+    assert "lstm_0 reproduced" in text and "(over training: contradicted at epoch 1)" in text
+    assert text.count("over training") == 1
+    # without gold POS the finding is skipped, not decided
+    f = findings([{**m, "fc": {}} for m in members], seeds=[1, 2, 3])
+    assert f["f3"]["verdict"] == "skipped" and "skipped" in _f3_text(f["f3"])

@@ -81,7 +81,7 @@ def test_sparsity_traces_every_block_tensor_and_matches_a_direct_computation(run
         np.testing.assert_allclose(float(got["mean"][w]), sums[w] / n, rtol=1e-4)
     assert "act_grad" in traj[2]["target"]["block_1.attn"]
     corrs = frequency_correlations(traj, data.vocab, min_count=1)
-    f = findings([member_statistics(traj, corrs, [], [])], seeds=[CFG.seed])
+    f = findings([member_statistics(traj, corrs, {})], seeds=[CFG.seed])
     # verdicts are over the word representations: embedding and the residual streams
     assert set(f["f1"]["per_layer"]) == {"embedding", "block_0", "block_1"}
 

@@ -16,8 +16,8 @@ across seeds), and the layers' verdicts are combined without voting
    concentrated gradients (rho < 0): both halves per layer; judged at the last epoch
    and at every trained epoch, as finding 1;
 3. function words' gradients are more concentrated than content words' at matched
-   frequency: difference < untrained difference - ``te_margin`` (last epoch only: the
-   matched difference is computed at the first and last epochs);
+   frequency: difference < untrained difference - ``te_margin``; judged at the last
+   epoch and at every trained epoch, as finding 1;
 4. concentration emerges over training: mean activation TE at the last epoch over
    epoch 0 below ``1 - drop_margin``; the epoch by which half of the drop happened.
 
@@ -81,23 +81,27 @@ def half_drop_epoch(epochs, values) -> int | None:
     return next(e for e, v in zip(epochs, values) if values[0] - v >= 0.5 * drop)
 
 
-def member_statistics(traj, corr, fc_last, fc_first, *, stat="te") -> dict:
+def member_statistics(traj, corr, fc_by_epoch, *, stat="te") -> dict:
     """The per-seed numbers the findings read, from one member's tables.
+
+    Args:
+      traj: the member's per-type trajectory ``{epoch: ...}``.
+      corr: its :func:`frequency_correlations` rows.
+      fc_by_epoch: ``{epoch: rows}`` of :func:`function_content` (empty without gold POS).
 
     Returns:
       ``{"epochs", "rho": {(keying, module, direction): {epoch: rho}}, "fc": {module:
-      (diff at last epoch, diff at epoch 0)}, "te": {module: [mean act TE per epoch]}}``.
+      {epoch: gradient TE diff}}, "te": {module: [mean act TE per epoch]}}``.
     """
     epochs = sorted(traj)
     rho = {}
     for r in corr:
         rho.setdefault((r["keying"], r["module"], r["direction"]), {})[r["epoch"]] = r["rho"]
-    first = {r["module"]: r["diff"] for r in fc_first if r["direction"] == "act_grad"}
-    fc = {
-        r["module"]: (r["diff"], first.get(r["module"], float("nan")))
-        for r in fc_last
-        if r["direction"] == "act_grad"
-    }
+    fc: dict[str, dict[int, float]] = {}
+    for e, rows in sorted(fc_by_epoch.items()):
+        for r in rows:
+            if r["direction"] == "act_grad":
+                fc.setdefault(r["module"], {})[e] = r["diff"]
     te = {
         m: [token_weighted_mean(traj, e, "input", m, "act", stat) for e in epochs]
         for m in modules_of(traj)
@@ -133,8 +137,8 @@ def findings(members, *, seeds, rho_margin=0.05, te_margin=0.05, drop_margin=0.0
     Returns:
       ``{"epochs", "base_epoch", "layers", "f1".."f4"}``; each finding has ``verdict``
       (a label or ``mixed (...)``) and ``per_layer``: ``{layer: Verdict}`` (``f2``: a pair
-      per layer; ``f1`` and ``f2``: also ``by_epoch``: ``{layer: {epoch: label}}``, every
-      epoch but the untrained one).
+      per layer; ``f1``, ``f2`` and ``f3``: also ``by_epoch``: ``{layer: {epoch: label}}``,
+      every epoch but the untrained one).
     """
     if not members:
         raise ValueError("findings: no members")
@@ -182,21 +186,21 @@ def findings(members, *, seeds, rho_margin=0.05, te_margin=0.05, drop_margin=0.0
         for m in rep
     }
     have_fc = all(m["fc"] for m in members)
-    f3 = (
-        {
-            m: decide(
-                [x["fc"][m][0] for x in members],
-                [x["fc"][m][1] if base is not None else 0.0 for x in members],
-                direction=-1,
-                margin=te_margin,
-                min_seeds=1,
-                seeds=seeds,
-                quantity="TE(function - content), trained - untrained",
-            )
-            for m in rep
-        }
-        if have_fc
-        else {}
+
+    def f3_at(m, e):
+        return decide(
+            [x["fc"].get(m, {}).get(e, np.nan) for x in members],
+            [x["fc"].get(m, {}).get(base, np.nan) if base is not None else 0.0 for x in members],
+            direction=-1,
+            margin=te_margin,
+            min_seeds=1,
+            seeds=seeds,
+            quantity="TE(function - content), trained - untrained",
+        )
+
+    f3 = {m: f3_at(m, last) for m in rep} if have_fc else {}
+    f3_epochs = (
+        {m: {e: f3_at(m, e).label for e in epochs if e != base} for m in rep} if have_fc else {}
     )
     f4, half = {}, {}
     for m in rep:
@@ -227,6 +231,7 @@ def findings(members, *, seeds, rho_margin=0.05, te_margin=0.05, drop_margin=0.0
         "f3": {
             "verdict": combine(f3) if f3 else "skipped",
             "per_layer": f3,
+            "by_epoch": f3_epochs,
         },
         "f4": {
             "verdict": combine(f4) if f4 else "inconclusive",

@@ -33,15 +33,23 @@ def _v(v) -> str:
 
 
 def _f1_text(f1) -> str:
+    """Per-layer verdicts of a finding judged at every epoch (1, and 3), naming the epochs
+    whose verdict differs from the last epoch's."""
     parts = []
     for m, v in f1["per_layer"].items():
-        other = differing_epochs(f1["by_epoch"][m], v.label)
+        other = differing_epochs(f1.get("by_epoch", {}).get(m, {}), v.label)
         over = "; ".join(
             f"{lab} at epoch{'s' if len(es) > 1 else ''} {fmt.ranges(es)}"
             for lab, es in other.items()
         )
         parts.append(f"{m} {_v(v)}" + (f" (over training: {over})" if over else ""))
     return "; ".join(parts)
+
+
+def _f3_text(f3) -> str:
+    if not f3["per_layer"]:
+        return "skipped: needs gold POS (pass --data-dir with UD English-EWT)"
+    return _f1_text(f3)
 
 
 def _f2_text(f2) -> str:
@@ -133,11 +141,13 @@ def sparsity_stage(ctx) -> dict:
     stats, corrs, fcs = [], {}, {}
     for m, traj in trajs.items():
         corrs[m] = frequency_correlations(traj, vocab, min_count=min_count)
-        first, last = min(traj), max(traj)
-        fc_l = function_content(traj, vocab, classes, last, min_count=min_count) if classes else []
-        fc_f = function_content(traj, vocab, classes, first, min_count=min_count) if classes else []
-        fcs[m] = fc_l
-        stats.append(member_statistics(traj, corrs[m], fc_l, fc_f))
+        fc = (
+            {e: function_content(traj, vocab, classes, e, min_count=min_count) for e in traj}
+            if classes
+            else {}
+        )
+        fcs[m] = fc.get(max(traj), [])
+        stats.append(member_statistics(traj, corrs[m], fc))
     f = findings(
         stats,
         seeds=seeds,
@@ -228,11 +238,7 @@ def _section(ctx, f, corrs, stream, n_rows, figs, seeds):
         else f"one seed ({seeds[0]}): no interval across seeds is available, so every verdict "
         "is **single-seed** (the seed's effect beyond the margin decides)"
     )
-    f3_text = (
-        "; ".join(f"{m} {_v(v)}" for m, v in f["f3"]["per_layer"].items())
-        if f["f3"]["per_layer"]
-        else "skipped: needs gold POS (pass --data-dir with UD English-EWT)"
-    )
+    f3_text = _f3_text(f["f3"])
     rows_f = [
         ("1. frequent input words have concentrated activations", f["f1"], _f1_text(f["f1"])),
         ("2. frequent target words: dispersed activations, concentrated gradients", f["f2"],
