@@ -80,9 +80,9 @@ def stage_key(cfg, name: str, workdir: Path, data_dir: Path | None) -> dict[str,
         config.update(epochs=cfg.epochs, seed=cfg.seed, seeds=cfg.seeds)
     key = {"config": _digest(config), "code": code_digest()}
     if name not in OWN_MODELS:
-        from jaxdyn.train.loop import _training_part
+        from jaxdyn.train.run_folder import training_part
 
-        training = _training_part(cfg.training_dict())
+        training = training_part(cfg.training_dict())
         key["checkpoints"] = _digest([checkpoints_digest(workdir), training])
     else:
         key["checkpoints"] = ""

@@ -1,7 +1,7 @@
 """Training: state, optimizers, jitted steps that emit traces, and the host loop."""
 
 from jaxdyn.train.build import build_model, capture_spec, optimizer_for
-from jaxdyn.train.loop import TrainResult, evaluate, load_run, train
+from jaxdyn.train.loop import TrainResult, evaluate, train
 from jaxdyn.train.optim import (
     PlateauState,
     get_learning_rate,
@@ -11,6 +11,7 @@ from jaxdyn.train.optim import (
     plateau_update,
     set_learning_rate,
 )
+from jaxdyn.train.run_folder import load_run
 from jaxdyn.train.state import TrainState, init_train_state
 from jaxdyn.train.step import make_analysis_step, make_eval_step, make_train_step, masked_xent
 from jaxdyn.train.tasks import Stream, TaskData, lm_task, load_task

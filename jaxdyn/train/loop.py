@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import signal
 import sys
 import threading
@@ -53,8 +52,8 @@ import jax.numpy as jnp
 import optax
 from tqdm.auto import tqdm
 
-from jaxdyn.checkpoint import CheckpointError, Trajectory
-from jaxdyn.config import TRAINING_KEYS, ConfigError, RunConfig
+from jaxdyn.checkpoint import Trajectory
+from jaxdyn.config import RunConfig
 from jaxdyn.models.taps import apply_model
 from jaxdyn.train.build import (  # noqa: F401  (re-exported: callers import them from here)
     build_model,
@@ -67,6 +66,7 @@ from jaxdyn.train.logs import Writer, epoch_row, history_array, ppl  # noqa: F40
 from jaxdyn.train.optim import (
     has_learning_rate,
 )
+from jaxdyn.train.run_folder import check_same_config
 from jaxdyn.train.schedule import demote_candidates, scheduled_kind
 from jaxdyn.train.single import (  # noqa: F401  (re-exported)
     Single,
@@ -80,9 +80,6 @@ from jaxdyn.train.tasks import TaskData
 
 #: A trace sink: called as ``sink(step, epoch, trace)`` on every captured step.
 TraceSink = Callable[[int, int, dict], None]
-
-#: Training keys that may differ when a run is resumed: ``epochs`` (extend a run).
-EXTENSIBLE_KEYS = ("epochs",)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -107,32 +104,6 @@ class TrainResult:
     seeds: list[int] | None = None
 
 
-def _training_part(d: dict) -> dict:
-    """The training keys of a (possibly older) config dict, defaults filled in."""
-    d = {k: v for k, v in d.items() if k in TRAINING_KEYS}
-    try:  # fills fields added since the file was written with their defaults
-        d = RunConfig.from_dict(d).training_dict()
-    except (TypeError, ValueError):
-        pass
-    d = json.loads(json.dumps(d))
-    d.get("data", {}).pop("data_dir", None)  # where the corpus lives may change between sessions
-    for k in EXTENSIBLE_KEYS:
-        d.pop(k, None)
-    return d
-
-
-def _differences(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """Dotted keys whose values differ between two nested dicts: ``(key, a, b)``."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out.extend(_differences(va, vb, f"{prefix}{k}."))
-        elif va != vb:
-            out.append((prefix + k, va, vb))
-    return out
-
-
 def _check_output_size(model, state: TrainState, batch_size: int, num_outputs: int) -> None:
     """A model given to :func:`train` must predict the task's ``num_outputs`` classes."""
     dummy = jnp.zeros((batch_size, 1), jnp.int32)
@@ -146,33 +117,6 @@ def _check_output_size(model, state: TrainState, batch_size: int, num_outputs: i
             f"{type(model).__name__} outputs {logits.shape[-1]} classes but the task has "
             f"{num_outputs} (len(data.out_vocab)); size the model for the task"
         )
-
-
-def config_differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
-    """Training keys (dotted) that differ between a run's config and a new one.
-
-    ``epochs`` (:data:`EXTENSIBLE_KEYS`) and ``data.data_dir`` are not compared.
-    """
-    return _differences(_training_part(old), _training_part(new))
-
-
-def _check_same_config(workdir: Path, cfg: RunConfig, has_checkpoints: bool) -> None:
-    path = workdir / "config.json"
-    if path.exists() and has_checkpoints:
-        diff = config_differences(json.loads(path.read_text()), cfg.training_dict())
-        if diff:
-            shown = "; ".join(f"{k}: {a!r} in the run, {b!r} now" for k, a, b in diff[:5])
-            more = f" (and {len(diff) - 5} more)" if len(diff) > 5 else ""
-            raise ConfigError(
-                f"{workdir} holds a run with a different config ({path}): {shown}{more}; "
-                "use another --workdir, or delete it to start over"
-            )
-    # the latest invocation's whole tree (study sections may change freely), written
-    # atomically by the first process only (all of them read it in a multi-process run)
-    if jax.process_index() == 0:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
-        tmp.replace(path)
 
 
 @contextlib.contextmanager
@@ -260,7 +204,7 @@ def train(
     writer = None
     try:
         # a config.json without checkpoints is a run that failed before starting: replace it
-        _check_same_config(workdir, cfg, bool(traj.all_steps()))
+        check_same_config(workdir, cfg, bool(traj.all_steps()))
         if jax.process_index() == 0:
             data.vocab.save(workdir / "vocab.json")
             data.out_vocab.save(workdir / "out_vocab.json")
@@ -428,14 +372,3 @@ def _default_label(workdir: Path) -> str:
         if (parent / "config.json").exists():
             return "/".join(here.relative_to(parent).parts)
     return workdir.name
-
-
-def load_run(workdir: str | Path) -> tuple[RunConfig, list[int]]:
-    """Config and valid checkpoint steps of a finished or running run."""
-    workdir = Path(workdir)
-    cfg = RunConfig.from_dict(json.loads((workdir / "config.json").read_text()))
-    with Trajectory(workdir, read_only=True) as traj:
-        steps = traj.valid_steps()
-    if not steps:
-        raise CheckpointError(f"no intact checkpoints under {workdir}")
-    return cfg, steps
