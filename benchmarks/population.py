@@ -26,6 +26,13 @@ cost, not speed).
     python benchmarks/population.py            # about 3-5 minutes on 2 cores
     python benchmarks/population.py --quick
     python benchmarks/population.py --mesh
+    python benchmarks/population.py --per-core   # one pinned 1-thread process per core
+
+``--per-core`` measures what the cores give when each runs its own members
+single-threaded (``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``,
+``taskset``), all started at one wall-clock moment, against one process stepping the
+same members in turn with XLA's threads over every core: inter-member against
+intra-op parallelism (what several ``jax.distributed`` processes on one host would do).
 """
 
 from __future__ import annotations
@@ -215,6 +222,56 @@ def _mesh_check(args) -> None:
     print(f"max |sharded - unsharded| over all parameters after {steps} steps: {diff:.3g}")
 
 
+SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def _core_child(args) -> None:
+    """One pinned, single-threaded process: ``--members`` sequential steps per round,
+    started at ``--start-at`` (wall clock) with its siblings; prints its finish time."""
+    run = sequential_contender(_batches(), args.members)
+    run(1)  # compile
+    while time.time() < args.start_at:
+        time.sleep(0.001)
+    run(args.rounds * args.steps)
+    print(f"FINISHED {time.time():.6f}", flush=True)
+
+
+def per_core(args) -> None:
+    """Members spread over the cores, one single-threaded process per core, against the
+    same members stepped in turn by one process using every core (XLA's threads)."""
+    cores = sorted(os.sched_getaffinity(0))
+    p = args.members
+    if p % len(cores):
+        raise SystemExit(f"--per-core needs --members divisible by the {len(cores)} cores")
+    n_steps = args.rounds * args.steps
+    env = {**os.environ, "XLA_FLAGS": SINGLE_THREAD}
+    start = time.time() + 30.0  # after every child has compiled
+    cmd = [sys.executable, __file__, "--core-child", "--members", str(p // len(cores))]
+    cmd += ["--rounds", str(args.rounds), "--steps", str(args.steps), "--start-at", str(start)]
+    procs = [
+        subprocess.Popen(
+            ["taskset", "-c", str(c), *cmd], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for c in cores
+    ]
+    ends = [float(pr.communicate()[0].split("FINISHED ")[1]) for pr in procs]
+    spread = max(ends) - start
+    seq = sequential_contender(_batches(), p)
+    seq(1)
+    t0 = time.perf_counter()
+    seq(n_steps)
+    together = time.perf_counter() - t0
+    tok = p * B * T * n_steps
+    print(f"# {p} models x {n_steps} steps each; load average {os.getloadavg()[0]:.2f} at the end")
+    print("| contender | time for 4 model steps (ms) | tokens/s | vs one process |")
+    print("|---|---|---|---|")
+    for name, t in (
+        (f"one process, {len(cores)} XLA threads, models in turn", together),
+        (f"{len(cores)} pinned 1-thread processes, {p // len(cores)} models each", spread),
+    ):
+        print(f"| {name} | {t / n_steps * 1e3:.1f} | {tok / t:,.0f} | {together / t:.2f}x |")
+
+
 def main():
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -225,6 +282,13 @@ def main():
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--mesh", action="store_true", help="also the 4-device CPU mesh check")
     ap.add_argument("--mesh-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--per-core",
+        action="store_true",
+        help="instead: one pinned single-threaded process per core vs one process (Linux)",
+    )
+    ap.add_argument("--core-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--default-malloc", action="store_true", help="glibc's malloc defaults")
     args = ap.parse_args()
     malloc = setup_process()
@@ -232,6 +296,12 @@ def main():
         args.rounds, args.steps = 3, 2
     if args.mesh_child:
         _mesh_check(args)
+        return
+    if args.core_child:
+        _core_child(args)
+        return
+    if args.per_core:
+        per_core(args)
         return
     import torch
 
