@@ -4,23 +4,8 @@ These are the model (:mod:`jaxdyn.models.transformer` only creates the parameter
 dropout and taps), so decompositions (``jaxdyn.decompose.transformer``) reuse them on a
 parameter tree. Layout of the tree: :mod:`jaxdyn.models.transformer`.
 
-Forward pass (eval mode; Vaswani et al. 2017 with
-the pre-LN placement of Xiong et al. 2020 and GPT-2's final LayerNorm)::
-
-    x_0   = E[tokens] + P[0:T]                       (rotary: x_0 = E[tokens])
-    a_l   = Attn_l(LN_1(x_{l-1}))                    # "block_{l}.attn"
-    r_l   = x_{l-1} + a_l
-    m_l   = W_out GELU(W_in LN_2(r_l) + b_in) + b_out  # "block_{l}.mlp"
-    x_l   = r_l + m_l                                # "block_{l}" (residual stream)
-    y     = LN_f(x_L)                                # "decoder_in"
-    logits = y W_dec^T + b_dec                       # "logits"
-
-    LN(x)  = (x - mean(x)) / sqrt(var(x) + 1e-5) * scale + bias   (biased variance)
-    Attn(h): q = h wq + bq, k = h wk + bk, v = h wv + bv, split into H heads;
-             (rotary: q, k rotated per head, see :func:`rotary`)
-             A = softmax(q k^T / sqrt(Dh) + causal mask)   # "attn_probs_{l}"
-             out = concat_h(A_h v_h) wo + bo
-    GELU is the exact (erf) GELU, as ``torch.nn.GELU()``.
+The equations they compute (eval mode; pre-LN with GPT-2's final LayerNorm, exact GELU)
+and the names of the tensors are in :mod:`jaxdyn.models.transformer`'s docstring.
 
 References:
   Vaswani et al. (2017), Attention is all you need, Eqs. 1-2 (attention, MLP); Xiong et
