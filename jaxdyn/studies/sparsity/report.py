@@ -32,16 +32,20 @@ def _v(v) -> str:
     return f"{v.label}: {describe(v)}"
 
 
+def _over_training(by_epoch: dict, final: str) -> str:
+    """The epochs whose verdict differs from ``final``: "contradicted at epochs 1-2; ..."."""
+    return "; ".join(
+        f"{lab} at epoch{'s' if len(es) > 1 else ''} {fmt.ranges(es)}"
+        for lab, es in differing_epochs(by_epoch, final).items()
+    )
+
+
 def _f1_text(f1) -> str:
     """Per-layer verdicts of a finding judged at every epoch (1, and 3), naming the epochs
     whose verdict differs from the last epoch's."""
     parts = []
     for m, v in f1["per_layer"].items():
-        other = differing_epochs(f1.get("by_epoch", {}).get(m, {}), v.label)
-        over = "; ".join(
-            f"{lab} at epoch{'s' if len(es) > 1 else ''} {fmt.ranges(es)}"
-            for lab, es in other.items()
-        )
+        over = _over_training(f1["by_epoch"][m], v.label)
         parts.append(f"{m} {_v(v)}" + (f" (over training: {over})" if over else ""))
     return "; ".join(parts)
 
@@ -55,11 +59,7 @@ def _f3_text(f3) -> str:
 def _f2_text(f2) -> str:
     parts = []
     for m, (a, g) in f2["per_layer"].items():
-        other = differing_epochs(f2["by_epoch"][m], both_halves(a, g))
-        over = "; ".join(
-            f"{lab} at epoch{'s' if len(es) > 1 else ''} {fmt.ranges(es)}"
-            for lab, es in other.items()
-        )
+        over = _over_training(f2["by_epoch"][m], both_halves(a, g))
         over = f" (both halves over training: {over})" if over else ""
         parts.append(f"{m}: activations {_v(a)}; gradients {_v(g)}{over}")
     return "; ".join(parts)
