@@ -43,3 +43,17 @@ def _release_compiled_programs():
     import jax
 
     jax.clear_caches()
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Figures the plotting code closes, kept open for inspection (and closed at teardown)."""
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+
+    kept, close = [], plt.close
+    monkeypatch.setattr(plt, "close", kept.append)
+    # no PNG encoding (the study tests check the files): the Axes are what is inspected
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: None)
+    yield kept
+    close("all")

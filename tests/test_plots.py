@@ -2,8 +2,6 @@
 
 import types
 
-import matplotlib
-import matplotlib.figure
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -21,17 +19,6 @@ from jaxdyn.studies.interactions.findings import correlations
 from jaxdyn.studies.similarity import findings as sim_findings
 from jaxdyn.studies.similarity import plots as sim_plots
 from jaxdyn.studies.sparsity import plots as sp_plots
-
-
-@pytest.fixture
-def figures(monkeypatch):
-    """Figures the plotting code closes, kept open for inspection."""
-    kept, close = [], plt.close
-    monkeypatch.setattr(plt, "close", kept.append)
-    # no PNG encoding (the study tests check the files): the Axes are what is inspected
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda self, *a, **k: None)
-    yield kept
-    close("all")
 
 
 def _ok(fig):

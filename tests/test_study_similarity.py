@@ -475,15 +475,12 @@ def test_findings_across_seeds_on_constructed_numbers():
         fnd.across_seeds([fnd.index(gone)], [[]], (7, 8), cfg)
 
 
-def test_figures_over_seeds_have_named_bands(tmp_path, monkeypatch):
-    import matplotlib.pyplot as plt
-
+def test_figures_over_seeds_have_named_bands(tmp_path, figures):
     from jaxdyn.report import check_figure
     from jaxdyn.studies.similarity import findings as fnd
     from jaxdyn.studies.similarity import plots
 
-    kept = []
-    monkeypatch.setattr(plt, "close", kept.append)
+    kept = figures
     idxs = [fnd.index(_seed_rows(-0.2, +0.2, -0.1, +1)), fnd.index(_seed_rows(-0.1, 0.3, 0, 0))]
     plots.plot_series(tmp_path / "a.png", idxs, "c", "lm-vs-tagger", ("svcca",), "c: LM")
     probes = [
@@ -499,4 +496,3 @@ def test_figures_over_seeds_have_named_bands(tmp_path, monkeypatch):
         assert any(c.get_paths() for ax in fig.axes for c in ax.collections)  # the bands
     texts = [t.get_text() for t in kept[0].legends[0].get_texts()]
     assert "shaded: 95% t-interval across seeds (2 seeds)" in texts
-    plt.close("all")

@@ -169,13 +169,14 @@ def seed_label(n: int) -> str:
     return f"mean of {n} seeds, band: {SEED_BAND}" if n > 1 else "1 seed"
 
 
-def seed_series(ax, x, curves, *, i: int, label: str, clip=None, f=None) -> None:
+def seed_series(ax, x, curves, *, i: int, label: str, clip=None, f=None, st=None) -> None:
     """Series ``i`` of a population: the mean over seeds of ``curves`` ``(S, X)`` (or one
     curve ``(X,)``) with its :func:`seed_band` band when ``S >= 2``, and one legend key per
     panel naming the band ("shaded: 95% t-interval across seeds (3 seeds)").
 
     ``f`` maps the statistic before drawing (e.g. ``np.exp`` for perplexity from loss:
-    applied to the mean and the interval ends); ``clip`` as in :func:`band`.
+    applied to the mean and the interval ends); ``clip`` as in :func:`band`; ``st``: the
+    line's style (default ``style(i)``).
     """
     c = np.asarray(curves, np.float64)
     mean, lo, hi = seed_band(c[None] if c.ndim == 1 else c)
@@ -184,7 +185,7 @@ def seed_series(ax, x, curves, *, i: int, label: str, clip=None, f=None) -> None
         mean = f(mean)
         lo, hi = (None, None) if lo is None else (f(lo), f(hi))
     ok = np.isfinite(mean)
-    st = style(i)
+    st = style(i) if st is None else st
     ax.plot(x[ok], mean[ok], label=label, **st)
     if lo is None:
         return

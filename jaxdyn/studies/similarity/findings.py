@@ -83,12 +83,13 @@ def _pre_final_mean(series):
     return float(np.mean([series[e] for e in epochs])) if epochs else float("nan")
 
 
-def _layer_key(name: str) -> int:
+def layer_key(name: str) -> int:
+    """Sort key of layer names: ``embedding`` first, then ``lstm_0``/``block_0``, ..."""
     return -1 if name == "embedding" else int(name.split("_")[-1])
 
 
 def _layers(idx):
-    return sorted({k[5] for k in idx}, key=_layer_key)
+    return sorted({k[5] for k in idx}, key=layer_key)
 
 
 def _part(corpora, corpus, layer) -> str:
@@ -284,7 +285,7 @@ def recurrent_ends(idx) -> dict:
     corpora = sorted({c for c, _ in ends})
     return {
         (_part(corpora, c, l), l): tuple(float(np.mean(v)) for v in ends[(c, l)])
-        for c, l in sorted(ends, key=lambda cl: (cl[0], _layer_key(cl[1])))
+        for c, l in sorted(ends, key=lambda cl: (cl[0], layer_key(cl[1])))
     }
 
 

@@ -10,20 +10,17 @@ verdicts use), named by a legend key and the figure title.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 from jaxdyn.report.plots import (
-    BAND_KEY,
     MARKERS,
-    SEED_BAND,
     epoch_axis,
     figure_legend,
     save_with_legend_space,
-    seed_band,
     seed_label,
+    seed_series,
     style,
 )
-from jaxdyn.studies.similarity.findings import _layer_key, _layers
+from jaxdyn.studies.similarity.findings import _layers, layer_key
 
 _INIT = {"shared": "shared init", "own": "own init"}
 _MARK = {"shared": "o", "own": "s"}
@@ -47,22 +44,13 @@ def _band_title(n_seeds: int) -> str:
 
 
 def _draw(ax, series: list[dict], label: str, st: dict) -> int:
-    """One curve: the mean over the seeds' ``{epoch: value}`` series with its 95% t-interval
-    band (:func:`jaxdyn.report.plots.seed_band`, clipped to [0, 1]) and, once per panel,
-    the legend key naming the band (as :func:`~jaxdyn.report.plots.seed_series`, with this
-    study's colours and markers). Returns the curve's last epoch."""
+    """One curve: the mean over the seeds' ``{epoch: value}`` series (at the epochs all
+    have) with its 95% t-interval band clipped to [0, 1]
+    (:func:`jaxdyn.report.plots.seed_series`, with this study's colours and markers).
+    Returns the curve's last epoch."""
     epochs = sorted(set.intersection(*(set(s) for s in series)))
-    x = np.array(epochs)
-    mean, lo, hi = seed_band([[s[e] for e in epochs] for s in series])
-    ok = np.isfinite(mean)
-    ax.plot(x[ok], mean[ok], label=label, **st)
-    if lo is not None:
-        lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
-        okb = ok & np.isfinite(lo) & np.isfinite(hi)
-        ax.fill_between(x[okb], lo[okb], hi[okb], color=st["color"], alpha=0.15, lw=0)
-        if not any(a.get_gid() == BAND_KEY for a in ax.collections):
-            ax.fill_between([], [], [], color="0.5", alpha=0.3, lw=0, gid=BAND_KEY,
-                            label=f"shaded: {SEED_BAND} ({len(series)} seeds)")  # fmt: skip
+    curves = [[s[e] for e in epochs] for s in series]
+    seed_series(ax, epochs, curves, i=0, label=label, clip=(0.0, 1.0), st=st)
     return int(max(epochs, default=0))
 
 
@@ -110,7 +98,7 @@ def plot_probes(path, probes, corpus):
     rows' ``member`` s with a 95% t-interval band when there are several)."""
     rows = [r for r in probes if r["corpus"] == corpus]
     tasks = sorted({r["task"] for r in rows})
-    layers = sorted({r["layer"] for r in rows}, key=_layer_key)
+    layers = sorted({r["layer"] for r in rows}, key=layer_key)
     members = sorted({r.get("member", 0) for r in rows})
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.2), squeeze=False)
     last = 0

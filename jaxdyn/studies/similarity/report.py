@@ -44,9 +44,17 @@ def _final_losses(run: Path) -> tuple[float, float]:
 
 
 def _rule(finding: dict) -> str:
-    """The rule of a finding's parts (the first part's; they differ only in failed seeds)."""
+    """The rules of a finding's parts: one if all parts share it, else each rule with the
+    parts it decides (finding 2 predicts the embedding down and the LSTM layers up)."""
     per = finding["per_part"]
-    return next(iter(per.values())).rule if per else "no part could be measured: inconclusive"
+    if not per:
+        return "no part could be measured: inconclusive"
+    by_rule: dict[str, list[str]] = {}
+    for part, v in per.items():
+        by_rule.setdefault(v.rule, []).append(part)
+    if len(by_rule) == 1:
+        return next(iter(by_rule))
+    return "; ".join(f"{', '.join(parts)}: {rule}" for rule, parts in by_rule.items())
 
 
 def _key_numbers(finding: dict) -> str:

@@ -43,9 +43,11 @@ import numpy as np
 from jaxdyn.data.corpora import TaggedCorpus
 from jaxdyn.models.kinds import layer_prefix, share_initialisation
 from jaxdyn.models.taps import initial_carry, is_recurrent
-from jaxdyn.studies._common import record_skipped, study_run_config
+from jaxdyn.studies._common import iter_selected, study_run_config
 from jaxdyn.studies.similarity.config import SimilarityConfig
+from jaxdyn.studies.similarity.findings import layer_key
 from jaxdyn.trace.spec import CaptureSpec
+from jaxdyn.train import population
 from jaxdyn.train.loop import build_model, train
 from jaxdyn.train.step import make_analysis_step
 from jaxdyn.train.tasks import Stream, TaskData, lm_task_from_tagged, tagger_task
@@ -63,13 +65,12 @@ def resolve_seeds(cfg: SimilarityConfig, run=None) -> int:
     """S, the study's members per corpus: its own ``seeds``, or the run's when it is None."""
     if cfg.seeds is not None:
         return cfg.seeds
-    return 1 if run is None else getattr(run, "seeds", 1)
+    return 1 if run is None else run.seeds
 
 
 def member_seeds(cfg: SimilarityConfig, run=None) -> list[int]:
     """Member ``m``'s seed: the study's seed + ``m`` (as a population's members)."""
-    seed = resolve_seed(cfg, run)
-    return [seed + m for m in range(resolve_seeds(cfg, run))]
+    return population.member_seeds(resolve_seed(cfg, run), resolve_seeds(cfg, run))
 
 
 def member_root(root: Path, member: int) -> Path:
@@ -328,8 +329,7 @@ def collect_activations(run: Path, tokens: np.ndarray) -> tuple[list[int], dict[
         for s in range(0, t, width)
     ]
     epochs, stacks = [], {}
-    record_skipped(run, "similarity.checkpoints")  # warn about and list corrupt ones
-    for ck in iter_checkpoints(run):
+    for ck in iter_selected(run, "all", "similarity.checkpoints"):  # lists corrupt ones
         parts: dict[str, list[np.ndarray]] = {}
         for batch in batches:
             _, trace, _ = analyse(ck.params, initial_carry(model, ck.params, b), batch)
@@ -345,5 +345,5 @@ def collect_activations(run: Path, tokens: np.ndarray) -> tuple[list[int], dict[
 
 
 def layer_order(names) -> list[str]:
-    """``embedding`` first, then ``lstm_0``, ``lstm_1``, ..."""
-    return sorted(names, key=lambda n: -1 if n == "embedding" else int(n.split("_")[-1]))
+    """``embedding`` first, then ``lstm_0``, ``lstm_1``, ... (:func:`findings.layer_key`)."""
+    return sorted(names, key=layer_key)
