@@ -29,6 +29,8 @@ def test_matched_difference_removes_frequency_confound():
     r = matched_difference(value, logf, group, bins=10, n_boot=200)
     assert naive < -0.3
     assert abs(r["diff"]) < 0.1 and r["lo"] < r["diff"] < r["hi"]
+    fast = matched_difference(value, logf, group, bins=10, n_boot=0)  # no interval
+    assert fast["diff"] == r["diff"] and np.isnan(fast["lo"]) and np.isnan(fast["hi"])
     r2 = matched_difference(value - 0.5 * group, logf, group, bins=10, n_boot=200)
     assert r2["hi"] < -0.3
     empty = matched_difference(value, logf, np.full(n, -1))

@@ -154,7 +154,7 @@ def matched_difference(
         Types with a non-finite value or log frequency are ignored too.
       bins: number of quantile bins (fewer when A's frequencies tie; one bin when
         all A types share one frequency).
-      n_boot: bootstrap resamples.
+      n_boot: bootstrap resamples; 0: the difference alone (``lo``/``hi`` NaN).
       seed: seed of the bootstrap (same seed, same interval).
     """
     value, log_freq = np.asarray(value, np.float64), np.asarray(log_freq, np.float64)
@@ -205,7 +205,7 @@ def matched_difference(
         stat([(rng.choice(a, len(a)), rng.choice(b, len(b))) for a, b in cells])
         for _ in range(n_boot)
     ]
-    lo, hi = np.percentile(boots, [2.5, 97.5])
+    lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
     return {
         "diff": stat(cells),
         "lo": float(lo),

@@ -58,17 +58,20 @@ def frequency_correlations(traj, vocab, *, stat="te", min_count=3) -> list[dict]
     return rows
 
 
-def function_content(traj, vocab, classes, epoch, *, stat="te", min_count=3) -> list[dict]:
-    """Function minus content words at matched frequency, per module and direction (input keying)."""
+def function_content(
+    traj, vocab, classes, epoch, *, stat="te", min_count=3, directions=DIRECTIONS, n_boot=1000
+) -> list[dict]:
+    """Function minus content words at matched frequency, per module and direction (input
+    keying); ``n_boot=0`` skips the bootstrap interval (``lo``/``hi`` NaN)."""
     logf = np.log(np.maximum(np.asarray(vocab.counts, np.float64), 1.0))
     rows = []
     for module in modules_of(traj):
-        for d in DIRECTIONS:
+        for d in directions:
             ids, mean, _ = series(traj, epoch, "input", module, d, stat, min_count)
             group = np.array(
                 [{"function": 1, "content": 0}.get(classes.get(vocab.itos[i], ""), -1) for i in ids]
             )
-            r = matched_difference(mean, logf[ids], group)
+            r = matched_difference(mean, logf[ids], group, n_boot=n_boot)
             rows.append({"epoch": epoch, "module": module, "direction": d, **r})
     return rows
 

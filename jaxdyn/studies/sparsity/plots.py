@@ -6,7 +6,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from jaxdyn.report.plots import (
-    SEED_BAND,  # noqa: F401  (report.py names its error bars)
     epoch_axis,
     legend,
     save,
@@ -14,7 +13,6 @@ from jaxdyn.report.plots import (
     seed_series,
     style,
 )
-from jaxdyn.report.plots import seed_band as _seed_band  # noqa: F401  (report.py's error bars)
 from jaxdyn.studies.sparsity.compute import DIRECTIONS, modules_of, series
 
 DIR_NAME = {"act": "activation", "act_grad": "gradient"}

@@ -11,6 +11,7 @@ import numpy as np
 from jaxdyn.report import format as fmt
 from jaxdyn.report import row as summary_row
 from jaxdyn.report import scale_text, table, verdict_text, write_section
+from jaxdyn.report.plots import SEED_BAND, seed_band
 from jaxdyn.studies.sparsity import plots
 from jaxdyn.studies.sparsity.compute import member_trajectories, modules_of, write_table
 from jaxdyn.studies.sparsity.findings import (
@@ -141,12 +142,19 @@ def sparsity_stage(ctx) -> dict:
     stats, corrs, fcs = [], {}, {}
     for m, traj in trajs.items():
         corrs[m] = frequency_correlations(traj, vocab, min_count=min_count)
-        fc = (
-            {e: function_content(traj, vocab, classes, e, min_count=min_count) for e in traj}
-            if classes
-            else {}
-        )
-        fcs[m] = fc.get(max(traj), [])
+        # finding 3 reads the gradients' difference at every epoch; the figure and the
+        # intervals need every direction, with its bootstrap, at the last epoch only
+        last = max(traj)
+        fc = {
+            e: function_content(
+                traj, vocab, classes, e, min_count=min_count, directions=("act_grad",), n_boot=0
+            )
+            for e in traj
+            if classes and e != last
+        }
+        if classes:
+            fc[last] = function_content(traj, vocab, classes, last, min_count=min_count)
+        fcs[m] = fc.get(last, [])
         stats.append(member_statistics(traj, corrs[m], fc))
     f = findings(
         stats,
@@ -191,11 +199,8 @@ def _figures(ctx, trajs, corrs, fcs, stats, f, vocab, seeds, min_count):
         labels = [f"{r['module']}\n{DIR_NAME[r['direction']]}" for r in fcs[0]]
         d = np.array([[r["diff"] for r in fcs[k]] for k in sorted(fcs)], np.float64)
         if len(seeds) > 1:
-            band = [plots._seed_band(d[:, [j]]) for j in range(d.shape[1])]
-            mean = np.array([b[0][0] for b in band])
-            lo = np.array([np.nan if b[1] is None else b[1][0] for b in band])
-            hi = np.array([np.nan if b[2] is None else b[2][0] for b in band])
-            what = f"{plots.SEED_BAND} ({len(seeds)} seeds)"
+            mean, lo, hi = seed_band(d)
+            what = f"{SEED_BAND} ({len(seeds)} seeds)"
         else:
             mean = d[0]
             lo = np.array([r["lo"] for r in fcs[0]])
