@@ -175,7 +175,8 @@ def seed_series(ax, x, curves, *, i: int, label: str, clip=None, f=None, st=None
     panel naming the band ("shaded: 95% t-interval across seeds (3 seeds)").
 
     ``f`` maps the statistic before drawing (e.g. ``np.exp`` for perplexity from loss:
-    applied to the mean and the interval ends); ``clip`` as in :func:`band`; ``st``: the
+    applied to the mean and the interval ends); ``clip``: ``(lo, hi)`` range of the
+    statistic the band is clipped to (a correlation's stays in [-1, 1]); ``st``: the
     line's style (default ``style(i)``).
     """
     c = np.asarray(curves, np.float64)

@@ -52,6 +52,25 @@ def combine(parts: Mapping[str, object]) -> str:
     return "mixed (" + ", ".join(f"{k} {_SHORT.get(v, v)}" for k, v in named.items()) + ")"
 
 
+def over_training(by_epoch: Mapping[int, str], final: str) -> str:
+    """The epochs whose verdict differs from the final one, as text for a report:
+    ``"contradicted at epochs 1-2; inconclusive at epoch 4"`` ("" when none differs).
+
+    Args:
+      by_epoch: ``{epoch: verdict label}`` of a finding judged at every epoch.
+      final: the finding's verdict label (at the last epoch).
+    """
+    from jaxdyn.report.format import ranges
+
+    other: dict[str, list[int]] = {}
+    for e, lab in sorted(by_epoch.items()):
+        if lab != final:
+            other.setdefault(lab, []).append(e)
+    return "; ".join(
+        f"{lab} at epoch{'s' if len(es) > 1 else ''} {ranges(es)}" for lab, es in other.items()
+    )
+
+
 def verdict_text(word: str, n_seeds: int) -> str:
     """``**word**``, with ``(single-seed)`` when one seed decided it."""
     return f"**{word}**" + (" (single-seed)" if n_seeds == 1 else "")

@@ -14,6 +14,7 @@ from jaxdyn.report import format as fmt
 from jaxdyn.report import row as summary_row
 from jaxdyn.report import save, scale_text, table, verdict_text, write_section
 from jaxdyn.report.plots import cell_format, epoch_axis, legend, seed_label, seed_series
+from jaxdyn.report.summary import over_training
 from jaxdyn.studies._common import model_text
 from jaxdyn.studies.interactions.findings import (
     SPACES,
@@ -114,16 +115,6 @@ def write_skipped(workdir: Path, reason: str) -> None:
     )
 
 
-def _over_training(by_epoch, final) -> str:
-    other = {}
-    for e, lab in sorted(by_epoch.items()):
-        if lab != final:
-            other.setdefault(lab, []).append(e)
-    return "; ".join(
-        f"{lab} at epoch{'s' if len(es) > 1 else ''} {fmt.ranges(es)}" for lab, es in other.items()
-    )
-
-
 def write_outputs(workdir: Path, cols, config, lm_cfg, *, n_sentences: int, source: str) -> dict:
     """CSV, findings JSON, figures and the report section; returns the findings.
 
@@ -161,7 +152,7 @@ def write_outputs(workdir: Path, cols, config, lm_cfg, *, n_sentences: int, sour
     for d in dists:
         vh, vl = h["per_distance"][f"d={d}"], lg["per_distance"][f"d={d}"]
         n = next(r["n"] for r in corr["di_hidden"] if r["seq_dist"] == d and r["epoch"] == last)
-        rows.append((d, n, vh.label, describe(vh), _over_training(h["by_epoch"][f"d={d}"],
+        rows.append((d, n, vh.label, describe(vh), over_training(h["by_epoch"][f"d={d}"],
                      vh.label) or "same at every epoch", vl.label, describe(vl)))  # fmt: skip
     epochs = sorted({r["epoch"] for r in corr["di_hidden"]})
     members = sorted({r["member"] for r in corr["di_hidden"]})

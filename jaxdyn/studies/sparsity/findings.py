@@ -243,12 +243,3 @@ def findings(members, *, seeds, rho_margin=0.05, te_margin=0.05, drop_margin=0.0
             "te": {m: np.mean([x["te"][m] for x in members], axis=0).tolist() for m in rep},
         },
     }
-
-
-def differing_epochs(by_epoch: dict[int, str], final: str) -> dict[str, list[int]]:
-    """``{label: [epochs]}`` of the epochs whose verdict differs from ``final``."""
-    out: dict[str, list[int]] = {}
-    for e, lab in sorted(by_epoch.items()):
-        if lab != final:
-            out.setdefault(lab, []).append(e)
-    return out

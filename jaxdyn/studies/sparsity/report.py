@@ -12,11 +12,11 @@ from jaxdyn.report import format as fmt
 from jaxdyn.report import row as summary_row
 from jaxdyn.report import scale_text, table, verdict_text, write_section
 from jaxdyn.report.plots import SEED_BAND, seed_band
+from jaxdyn.report.summary import over_training
 from jaxdyn.studies.sparsity import plots
 from jaxdyn.studies.sparsity.compute import member_trajectories, modules_of, write_table
 from jaxdyn.studies.sparsity.findings import (
     both_halves,
-    differing_epochs,
     findings,
     frequency_correlations,
     function_content,
@@ -33,20 +33,12 @@ def _v(v) -> str:
     return f"{v.label}: {describe(v)}"
 
 
-def _over_training(by_epoch: dict, final: str) -> str:
-    """The epochs whose verdict differs from ``final``: "contradicted at epochs 1-2; ..."."""
-    return "; ".join(
-        f"{lab} at epoch{'s' if len(es) > 1 else ''} {fmt.ranges(es)}"
-        for lab, es in differing_epochs(by_epoch, final).items()
-    )
-
-
 def _f1_text(f1) -> str:
     """Per-layer verdicts of a finding judged at every epoch (1, and 3), naming the epochs
     whose verdict differs from the last epoch's."""
     parts = []
     for m, v in f1["per_layer"].items():
-        over = _over_training(f1["by_epoch"][m], v.label)
+        over = over_training(f1["by_epoch"][m], v.label)
         parts.append(f"{m} {_v(v)}" + (f" (over training: {over})" if over else ""))
     return "; ".join(parts)
 
@@ -60,7 +52,7 @@ def _f3_text(f3) -> str:
 def _f2_text(f2) -> str:
     parts = []
     for m, (a, g) in f2["per_layer"].items():
-        over = _over_training(f2["by_epoch"][m], both_halves(a, g))
+        over = over_training(f2["by_epoch"][m], both_halves(a, g))
         over = f" (both halves over training: {over})" if over else ""
         parts.append(f"{m}: activations {_v(a)}; gradients {_v(g)}{over}")
     return "; ".join(parts)
