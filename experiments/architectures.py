@@ -26,15 +26,15 @@ from pathlib import Path
 
 KINDS = ("lstm", "transformer")
 DEFAULT_STAGES = ("sparsity", "similarity", "attention", "interactions", "bottom_up")
-#: The study sections whose models follow the compared kind.
-STUDY_MODELS = ("similarity", "interactions", "bottom_up")
 
 
 def kind_config(cfg, kind: str):
-    """``cfg`` with the run's and every study's models of ``kind``."""
+    """``cfg`` with the run's and every study's models of ``kind`` (the studies that train
+    their own models: ``jaxdyn.studies.cache.OWN_MODELS``)."""
     from jaxdyn.config import override
+    from jaxdyn.studies.cache import OWN_MODELS
 
-    sets = [f"model.kind={kind}", *(f"{s}.model.kind={kind}" for s in STUDY_MODELS)]
+    sets = [f"model.kind={kind}", *(f"{s}.model.kind={kind}" for s in sorted(OWN_MODELS))]
     if kind == "transformer":
         bptt = max(cfg.interactions.data.bptt, cfg.interactions.max_words + 1)
         sets.append(f"interactions.data.bptt={bptt}")

@@ -157,9 +157,8 @@ class Trajectory:
         """Demote the ``steps`` checkpoints of kind ``steps`` (a retention rule's
         candidates), newest first, stopping at the first one already parameters-only
         (older ones were demoted by earlier calls). Other kinds are left alone."""
-        existing = set(self.all_steps())
         for step in sorted(steps, reverse=True):
-            if step not in existing:
+            if not self._finished(step):
                 continue
             kind = self._read_meta(step).get("kind")
             if kind == PARAMS_KIND:
@@ -168,6 +167,8 @@ class Trajectory:
                 self.demote(step, target_params)
 
     def _delete(self, step: int) -> None:
+        if step not in self._mngr.all_steps():  # written after this manager last looked
+            self._mngr.reload()
         self._mngr.delete(step)
         (self._manifests / f"{step}.json").unlink(missing_ok=True)
 

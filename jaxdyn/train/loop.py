@@ -68,10 +68,8 @@ from jaxdyn.train.optim import (
 )
 from jaxdyn.train.run_folder import check_same_config
 from jaxdyn.train.schedule import demote_candidates, scheduled_kind
-from jaxdyn.train.single import (  # noqa: F401  (re-exported)
+from jaxdyn.train.single import (  # noqa: F401  (chunk_offset, evaluate: re-exported)
     Single,
-    _emit,
-    _meta,
     chunk_offset,
     evaluate,
 )

@@ -51,6 +51,8 @@ from jaxdyn.train.population import (
     shard_population,
     take_member,
 )
+from jaxdyn.train.single import _meta as single_meta
+from jaxdyn.train.single import chunk_offset
 from jaxdyn.train.tasks import Stream
 
 
@@ -92,9 +94,6 @@ class Population:
     """
 
     def __init__(self, cfg, model, tx, spec, batch_size: int, init_params, mesh):
-        from jaxdyn.train.loop import chunk_offset
-
-        self._offset = chunk_offset
         self.cfg, self.model, self.batch_size = cfg, model, batch_size
         self.seeds = member_seeds(cfg.seed, cfg.seeds)
         self.size = len(self.seeds)
@@ -123,7 +122,7 @@ class Population:
             return place_batch(stream.chunk(position, bptt), self.mesh)
         n = stream.num_chunks(bptt)
         chunks = [
-            stream.chunk((position + self._offset(s, epoch, n)) % n, bptt) for s in self.seeds
+            stream.chunk((position + chunk_offset(s, epoch, n)) % n, bptt) for s in self.seeds
         ]
         stacked = {k: np.stack([np.asarray(c[k]) for c in chunks]) for k in chunks[0]}
         return place_batch(stacked, self.mesh, per_member=True)
@@ -203,8 +202,6 @@ class Population:
         )
 
     def meta(self, cfg, data, epoch, chunk, plateaus, history, kind, losses):
-        from jaxdyn.train.loop import _meta as single_meta
-
         meta = single_meta(cfg, data, epoch, chunk, PlateauState(), history, kind)
         meta["plateau_best"] = [p.best if math.isfinite(p.best) else 1e30 for p in plateaus]
         meta["population"] = {"size": self.size, "seeds": list(self.seeds)}

@@ -56,6 +56,8 @@ def config_differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
 
 
 def check_same_config(workdir: Path, cfg: RunConfig, has_checkpoints: bool) -> None:
+    """Refuse to resume ``workdir`` with other training keys (ConfigError naming them),
+    then record ``cfg`` as the run's ``config.json`` (first process only)."""
     path = workdir / "config.json"
     if path.exists() and has_checkpoints:
         diff = config_differences(json.loads(path.read_text()), cfg.training_dict())

@@ -166,8 +166,7 @@ def _meta(cfg, data, epoch, chunk, plateau, history, kind):
 
 
 def _emit(trace, sinks, writer, step_no, epoch):
-    means = jax.device_get(batch_means(trace))
-    pg = jax.device_get(trace["reduced"].get("param_grad", {}))
+    means, pg = jax.device_get((batch_means(trace), trace["reduced"].get("param_grad", {})))
     row = {"step": step_no, "epoch": epoch, **{k: float(v) for k, v in means.items()}}
     for path, stats in pg.items():
         row[f"param_grad/{path}/te"] = float(stats["te"]) if "te" in stats else None
