@@ -11,6 +11,7 @@ from jaxdyn.analysis.weight_metrics import (
     entry_metrics,
     global_l2,
     matrix_metrics,
+    tree_l2,
     tree_metrics,
     tree_metrics_eager,
 )
@@ -125,6 +126,13 @@ def eval_path(tree, path):
 def test_global_l2_and_errors():
     t = {"a": jnp.array([3.0, 0.0]), "b": jnp.array([[4.0]])}
     np.testing.assert_allclose(global_l2(t), 5.0)
+    # per leaf: the l2 of tree_metrics, keyed alike; a float64 sum of squares by hand
+    rng = np.random.default_rng(3)
+    tree = {"w": {"k": rng.normal(size=(5, 3))}, "b": rng.normal(size=4)}
+    got = tree_l2(jax.tree_util.tree_map(jnp.asarray, tree))
+    assert set(got) == {"w/k", "b"} == set(tree_metrics(tree))
+    for name, x in (("w/k", tree["w"]["k"]), ("b", tree["b"])):
+        np.testing.assert_allclose(got[name], np.sqrt(sum(v * v for v in x.ravel())), rtol=1e-6)
     with pytest.raises(ValueError, match="empty"):
         global_l2({})
     with pytest.raises(ValueError, match="matrix"):

@@ -39,7 +39,7 @@ import numpy as np
 
 from jaxdyn.analysis import pairwise
 from jaxdyn.analysis.per_type import stats_from_trace
-from jaxdyn.analysis.weight_metrics import global_l2, tree_metrics
+from jaxdyn.analysis.weight_metrics import tree_l2, tree_metrics
 from jaxdyn.config import PhasesConfig  # (first: the config tree imports study configs)
 from jaxdyn.models.kinds import layer_prefix
 from jaxdyn.models.taps import apply_model, initial_carry
@@ -207,11 +207,6 @@ def checkpoint_rows(
             yield {**base, "family": family, "metric": metric, "value": v}
 
 
-@jax.jit
-def _leaf_l2(tree):
-    return jax.tree_util.tree_map(lambda x: jnp.sqrt(jnp.sum(jnp.square(x))), tree)
-
-
 def _gradient_rows(grad_step, model, params, stream, bptt, n_chunks) -> dict:
     """Global and per-tensor L2 of the mean loss gradient over the first training chunks."""
     carry = initial_carry(model, params, stream.inputs.shape[0])
@@ -222,10 +217,9 @@ def _gradient_rows(grad_step, model, params, stream, bptt, n_chunks) -> dict:
         total, count = total + t, count + c
     count = float(count)
     grads = jax.tree_util.tree_map(lambda x, n=count: x / n, g_sum)
-    out = {("grad", "global_l2"): float(global_l2(grads))}
-    flat = {}
-    _flat("", jax.device_get(_leaf_l2(grads)), flat)
-    out.update({("grad", f"{path}/l2"): float(v) for path, v in flat.items()})
+    l2 = jax.device_get(tree_l2(grads))
+    out = {("grad", "global_l2"): float(np.sqrt(sum(float(v) ** 2 for v in l2.values())))}
+    out.update({("grad", f"{path}/l2"): float(v) for path, v in l2.items()})
     out[("loss", "train_batch")] = float(total) / count
     return out
 
