@@ -184,6 +184,11 @@ def test_all_pairs_and_engine(setup):
     )
     with pytest.raises(ValueError, match="no decomposition engine"):
         engine("gru")
+    from jaxdyn.decompose import interdependence_batch_for
+
+    assert interdependence_batch_for("lstm", None) is engine("lstm").interdependence_batch
+    bound = interdependence_batch_for("transformer", H)
+    assert bound.func is cdt.interdependence_batch and bound.keywords == {"heads": H}
 
 
 def test_bad_inputs(setup):

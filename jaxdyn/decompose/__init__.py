@@ -15,6 +15,7 @@ References:
   EMNLP, Eq. 1 (DI); Hsu et al. (2025), ICLR, Sec. 3 (CD-T).
 """
 
+import functools
 import importlib
 from types import ModuleType
 
@@ -55,6 +56,13 @@ def engine(kind: str) -> ModuleType:
     return importlib.import_module(f"jaxdyn.decompose.{kind}")
 
 
+def interdependence_batch_for(kind: str, heads: int | None = None):
+    """``engine(kind).interdependence_batch`` with the model's ``heads`` bound when the
+    kind needs them (the Transformer's CD-T), so callers need not special-case it."""
+    fn = engine(kind).interdependence_batch
+    return fn if kind == "lstm" else functools.partial(fn, heads=heads)
+
+
 __all__ = [
     "KINDS",
     "SCHEDULES",
@@ -71,6 +79,7 @@ __all__ = [
     "forward_layer",
     "interdependence",
     "interdependence_batch",
+    "interdependence_batch_for",
     "span_beta",
     "zero_carry_single",
 ]

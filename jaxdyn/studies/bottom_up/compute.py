@@ -44,7 +44,7 @@ import numpy as np
 from jaxdyn.config.sections import DataConfig, ModelConfig
 from jaxdyn.data.batching import batchify
 from jaxdyn.data.synthetic import CLOSE, BracketConfig, BracketData, as_vocab, generate_brackets
-from jaxdyn.decompose import engine, interdependence_batch
+from jaxdyn.decompose import interdependence_batch, interdependence_batch_for
 from jaxdyn.studies._common import iter_selected, study_run_config
 from jaxdyn.studies.bottom_up.config import EVAL_SETS, MEASURES, BottomUpConfig
 from jaxdyn.train.tasks import Stream, TaskData
@@ -162,9 +162,11 @@ def closing_measures(
     if np.any(close >= seq.shape[1]) or np.any(seq[np.arange(n), close] != CLOSE):
         raise ValueError("sequences do not hold ')' at open_pos + rule_length + 1")
     size = min(chunk, n)
-    batch_fn, extra = interdependence_batch, {}
-    if model is not None and model.kind != "lstm":
-        batch_fn, extra = engine(model.kind).interdependence_batch, {"heads": model.heads}
+    batch_fn = (
+        interdependence_batch
+        if model is None
+        else interdependence_batch_for(model.kind, model.heads)
+    )
     parts: dict[str, list] = {k: [] for k in MEASURES}
     for s in range(0, n, size):
         idx = np.arange(s, s + size) % n  # pad the last call by wrapping around
@@ -175,7 +177,6 @@ def closing_measures(
             (op[idx] + rule_length)[:, None],
             space=("hidden", "logits"),
             parts=True,
-            **extra,
         )
         lg = res["logits"]
         beta = jnp.stack([lg.beta_x[:, 0], lg.beta_y[:, 0], lg.beta_xy[:, 0]])

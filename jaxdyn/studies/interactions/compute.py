@@ -132,15 +132,14 @@ def batch_kernel(kind: str, model):
     and the logits); both take a :class:`Batch` and return ``(di_hidden, di_logits)``."""
     if kind == "lstm":
         return batch_di
-    from jaxdyn.decompose import engine
+    from jaxdyn.decompose import interdependence_batch_for
 
-    eng = engine(kind)
+    batch = interdependence_batch_for(kind, model.heads)
 
     def di(params, b):
-        out = eng.interdependence_batch(
-            params, b.tokens, b.pairs, b.targets, lengths=b.lengths,
-            space=("hidden", "logits"), heads=model.heads,
-        )  # fmt: skip
+        out = batch(
+            params, b.tokens, b.pairs, b.targets, lengths=b.lengths, space=("hidden", "logits")
+        )
         return np.asarray(out["hidden"]), np.asarray(out["logits"])
 
     return di
