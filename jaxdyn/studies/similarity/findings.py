@@ -194,6 +194,7 @@ def finding_probe_view(probes, cfg) -> dict:
 
 def finding_recurrent_vs_embedding(idx, tol: float) -> dict:
     change = defaultdict(lambda: defaultdict(list))  # (corpus, init) -> layer -> [delta]
+    own_ends = defaultdict(list)  # (corpus, layer) -> [(last, epoch 0)] of own-init taggers
     for k, s in idx.items():
         corpus, comp, _, init, _, layer, metric = k
         if comp != "lm-vs-tagger" or metric != "svcca":
@@ -203,19 +204,22 @@ def finding_recurrent_vs_embedding(idx, tol: float) -> dict:
         if start is None or start == epochs[-1]:
             continue
         change[(corpus, init)][layer].append(s[epochs[-1]] - s[start])
+        if init == "own":
+            own_ends[(corpus, layer)].append((s[epochs[-1]], s[start]))
     means = defaultdict(dict)  # corpus -> init -> layer -> mean change
     for (corpus, init), d in sorted(change.items()):
         means[corpus][init] = {l: float(np.mean(v)) for l, v in d.items()}
-    per_corpus, parts = [], {}
+    per_corpus, parts, ends = [], {}, {}
     for corpus, m in ((c, d.get("own", {})) for c, d in means.items()):
         if "embedding" not in m:
             continue
-        for l, v in m.items():
+        for l, v in sorted(m.items(), key=lambda lv: layer_key(lv[0])):
             want = -1 if l == "embedding" else 1
             s_ = int(np.sign(v)) if abs(v) > tol else 0
-            parts[_part(list(means), corpus, l)] = [
-                True if s_ == want else (False if s_ == -want else None)
-            ]
+            part = _part(list(means), corpus, l)
+            parts[part] = [True if s_ == want else (False if s_ == -want else None)]
+            last, start = np.mean(own_ends[(corpus, l)], axis=0)
+            ends[part] = {"layer": l, "last": float(last), "start": float(start)}
         sign = {l: int(np.sign(v)) if abs(v) > tol else 0 for l, v in m.items()}
         rec = [v for l, v in sign.items() if l != "embedding"]
         ok = sign["embedding"] < 0 and all(v > 0 for v in rec)
@@ -231,13 +235,14 @@ def finding_recurrent_vs_embedding(idx, tol: float) -> dict:
     return {
         "mean_change": dict(means),
         "ok": verdict_,
+        "ends": ends,
         **{k: comb[k] for k in ("verdict", "per_part")},
     }
 
 
 def finding_task_specific_embeddings(idx, tol: float) -> dict:
     """Finding 3, per task pair (embedding SVCCA epoch 1 -> last: fell = yes, rose = no)."""
-    cells, fell, rose, parts = [], 0, 0, {}
+    cells, fell, rose, parts, ends = [], 0, 0, {}, {}
     corpora = sorted({k[0] for k in idx})
     for k, s in sorted(idx.items()):
         corpus, comp, task, init, other, layer, metric = k
@@ -253,7 +258,8 @@ def finding_task_specific_embeddings(idx, tol: float) -> dict:
             rose += d > tol
             key = f"{task} vs {other}" if len(corpora) == 1 else f"{corpus} {task} vs {other}"
             parts[key] = [True if d < -tol else (False if d > tol else None)]
-    return {"cells": cells, "fell": fell, "rose": rose, **_combined(parts)}
+            ends[key] = {"last": s[epochs[-1]], "start": s[epochs[1]]}
+    return {"cells": cells, "fell": fell, "rose": rose, "ends": ends, **_combined(parts)}
 
 
 # ----------------------------------------------------------------------------- across seeds
@@ -270,39 +276,6 @@ def per_seed_findings(idx, probes, cfg) -> dict:
         "f2": finding_recurrent_vs_embedding(idx, cfg.min_effect),
         "f3": finding_task_specific_embeddings(idx, cfg.min_effect),
     }
-
-
-def recurrent_ends(idx) -> dict:
-    """Finding 2's numbers: ``{part: (last, epoch 0)}``, LM-vs-tagger SVCCA averaged over
-    the own-init taggers of each (corpus, layer) (parts named as the verdicts)."""
-    ends = defaultdict(lambda: ([], []))
-    for k, s in idx.items():
-        corpus, comp, _, init, _, layer, metric = k
-        epochs = sorted(s)
-        if comp == "lm-vs-tagger" and metric == "svcca" and init == "own" and len(epochs) > 1:
-            ends[(corpus, layer)][0].append(s[epochs[-1]])
-            ends[(corpus, layer)][1].append(s[epochs[0]])
-    corpora = sorted({c for c, _ in ends})
-    return {
-        (_part(corpora, c, l), l): tuple(float(np.mean(v)) for v in ends[(c, l)])
-        for c, l in sorted(ends, key=lambda cl: (cl[0], layer_key(cl[1])))
-    }
-
-
-def task_pair_ends(idx) -> dict:
-    """Finding 3's numbers: ``{part: (last, epoch 1)}``, embedding SVCCA of each pair of
-    shared-init taggers (>= 3 checkpoints)."""
-    corpora = sorted({k[0] for k in idx})
-    out = {}
-    for k, s in sorted(idx.items()):
-        corpus, comp, task, init, other, layer, metric = k
-        epochs = sorted(s)
-        if (comp, init, layer, metric) != ("tagger-vs-tagger", "shared", "embedding", "svcca"):
-            continue
-        if len(epochs) >= 3:
-            key = f"{task} vs {other}" if len(corpora) == 1 else f"{corpus} {task} vs {other}"
-            out[key] = (s[epochs[-1]], s[epochs[1]])
-    return out
 
 
 def _parts(dicts) -> list:
@@ -357,26 +330,28 @@ def across_seeds(per_seed_idx, per_seed_probes, seeds, cfg) -> dict:
             )
             for part in _parts(parts)
         })  # fmt: skip
-    ends = [recurrent_ends(i) for i in per_seed_idx]
+
+    def ends_of(key, part, end):
+        return [f[key]["ends"][part][end] if part in f[key]["ends"] else nan for f in per_seed]
+
+    layer = {p: e["layer"] for f in per_seed for p, e in f["f2"]["ends"].items()}
     out["f2"] = _result({
         part: decide(
-            [e[(part, l)][0] if (part, l) in e else nan for e in ends],
-            [e[(part, l)][1] if (part, l) in e else nan for e in ends],
-            direction=-1 if l == "embedding" else 1, margin=cfg.min_effect, min_seeds=1,
-            seeds=seeds, quantity="LM-vs-own-tagger SVCCA, last epoch - epoch 0 (untrained)",
+            ends_of("f2", part, "last"), ends_of("f2", part, "start"),
+            direction=-1 if layer[part] == "embedding" else 1, margin=cfg.min_effect,
+            min_seeds=1, seeds=seeds,
+            quantity="LM-vs-own-tagger SVCCA, last epoch - epoch 0 (untrained)",
         )
-        for part, l in _parts(ends)
+        for part in _parts([f["f2"]["ends"] for f in per_seed])
     })  # fmt: skip
-    pairs = [task_pair_ends(i) for i in per_seed_idx]
     out["f3"] = _result({
         part: decide(
-            [e[part][0] if part in e else nan for e in pairs],
-            [e[part][1] if part in e else nan for e in pairs],
+            ends_of("f3", part, "last"), ends_of("f3", part, "start"),
             direction=-1, margin=cfg.min_effect, min_seeds=1, seeds=seeds,
             quantity="embedding SVCCA of the two shared-init taggers, last epoch - epoch 1 "
             "(epoch 0 is 1 by construction)",
         )
-        for part in _parts(pairs)
+        for part in _parts([f["f3"]["ends"] for f in per_seed])
     })  # fmt: skip
     out["per_seed"] = per_seed
     return out
