@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.analysis._linalg import sample_weights
+from jaxdyn.analysis._linalg import GRAM_TIERS, sample_weights
 from jaxdyn.analysis.pairwise import pairwise
 from jaxdyn.analysis.similarity import cca_factor, svcca
 from jaxdyn.runtime import tune_host_allocator
@@ -244,13 +244,17 @@ def vs_google(path, rounds, quick):
     print(f"# OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
     print(f"# XLA_FLAGS={os.environ.get('XLA_FLAGS', 'unset')}; allocator: {ALLOCATOR}")
     print(f"# load average at start: {os.getloadavg()}")
-    conds = []
-    for v in xs.astype(np.float64):  # which tier of the Gram method the views take
-        lam = np.linalg.eigvalsh(np.cov(v, rowvar=False))[::-1]
-        conds.append(np.sqrt(lam[0] / lam[-1]))
+    tiers, ratios = [], []
+    for v in xs.astype(np.float64):  # which tier of the Gram method each view takes
+        lam = np.maximum(np.linalg.eigvalsh(np.cov(v, rowvar=False))[::-1], 0)
+        before = np.cumsum(lam) - lam  # kept: the 0.99-variance prefix, as _variance_mask
+        kept = max(int(np.sum(before < 0.99 * lam.sum())), 1)
+        ratios.append(lam[kept - 1] / lam[0])
+        tiers.append(0 if ratios[-1] > GRAM_TIERS[0] else (1 if ratios[-1] > GRAM_TIERS[1] else 2))
     print(
-        f"# condition numbers of the centred views {min(conds):.1f}-{max(conds):.1f}: Gram "
-        f"method tier {'0 (basis never formed)' if max(conds) ** 2 < 1e3 else '1 or 2'}"
+        f"# smallest kept / largest eigenvalue of the centred views {min(ratios):.3g}-"
+        f"{max(ratios):.3g}: Gram method tiers {sorted(set(tiers))} (0: basis never formed; "
+        f"thresholds jaxdyn.analysis._linalg.GRAM_TIERS = {GRAM_TIERS})"
     )
     try:
         cca_core, gpw = _load_google(path)
