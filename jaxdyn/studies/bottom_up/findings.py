@@ -147,8 +147,11 @@ def _never(t, epochs) -> int:
     return int(epochs[-1]) + 1 if t is None else int(t)
 
 
-def across_seeds(per_seed: list[dict], seeds, config) -> dict:
+def across_seeds(per_seed: list[dict], seeds, config, names=None) -> dict:
     """Decide (a), (a') and (b) per condition (rule length) across seeds, then combine.
+
+    ``names``: ``{condition: name}`` the combined verdicts of (a) and (a') use for the
+    conditions (the report's, e.g. "L8, bracket-only conduits"); default the raw names.
 
     Per seed ``i`` (one :func:`findings` dict each, same conditions and epochs):
 
@@ -170,6 +173,10 @@ def across_seeds(per_seed: list[dict], seeds, config) -> dict:
 
     seeds = tuple(seeds)
     first = per_seed[0]
+
+    def named(parts):
+        return {(names or {}).get(n, n): v for n, v in parts.items()}
+
     a, a2, b = {}, {}, {}
     for name in first["a_detail"]:
         trained = [f["a_detail"][name]["mean_acc_diff"] for f in per_seed]
@@ -201,7 +208,7 @@ def across_seeds(per_seed: list[dict], seeds, config) -> dict:
         )  # fmt: skip
     return {
         "seeds": list(seeds),
-        "a": {"verdict": combine(a), "per_condition": a},
-        "a2": {"verdict": combine(a2), "per_condition": a2},
+        "a": {"verdict": combine(named(a)), "per_condition": a},
+        "a2": {"verdict": combine(named(a2)), "per_condition": a2},
         "b": {"verdict": combine(b), "per_rule_length": b},
     }

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdyn.report import combine, scale_text, table, verdict_text, write_section
 from jaxdyn.report import format as fmt
 from jaxdyn.report import row as summary_row
+from jaxdyn.report import scale_text, table, verdict_text, write_section
 from jaxdyn.studies._common import model_text
 from jaxdyn.studies.bottom_up import plots
 from jaxdyn.studies.bottom_up.config import EVAL_SETS, MEASURES
 from jaxdyn.studies.bottom_up.findings import ACC_MARGIN, across_seeds, findings, summarise
 from jaxdyn.studies.verdicts import describe
+from jaxdyn.train.population import member_seeds
 
 ORDER, NAME = 50, "bottom_up"
 
@@ -99,11 +100,12 @@ def write_outputs(workdir: Path, per_member, config, lm_cfg) -> dict:
     """
     workdir = Path(workdir)
     out, rep = workdir / "bottom_up", workdir / "report"
-    seeds = [lm_cfg.seed + m for m in range(len(per_member))]
+    seeds = member_seeds(lm_cfg.seed, len(per_member))
     summaries = [summarise(r) for r in per_member]
     n_rows = write_tables(out, per_member, summaries, seeds)
     per_seed = [findings(r, sm, config) for r, sm in zip(per_member, summaries)]
-    f = {**across_seeds(per_seed, seeds, config), "per_seed": per_seed}
+    names = {n: plots.condition_name(n, per_member[0]) for n in per_member[0]}  # as reported
+    f = {**across_seeds(per_seed, seeds, config, names), "per_seed": per_seed}
     results, mean = per_member[0], mean_summary(summaries)
     S, last = len(seeds), max(max(r["epochs"]) for r in results.values())
     who = f"mean of {S} seeds" if S > 1 else f"seed {seeds[0]}"
@@ -123,8 +125,6 @@ def write_outputs(workdir: Path, per_member, config, lm_cfg) -> dict:
         ),
     ]  # fmt: skip
     cond = lambda n: plots.condition_name(n, results)  # noqa: E731
-    for k in ("a", "a2"):  # the verdicts name the conditions as the report does
-        f[k]["verdict"] = combine({cond(n): v for n, v in f[k]["per_condition"].items()})
     (out / "findings.json").write_text(json.dumps(f, indent=1, default=fmt.jsonable))
     a_txt = "; ".join(
         f"{cond(n)} {v.label}: {describe(v)}; half-rise epoch bank vs fresh set per seed: "
